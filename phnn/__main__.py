@@ -1,0 +1,5 @@
+import sys
+
+from phnn.cli import main
+
+sys.exit(main())
