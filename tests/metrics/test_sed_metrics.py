@@ -1,0 +1,134 @@
+"""SED metrics against hand-computed TP/FP/FN and S/D/I."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from phnn.metrics import DCASESegmentScore, L3DAS21FrameScore
+
+
+def slots(frames: int, events: list[tuple[int, int, int]], batch: int = 1) -> torch.Tensor:
+    """(batch, frames, 14, 3) zeros with ones at (frame, class, slot) in item 0."""
+    x = torch.zeros(batch, frames, 14, 3)
+    for frame, cls, slot in events:
+        x[0, frame, cls, slot] = 1
+    return x
+
+
+def test_frame_score_counts_per_class_slots() -> None:
+    # frame 0: class 2 true ×2, pred ×1 → TP 1, FN 1; class 5 pred only → FP 1
+    # frame 1: class 2 true ×1, pred ×3 → TP 1, FP 2
+    target = slots(2, [(0, 2, 0), (0, 2, 1), (1, 2, 0)])
+    preds = slots(2, [(0, 2, 0), (0, 5, 0), (1, 2, 0), (1, 2, 1), (1, 2, 2)])
+    metric = L3DAS21FrameScore()
+    metric.update(preds.flatten(2), target.flatten(2))  # the (B, T, 42) layout
+    assert (metric.tp.item(), metric.fp.item(), metric.fn.item()) == (2, 3, 1)
+    out = metric.compute()
+    p, r = 2 / 5, 2 / 3
+    assert out["precision"].item() == pytest.approx(p)
+    assert out["recall"].item() == pytest.approx(r)
+    assert out["f_score"].item() == pytest.approx(2 * p * r / (p + r))
+
+
+def test_frame_score_slot_position_does_not_matter_and_accumulates() -> None:
+    metric = L3DAS21FrameScore()
+    metric.update(slots(1, [(0, 0, 2)]), slots(1, [(0, 0, 0)]))
+    metric.update(slots(1, [(0, 1, 0)]), slots(1, [(0, 3, 0)]))
+    assert (metric.tp.item(), metric.fp.item(), metric.fn.item()) == (1, 1, 1)
+    assert metric.compute()["f_score"].item() == pytest.approx(0.5)
+
+
+def test_frame_score_with_locations_needs_distance_below_threshold() -> None:
+    target = slots(1, [(0, 4, 0), (0, 4, 1)])
+    preds = slots(1, [(0, 4, 0), (0, 4, 1)])
+    t_loc = torch.zeros(1, 1, 14, 3, 3)
+    p_loc = torch.zeros(1, 1, 14, 3, 3)
+    t_loc[0, 0, 4, 0] = torch.tensor([0.0, 0.0, 0.0])
+    t_loc[0, 0, 4, 1] = torch.tensor([5.0, 0.0, 0.0])
+    # pred slot 0 near true slot 1, pred slot 1 far from both true events
+    p_loc[0, 0, 4, 0] = torch.tensor([4.0, 0.0, 0.0])
+    p_loc[0, 0, 4, 1] = torch.tensor([10.0, 0.0, 0.0])
+    metric = L3DAS21FrameScore(max_distance=2.0)
+    metric.update(preds, target, p_loc, t_loc)
+    assert (metric.tp.item(), metric.fp.item(), metric.fn.item()) == (1, 1, 1)
+
+
+def test_location_matching_is_a_maximum_matching() -> None:
+    # pred 0 is close to both true events, pred 1 only to true 0: the best assignment matches both
+    target = slots(1, [(0, 1, 0), (0, 1, 1)])
+    preds = slots(1, [(0, 1, 0), (0, 1, 1)])
+    t_loc = torch.zeros(1, 1, 14, 3, 3)
+    p_loc = torch.zeros(1, 1, 14, 3, 3)
+    t_loc[0, 0, 1, 1] = torch.tensor([1.5, 0.0, 0.0])
+    p_loc[0, 0, 1, 0] = torch.tensor([1.0, 0.0, 0.0])
+    p_loc[0, 0, 1, 1] = torch.tensor([-1.0, 0.0, 0.0])
+    metric = L3DAS21FrameScore()
+    metric.update(preds, target, p_loc, t_loc)
+    assert metric.tp.item() == 2
+
+
+def test_frame_score_without_events_is_zero_not_nan() -> None:
+    metric = L3DAS21FrameScore()
+    metric.update(slots(3, []), slots(3, []))
+    out = metric.compute()
+    assert [out[k].item() for k in ("precision", "recall", "f_score")] == [0.0, 0.0, 0.0]
+
+
+def test_segment_score_hand_computed() -> None:
+    # 25 frames → segments [0-9], [10-19], [20-24] (partial, counted)
+    # seg 0: ref {0, 1}, sys {0, 2}        → TP 1, FN 1, FP 1 → S 1
+    # seg 1: ref {3},    sys {}            → FN 1 → D 1
+    # seg 2: ref {},     sys {4, 5}        → FP 2 → I 2
+    target = slots(25, [(0, 0, 0), (9, 1, 2), (15, 3, 0)])
+    preds = slots(25, [(3, 0, 1), (5, 2, 0), (22, 4, 0), (24, 5, 1)])
+    metric = DCASESegmentScore()
+    metric.update(preds, target)
+    assert (metric.substitutions.item(), metric.deletions.item(), metric.insertions.item()) == (1, 1, 2)
+    assert metric.reference.item() == 3
+    out = metric.compute()
+    assert out["error_rate"].item() == pytest.approx(4 / 3)
+    # TP 1, FP 3, FN 2 over (segment, class) pairs
+    assert out["f1"].item() == pytest.approx(2 / (2 + 3 + 2))
+
+
+def test_segment_score_segments_restart_per_batch_item() -> None:
+    # item 0 active at frame 9 (segment 0), item 1 predicted at frame 0 of its own clip: same class
+    target = torch.zeros(2, 10, 42)
+    preds = torch.zeros(2, 10, 42)
+    target[0, 9, 0] = 1
+    preds[1, 0, 0] = 1
+    metric = DCASESegmentScore()
+    metric.update(preds, target)
+    assert (metric.deletions.item(), metric.insertions.item()) == (1, 1)
+
+
+def test_segment_error_rate_without_reference_events() -> None:
+    metric = DCASESegmentScore()
+    metric.update(slots(10, []), slots(10, []))
+    assert metric.compute()["error_rate"].item() == 0.0
+    metric.update(slots(10, [(0, 0, 0), (0, 1, 0)]), slots(10, []))
+    assert metric.compute()["error_rate"].item() == 2.0
+
+
+def test_perfect_prediction() -> None:
+    target = (torch.rand(2, 30, 42) > 0.8).float()
+    frame, segment = L3DAS21FrameScore(), DCASESegmentScore()
+    frame.update(target, target)
+    segment.update(target, target)
+    assert frame.compute()["f_score"].item() == pytest.approx(1.0)
+    assert segment.compute()["error_rate"].item() == 0.0
+    assert segment.compute()["f1"].item() == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("shape", [(1, 5, 40), (1, 5, 13, 3), (5, 42)])
+def test_bad_shapes_are_named(shape: tuple[int, ...]) -> None:
+    x = torch.zeros(shape)
+    with pytest.raises(ValueError) as info:
+        L3DAS21FrameScore().update(x, x)
+    assert "preds" in str(info.value) and str(tuple(shape)) in str(info.value)
+
+
+def test_mismatched_shapes() -> None:
+    with pytest.raises(ValueError, match="same shape"):
+        DCASESegmentScore().update(torch.zeros(1, 5, 42), torch.zeros(1, 6, 42))
