@@ -1,0 +1,12 @@
+"""Backbones built from a layer family, found by name through the registry.
+
+Importing this package imports every model module so that its builders register.
+"""
+
+from phnn.models.family import FAMILIES, LayerFamily, make_family
+from phnn.models.registry import create_model, list_models, register_model
+
+# Model modules: imported for their @register_model side effect (add sednet here).
+from phnn.models import resnet, vgg  # noqa: E402,F401  isort: skip
+
+__all__ = ["FAMILIES", "LayerFamily", "create_model", "list_models", "make_family", "register_model"]

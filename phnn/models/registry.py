@@ -1,0 +1,69 @@
+"""A name → builder registry, in the spirit of timm: configs name a backbone, never import it.
+
+    @register_model("resnet18")
+    def resnet18(family: LayerFamily, in_channels: int, num_classes: int, **kwargs) -> nn.Module: ...
+
+    model = create_model("resnet18", family="phc", n=3, in_channels=3, num_classes=10)
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, Protocol
+
+from torch import nn
+
+from phnn.models.family import LayerFamily, make_family
+
+
+class ModelBuilder(Protocol):
+    def __call__(self, family: LayerFamily, in_channels: int, num_classes: int, **kwargs: Any) -> nn.Module: ...
+
+
+_REGISTRY: dict[str, ModelBuilder] = {}
+
+
+def register_model(name: str) -> Callable[[ModelBuilder], ModelBuilder]:
+    """Register a builder under `name`; a second builder with the same name is a programming error."""
+
+    def decorator(builder: ModelBuilder) -> ModelBuilder:
+        if name in _REGISTRY and _REGISTRY[name] is not builder:
+            raise ValueError(f"model {name!r} is already registered (by {_REGISTRY[name]!r})")
+        _REGISTRY[name] = builder
+        return builder
+
+    return decorator
+
+
+def list_models() -> list[str]:
+    """Every registered model name, sorted."""
+    return sorted(_REGISTRY)
+
+
+def create_model(
+    name: str,
+    *,
+    family: str = "phc",
+    n: int = 4,
+    in_channels: int = 3,
+    num_classes: int = 10,
+    **kwargs: Any,
+) -> nn.Module:
+    """Build the backbone `name` from the layer family `family` (real | quaternion | phc with `n`)."""
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown model {name!r}; expected one of {list_models()}")
+    for field, value in (("in_channels", in_channels), ("num_classes", num_classes)):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"create_model({name!r}): {field} must be a positive integer; got {value!r}")
+    layer_family = make_family(family, n)
+    with building(f"create_model({name!r}, family={family!r}, n={layer_family.n}, in_channels={in_channels})"):
+        return _REGISTRY[name](layer_family, in_channels, num_classes, **kwargs)
+
+
+@contextmanager
+def building(where: str) -> Iterator[None]:
+    """Prefix a ValueError raised while building a part with where it was, e.g. `layer2.0.conv1`."""
+    try:
+        yield
+    except ValueError as error:
+        raise ValueError(f"{where}: {error}") from error
