@@ -3,10 +3,13 @@
     from phnn.nn import PHConv2d, PHMLinear
     conv = PHConv2d(4, 64, 3, padding=1, n=4)                      # learned algebra
     quat = PHConv2d(4, 64, 3, padding=1, n=4, algebra="quaternion")  # fixed Hamilton rule
+    dense = to_dense(model)                 # plain torch layers, same outputs, for deployment
+    report = convert(torch_model, n=4)      # torch Conv/Linear -> PH layers where channels allow
 """
 
 from phnn.nn.algebra import complex_rule, hamilton
-from phnn.nn.composition import compose
+from phnn.nn.composition import compose, decompose
+from phnn.nn.convert import ConversionReport, convert, to_dense
 from phnn.nn.layers import (
     PHConv1d,
     PHConv2d,
@@ -19,6 +22,7 @@ from phnn.nn.layers import (
 )
 
 __all__ = [
+    "ConversionReport",
     "PHConv1d",
     "PHConv2d",
     "PHConv3d",
@@ -28,6 +32,9 @@ __all__ = [
     "PHLayer",
     "PHMLinear",
     "compose",
+    "convert",
+    "decompose",
     "complex_rule",
     "hamilton",
+    "to_dense",
 ]

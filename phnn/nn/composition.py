@@ -8,10 +8,12 @@ product over i, then one permuted copy: no n× intermediate as in broadcast-and-
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 
 def compose(algebra: Tensor, factors: Tensor) -> Tensor:
+    """W = Σ_i A_i ⊗ F_i in the torch weight layout, by one matmul over i and one permuted copy."""
     n, groups, rows, cols = factors.shape[:4]
     kernel = factors.shape[4:]
     mixed = algebra.reshape(n, n * n).t().to(factors.dtype) @ factors.reshape(n, -1)
@@ -21,8 +23,6 @@ def compose(algebra: Tensor, factors: Tensor) -> Tensor:
 
 def compose_reference(algebra: Tensor, factors: Tensor) -> Tensor:
     """Σ_i kron(A_i, F_i) per group, written the slow obvious way; for tests and benchmarks."""
-    import torch
-
     n, groups = factors.shape[:2]
     kernel = factors.shape[4:]
     per_group = []
@@ -33,3 +33,30 @@ def compose_reference(algebra: Tensor, factors: Tensor) -> Tensor:
             total = total + torch.kron(a_i, factors[i, g])
         per_group.append(total)
     return torch.cat(per_group, dim=0)
+
+
+def decompose(weight: Tensor, n: int, groups: int = 1, algebra: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """The (A, F) whose composition is nearest to a dense `weight` in Frobenius norm.
+
+    Rearranged as R[(a, b), (g, p, q, k)], the composition is R = A_mat @ F_flat with A_mat[(a, b), i]
+    = A_i[a, b] (Van Loan & Pitsianis). A learned algebra takes the rank-n truncated SVD of R; a fixed
+    one keeps `algebra` and solves the least-squares problem for F. Used to convert trained models.
+    """
+    rows, cols = weight.shape[0] // (groups * n), weight.shape[1] // n
+    kernel = weight.shape[2:]
+    work = weight.detach().double()
+    blocks = work.reshape(groups, n, rows, n, cols, -1).permute(1, 3, 0, 2, 4, 5).reshape(n * n, -1)
+    if algebra is None:
+        u, s, vh = torch.linalg.svd(blocks, full_matrices=False)
+        rank = min(n, s.numel())
+        root = s[:rank].sqrt()
+        a_mat = blocks.new_zeros(n * n, n)
+        flat = blocks.new_zeros(n, blocks.shape[1])
+        a_mat[:, :rank] = u[:, :rank] * root
+        flat[:rank] = root[:, None] * vh[:rank]
+    else:
+        a_mat = algebra.detach().double().reshape(n, n * n).t()
+        flat = torch.linalg.lstsq(a_mat, blocks).solution
+    new_algebra = a_mat.t().reshape(n, n, n)
+    factors = flat.reshape(n, groups, rows, cols, *kernel)
+    return new_algebra.to(weight.dtype), factors.to(weight.dtype)

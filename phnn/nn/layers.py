@@ -21,16 +21,30 @@ from phnn.nn.composition import compose
 _PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 
 
-def _hint(in_size: int, out_size: int, groups: int, image_input: bool) -> str:
-    """What the user can do instead: the n that fit, and for an image input, an extra channel."""
-    valid = [d for d in range(2, min(in_size, out_size) // groups + 1)
-             if in_size % (groups * d) == 0 and out_size % (groups * d) == 0]
-    advice = f"n={valid} fit these sizes" if valid else "no n > 1 divides both sizes"
-    if image_input:
-        advice += (f"; or give the input a multiple of n channels (for RGB images with n=4: "
-                   f"data.extra_channel: zeros|grayscale; with n=3: a model whose widths divide by 3, "
-                   f"e.g. resnet18_large)")
-    return advice
+def _multiples(size: int, step: int) -> str:
+    """The multiples of `step` around `size`, as advice ("60 or 64")."""
+    below, above = (size // step) * step, -(-size // step) * step
+    return f"{below} or {above}" if below > 0 else f"{above}"
+
+
+def _hint(in_name: str, in_size: int, out_size: int, groups: int, n: int, failing: str) -> str:
+    """What the user can do instead: the n that fit both sizes, other channel counts, a wider input."""
+    step = groups * n
+    fits = [d for d in range(2, 17) if in_size % (groups * d) == 0 and out_size % (groups * d) == 0]
+    choices = ", ".join(str(d) for d in fits)
+    advice = [f"{'n=' if len(fits) == 1 else 'one of n='}{choices} fits both sizes"] if fits else []
+    if failing == in_name:
+        per_group = in_size // groups
+        out_name = in_name.replace("in_", "out_")
+        if not fits and per_group > 1:
+            advice.append(f"use n={per_group} with {out_name} a multiple of {groups * per_group} "
+                          f"(e.g. {_multiples(out_size, groups * per_group)})")
+        wider = -(-in_size // step) * step
+        example = " (for RGB images: data.extra_channel: zeros|grayscale)" if in_size == 3 else ""
+        advice.append(f"give the input {wider} {in_name.removeprefix('in_')}{example}")
+    else:
+        advice.append(f"use {failing}={_multiples(out_size, step)}")
+    return "; or ".join(advice)
 
 
 class PHLayer(nn.Module):
@@ -65,8 +79,8 @@ class PHLayer(nn.Module):
         for name, size in ((in_name, in_size), (out_name, out_size)):
             if size % (groups * n):
                 rule = f"n={n}" if groups == 1 else f"groups·n={groups}·{n}={groups * n}"
-                raise ValueError(f"{layer}: {name}={size} must be divisible by {rule}; " + _hint(
-                    in_size, out_size, groups, name == "in_channels" and in_size <= 3))
+                raise ValueError(f"{layer}: {name}={size} must be divisible by {rule}. To fix it: "
+                                 + _hint(in_name, in_size, out_size, groups, n, name))
         self.n = n
         self.groups = groups
         self.algebra_name, fixed = resolve_algebra(algebra, n, layer)
