@@ -7,6 +7,6 @@ from phnn.models.family import FAMILIES, LayerFamily, make_family
 from phnn.models.registry import create_model, list_models, register_model
 
 # Model modules: imported for their @register_model side effect (add sednet here).
-from phnn.models import resnet, vgg  # noqa: E402,F401  isort: skip
+from phnn.models import resnet, sednet, vgg  # noqa: E402,F401  isort: skip
 
 __all__ = ["FAMILIES", "LayerFamily", "create_model", "list_models", "make_family", "register_model"]

@@ -1,0 +1,99 @@
+"""SEDnet: the "augmented SELDnet" of the L3DAS21 baseline, with the SED head, in any layer family.
+
+    features (B, C, F=256, T) → 4 × [conv 3×3 → BN → ReLU → MaxPool (freq, time) → Dropout]
+    → (B, T/8, widths[-1] · F/128) → 3-layer bidirectional GRU → FC … → (B, T/8, classes · slots) logits
+
+C is 4, 8 or 16 Ambisonics channels; the convs come from the family (real, quaternion, PH(n)), so
+n must divide C. With `full_phm` the hidden FC layers are PHM too. The time pooling (2·2·2·1 = 8)
+maps the 8 STFT frames of one 100 ms label frame to one output frame; the sigmoid lives in the task.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from torch import Tensor, nn
+
+from phnn.models.common import conv_bn
+from phnn.models.family import LayerFamily
+from phnn.models.registry import register_model
+
+PUBLISHED_POOLS: tuple[tuple[int, int], ...] = ((8, 2), (8, 2), (2, 2), (1, 1))
+
+
+class SEDnet(nn.Module):
+    """Conv blocks → bidirectional GRU → FC head; `forward` returns logits (B, T / time_pool, outputs)."""
+
+    def __init__(
+        self,
+        family: LayerFamily,
+        in_channels: int,
+        outputs: int,
+        *,
+        widths: Sequence[int] = (64, 128, 256, 512),
+        pools: Sequence[Sequence[int]] = PUBLISHED_POOLS,
+        freq_bins: int = 256,
+        gru_hidden: int = 256,
+        gru_layers: int = 3,
+        fc_width: int = 1024,
+        fc_layers: int = 3,
+        dropout: float = 0.3,
+        full_phm: bool = False,
+    ) -> None:
+        super().__init__()
+        where = f"sednet(family={family.name!r}, n={family.n})"
+        if len(widths) != len(pools):
+            raise ValueError(f"{where}: widths {list(widths)} and pools {list(pools)} must have the same length")
+        if family.is_hypercomplex and in_channels % family.n:
+            fitting = [n for n in (2, 4, 8, 16) if in_channels % n == 0]
+            raise ValueError(
+                f"{where}: in_channels={in_channels} must be divisible by n={family.n}; with {in_channels} "
+                f"channels use n in {fitting}, or more channels (data.mics: AB and/or data.phase: true "
+                f"give 8 or 16)")
+        if full_phm and not family.is_hypercomplex:
+            raise ValueError(f"{where}: full_phm=True needs a hypercomplex family (quaternion or phc)")
+        self.freq_pool = math.prod(p[0] for p in pools)
+        self.time_pool = math.prod(p[1] for p in pools)
+        if freq_bins % self.freq_pool:
+            raise ValueError(f"{where}: freq_bins={freq_bins} must be divisible by the frequency pooling "
+                             f"{self.freq_pool} (product of pools {list(pools)})")
+        self.freq_bins = freq_bins
+
+        blocks: list[nn.Module] = []
+        channels = in_channels
+        for width, pool in zip(widths, pools):
+            blocks.append(nn.Sequential(
+                *conv_bn(family, channels, width, 3),
+                nn.ReLU(inplace=True),
+                nn.MaxPool2d(tuple(pool)),
+                nn.Dropout(dropout),
+            ))
+            channels = width
+        self.conv = nn.Sequential(*blocks)
+        self.gru = nn.GRU(channels * (freq_bins // self.freq_pool), gru_hidden, num_layers=gru_layers,
+                          batch_first=True, bidirectional=True, dropout=dropout if gru_layers > 1 else 0.0)
+        hidden_linear = family.linear if full_phm else nn.Linear
+        head: list[nn.Module] = []
+        features = 2 * gru_hidden
+        for _ in range(fc_layers):
+            head += [hidden_linear(features, fc_width), nn.ReLU(inplace=True), nn.Dropout(dropout)]
+            features = fc_width
+        head.append(nn.Linear(features, outputs))
+        self.head = nn.Sequential(*head)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() != 4 or x.shape[2] != self.freq_bins or x.shape[3] % self.time_pool:
+            raise ValueError(
+                f"SEDnet: expected features (B, C, {self.freq_bins}, T) with T a multiple of {self.time_pool} "
+                f"(8 STFT frames per 100 ms label frame); got {tuple(x.shape)}")
+        x = self.conv(x)  # (B, C', F', T / time_pool)
+        x = x.permute(0, 3, 1, 2).flatten(2)  # (B, T', C'·F')
+        x, _ = self.gru(x)
+        return self.head(x)
+
+
+@register_model("sednet")
+def sednet(family: LayerFamily, in_channels: int, num_classes: int, *, slots: int = 3, **kwargs) -> SEDnet:
+    """L3DAS21 SEDnet with `num_classes · slots` outputs (14 · 3 = 42); kwargs as in `SEDnet`."""
+    return SEDnet(family, in_channels, num_classes * slots, **kwargs)
