@@ -1,0 +1,149 @@
+"""Writes SoundEventDetector predictions per clip: event CSV, L3DAS21 frame CSV, activity plot.
+
+For each predicted clip `<stem>` in `output_dir`:
+
+    <stem>.csv          filename,onset,offset,event_label,confidence   (seconds; the DCASE convention)
+    <stem>_frames.csv   frame,class                                    (L3DAS21 Task 2 submission rows)
+    <stem>.png          class scores over time, detected events outlined   (if plot=True)
+
+Frame i of the 100 ms label grid covers [0.1·i, 0.1·(i+1)) s; an event is a run of consecutive
+active frames of one class slot, its confidence the mean score over the run. Every file is
+written to a temporary name in `output_dir` and renamed, so a killed run never leaves a half
+file and an existing output is replaced whole. Items that carry an error (unreadable or invalid
+clip) are recorded in `failures` as "path: message" and skipped; the CLI reports them and exits
+non-zero.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from lightning.pytorch.callbacks import BasePredictionWriter
+
+from phnn.data.l3das21.layout import CLASSES
+
+EVENT_COLUMNS = ("filename", "onset", "offset", "event_label", "confidence")
+FRAME_COLUMNS = ("frame", "class")
+
+
+def _write_atomic(path: Path, write: Callable[[io.IOBase], None], binary: bool = False) -> None:
+    """Write through `write(file)` into a temporary file next to `path`, then rename it over `path`."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"newline": ""})) as file:
+            write(file)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _as_array(value: Any, name: str, stem: str) -> np.ndarray:
+    array = value.detach().float().cpu().numpy() if hasattr(value, "detach") else np.asarray(value, dtype=float)
+    if array.ndim != 2:
+        raise ValueError(f"prediction {stem!r}: {name} must be (frames, classes·slots); got shape {array.shape}")
+    return array
+
+
+def find_events(scores: np.ndarray, detections: np.ndarray, num_classes: int) -> list[tuple[int, int, int, float]]:
+    """Runs of active frames per class slot → (class, first_frame, last_frame, mean score), by onset."""
+    slots = detections.shape[1] // num_classes
+    active = np.pad(detections.astype(bool), ((1, 1), (0, 0)))
+    events = []
+    for column in np.flatnonzero(active.any(0)):
+        edges = np.flatnonzero(np.diff(active[:, column].astype(np.int8)))
+        for start, stop in zip(edges[::2], edges[1::2]):  # active frames start … stop - 1
+            events.append((int(column) // slots, int(start), int(stop) - 1, float(scores[start:stop, column].mean())))
+    return sorted(events, key=lambda event: (event[1], event[0], event[2]))
+
+
+class SEDPredictionWriter(BasePredictionWriter):
+    """Lightning prediction writer for SED: one set of files per clip, written as each batch ends."""
+
+    def __init__(self, output_dir: str | Path = "predictions", plot: bool = True,
+                 frame_seconds: float = 0.1, class_names: Sequence[str] = CLASSES) -> None:
+        super().__init__(write_interval="batch")
+        self.output_dir = Path(output_dir)
+        self.plot = plot
+        self.frame_seconds = frame_seconds
+        self.class_names = tuple(class_names)
+        self.failures: list[str] = []
+        self.written: list[Path] = []
+
+    def write_on_batch_end(self, trainer: Any, pl_module: Any, prediction: Any, batch_indices: Any,
+                           batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        for item in prediction if isinstance(prediction, (list, tuple)) else [prediction]:
+            self.write_item(item)
+
+    def write_item(self, item: dict[str, Any]) -> list[Path]:
+        """Write the files of one clip prediction; an item with an error is recorded and skipped."""
+        if item.get("error"):
+            self.failures.append(f"{item.get('path', item.get('stem', '?'))}: {item['error']}")
+            return []
+        stem = str(item["stem"])
+        scores = _as_array(item["scores"], "scores", stem)
+        detections = _as_array(item["detections"], "detections", stem) > 0.5
+        if scores.shape != detections.shape or scores.shape[1] % len(self.class_names):
+            raise ValueError(f"prediction {stem!r}: scores {scores.shape} and detections {detections.shape} must "
+                             f"have the same shape, with a multiple of {len(self.class_names)} columns")
+        duration = float(item.get("duration", scores.shape[0] * self.frame_seconds))
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        events = find_events(scores, detections, len(self.class_names))
+        filename = Path(str(item.get("path", stem))).name
+
+        def write_events(file: io.IOBase) -> None:
+            writer = csv.writer(file)
+            writer.writerow(EVENT_COLUMNS)
+            for cls, first, last, confidence in events:
+                onset = first * self.frame_seconds
+                offset = min((last + 1) * self.frame_seconds, duration)
+                writer.writerow([filename, f"{onset:.3f}", f"{offset:.3f}", self.class_names[cls], f"{confidence:.4f}"])
+
+        def write_frames(file: io.IOBase) -> None:
+            writer = csv.writer(file)
+            writer.writerow(FRAME_COLUMNS)
+            slots = detections.shape[1] // len(self.class_names)
+            for frame, column in zip(*np.nonzero(detections)):
+                writer.writerow([int(frame), self.class_names[column // slots]])
+
+        paths = [self.output_dir / f"{stem}.csv", self.output_dir / f"{stem}_frames.csv"]
+        _write_atomic(paths[0], write_events)
+        _write_atomic(paths[1], write_frames)
+        if self.plot:
+            paths.append(self.output_dir / f"{stem}.png")
+            _write_atomic(paths[2], lambda file: self._plot(file, stem, scores, events, duration), binary=True)
+        self.written.extend(paths)
+        return paths
+
+    def _plot(self, file: io.IOBase, stem: str, scores: np.ndarray, events: list[tuple[int, int, int, float]],
+              duration: float) -> None:
+        """Heat map of the class score (max over slots), one red box per detected event."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        from matplotlib.figure import Figure
+        from matplotlib.patches import Rectangle
+
+        classes = len(self.class_names)
+        per_class = scores.reshape(scores.shape[0], classes, -1).max(-1).T
+        figure = Figure(figsize=(10, 4), layout="constrained")
+        axes = figure.add_subplot()
+        extent = (0.0, scores.shape[0] * self.frame_seconds, classes - 0.5, -0.5)
+        image = axes.imshow(per_class, aspect="auto", interpolation="nearest", cmap="viridis",
+                            vmin=0.0, vmax=1.0, extent=extent)
+        for cls, first, last, _ in events:
+            axes.add_patch(Rectangle((first * self.frame_seconds, cls - 0.45), (last + 1 - first) * self.frame_seconds,
+                                     0.9, fill=False, edgecolor="red", linewidth=1.0))
+        axes.set_yticks(range(classes), self.class_names, fontsize=7)
+        axes.set_xlabel("time (s)")
+        axes.set_xlim(0.0, max(duration, self.frame_seconds))
+        axes.set_title(f"{stem}: class scores, detected events boxed in red")
+        figure.colorbar(image, ax=axes, label="score")
+        figure.savefig(file, format="png", dpi=100)

@@ -1,0 +1,92 @@
+"""SEDPredictionWriter: CSV contents, frame format, PNG, atomic replacement, failures."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+import torch
+
+from phnn.callbacks import SEDPredictionWriter
+from phnn.callbacks import sed_writer
+from phnn.data.l3das21.layout import CLASSES
+
+
+def fake_prediction(stem: str = "clip1") -> dict:
+    """20 frames (2 s): class 2 slot 0 frames 3–6, class 2 slot 1 frame 5, class 13 slot 0 frames 18–19."""
+    scores = torch.full((20, 42), 0.1)
+    detections = torch.zeros(20, 42, dtype=torch.bool)
+    for column, frames, value in ((6, range(3, 7), 0.8), (7, range(5, 6), 0.6), (39, range(18, 20), 0.9)):
+        for frame in frames:
+            detections[frame, column] = True
+            scores[frame, column] = value
+    scores[4, 6] = 1.0
+    return {"stem": stem, "path": f"/data/{stem}_A.wav", "scores": scores, "detections": detections,
+            "duration": 1.95, "error": None}
+
+
+def read_csv(path: Path) -> list[list[str]]:
+    with open(path, newline="") as file:
+        return list(csv.reader(file))
+
+
+def test_event_and_frame_csv(tmp_path: Path) -> None:
+    writer = SEDPredictionWriter(tmp_path / "out", plot=False)
+    writer.write_on_batch_end(None, None, [fake_prediction()], [0], None, 0, 0)
+    rows = read_csv(tmp_path / "out" / "clip1.csv")
+    assert rows[0] == ["filename", "onset", "offset", "event_label", "confidence"]
+    assert rows[1:] == [
+        ["clip1_A.wav", "0.300", "0.700", CLASSES[2], f"{(0.8 * 3 + 1.0) / 4:.4f}"],
+        ["clip1_A.wav", "0.500", "0.600", CLASSES[2], "0.6000"],
+        ["clip1_A.wav", "1.800", "1.950", CLASSES[13], "0.9000"],  # offset clipped to the duration
+    ]
+    frames = read_csv(tmp_path / "out" / "clip1_frames.csv")
+    assert frames[0] == ["frame", "class"]
+    assert frames[1:] == ([[str(f), CLASSES[2]] for f in (3, 4)] + [["5", CLASSES[2]]] * 2
+                          + [["6", CLASSES[2]], ["18", CLASSES[13]], ["19", CLASSES[13]]])
+    assert writer.failures == []
+    assert not list((tmp_path / "out").glob("*.tmp"))
+
+
+def test_png_is_written(tmp_path: Path) -> None:
+    writer = SEDPredictionWriter(tmp_path, plot=True)
+    paths = writer.write_item(fake_prediction())
+    png = tmp_path / "clip1.png"
+    assert png in paths
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_error_items_are_recorded_and_skipped(tmp_path: Path) -> None:
+    writer = SEDPredictionWriter(tmp_path, plot=False)
+    bad = {"stem": "broken", "path": "/data/broken_A.wav", "error": "not a wav file"}
+    writer.write_on_batch_end(None, None, [bad, fake_prediction("good")], [0, 1], None, 0, 0)
+    assert writer.failures == ["/data/broken_A.wav: not a wav file"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["good.csv", "good_frames.csv"]
+
+
+def test_existing_output_is_replaced_whole_even_when_interrupted(tmp_path: Path, monkeypatch) -> None:
+    writer = SEDPredictionWriter(tmp_path, plot=False)
+    writer.write_item(fake_prediction())
+    before = (tmp_path / "clip1.csv").read_text()
+
+    def broken_replace(src: str, dst: str) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(sed_writer.os, "replace", broken_replace)
+    empty = fake_prediction()
+    empty["detections"] = torch.zeros(20, 42, dtype=torch.bool)
+    with pytest.raises(OSError):
+        writer.write_item(empty)
+    assert (tmp_path / "clip1.csv").read_text() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip1.csv", "clip1_frames.csv"]
+    monkeypatch.undo()
+    writer.write_item(empty)
+    assert read_csv(tmp_path / "clip1.csv") == [["filename", "onset", "offset", "event_label", "confidence"]]
+
+
+def test_mismatched_shapes_are_refused(tmp_path: Path) -> None:
+    item = fake_prediction()
+    item["detections"] = item["detections"][:, :40]
+    with pytest.raises(ValueError, match="clip1"):
+        SEDPredictionWriter(tmp_path).write_item(item)
