@@ -1,0 +1,85 @@
+"""SoundEventDetector: training step, metric logging, windowed whole-clip prediction."""
+
+from __future__ import annotations
+
+import lightning as L
+import pytest
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from phnn.tasks.sed import SoundEventDetector
+
+TINY = {"widths": [4, 4, 8, 8], "gru_hidden": 8, "gru_layers": 1, "fc_width": 16, "fc_layers": 1, "dropout": 0.0}
+
+
+def tiny_task(**kwargs) -> SoundEventDetector:
+    return SoundEventDetector(num_classes=14, in_channels=4, family="phc", n=4, **{**TINY, **kwargs})
+
+
+def batch(size: int = 2, frames: int = 10) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.randn(size, 4, 256, 8 * frames), (torch.rand(size, frames, 42) > 0.9).float()
+
+
+def test_training_step_loss_and_gradients() -> None:
+    task = tiny_task(algebra_l1=0.001)
+    loss = task.training_step(batch(), 0)
+    assert loss.ndim == 0 and torch.isfinite(loss)
+    loss.backward()
+    assert all(p.grad is not None for p in task.parameters())
+
+
+def test_monitor_is_f_score_max() -> None:
+    assert (SoundEventDetector.monitor, SoundEventDetector.monitor_mode) == ("val/f_score", "max")
+
+
+def test_fit_and_test_log_the_published_metrics(tmp_path) -> None:
+    data = DataLoader(TensorDataset(*batch(4)), batch_size=2)
+    task = tiny_task(optimizer=lambda p: torch.optim.Adam(p, lr=1e-2))
+    trainer = L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, default_root_dir=tmp_path)
+    trainer.fit(task, data, data)
+    assert {"train/loss_epoch", "val/loss", "val/f_score", "val/error_rate"} <= set(trainer.callback_metrics)
+    (results,) = trainer.test(task, data, verbose=False)
+    assert {"test/f_score", "test/error_rate", "test/precision", "test/recall", "test/loss"} <= set(results)
+    assert 0.0 <= results["test/f_score"] <= 1.0
+
+
+def test_mismatched_targets_are_refused() -> None:
+    features, targets = batch()
+    with pytest.raises(ValueError, match="does not match targets"):
+        tiny_task().training_step((features, targets[:, :5]), 0)
+
+
+@pytest.mark.parametrize(("window", "overlap"), [(4, 0), (4, 2), (3, 1)])
+def test_windowed_scores_cover_the_clip(window: int, overlap: int) -> None:
+    task = tiny_task(predict_window_frames=window, predict_overlap_frames=overlap).eval()
+    features = torch.randn(4, 256, 8 * 11 - 3)  # 11 label frames, last one partial
+    scores = task.clip_scores(features)
+    assert scores.shape == (11, 42)
+    assert ((scores > 0) & (scores < 1)).all()
+
+
+def test_one_window_equals_the_full_network() -> None:
+    task = tiny_task(predict_window_frames=600).eval()
+    features = torch.randn(4, 256, 80)
+    with torch.no_grad():
+        expected = torch.sigmoid(task(features[None]))[0]
+    torch.testing.assert_close(task.clip_scores(features), expected)
+
+
+def test_predict_step_returns_one_dict_per_clip() -> None:
+    task = tiny_task(threshold=0.5).eval()
+    good = {"stem": "a", "path": "/x/a_A.wav", "features": torch.randn(4, 256, 80), "duration": 1.0}
+    broken = {"stem": "b", "path": "/x/b_A.wav", "error": "cannot read"}
+    wrong = {"stem": "c", "path": "/x/c_A.wav", "features": torch.randn(8, 256, 80)}
+    out = task.predict_step([good, broken, wrong], 0)
+    assert out[0]["error"] is None and out[0]["scores"].shape == (10, 42) and out[0]["duration"] == 1.0
+    assert torch.equal(out[0]["detections"], out[0]["scores"] > 0.5)
+    assert out[1] == {"stem": "b", "path": "/x/b_A.wav", "error": "cannot read"}
+    assert "4 channels" in out[2]["error"] and "(8, 256, 80)" in out[2]["error"]
+
+
+@pytest.mark.parametrize("kwargs", [{"threshold": 1.0}, {"predict_window_frames": 4, "predict_overlap_frames": 4}])
+def test_bad_options(kwargs: dict) -> None:
+    with pytest.raises(ValueError, match="SoundEventDetector"):
+        tiny_task(**kwargs)
