@@ -53,3 +53,20 @@ def resolve_algebra(algebra: str | Tensor, n: int, layer: str) -> tuple[str, Ten
         return algebra, build()
     choices = ", ".join(repr(name) for name in [LEARNED, *FIXED_ALGEBRAS])
     raise ValueError(f"{layer}: unknown algebra {algebra!r}; expected one of {choices} or an (n, n, n) tensor")
+
+
+def align(algebra: Tensor, reference: Tensor) -> tuple[Tensor, float]:
+    """Map a learned algebra onto a reference one (e.g. `hamilton()`) to compare them.
+
+    A learned algebra is only defined up to an invertible mixing M of its n matrices: A·M and M⁻¹·F
+    compose the same weight. This finds the least-squares M with Σ_i M_ij A_i ≈ reference_j and
+    returns (the aligned matrices, relative residual); a small residual means the layer learned the
+    reference algebra.
+    """
+    n = algebra.shape[0]
+    learned = algebra.detach().double().reshape(n, n * n).t()
+    target = reference.detach().double().reshape(n, n * n).t()
+    mixing = torch.linalg.lstsq(learned, target).solution
+    aligned = learned @ mixing
+    residual = float((aligned - target).norm() / target.norm())
+    return aligned.t().reshape(n, n, n).to(algebra.dtype), residual
