@@ -1,0 +1,1 @@
+from phnn.data.l3das21 import L3DAS21DataModule

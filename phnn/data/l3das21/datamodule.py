@@ -1,0 +1,395 @@
+"""``L3DAS21DataModule``: L3DAS21 Task 2 (3D sound event detection) for Lightning.
+
+Splits: train = ``L3DAS_Task2_train`` minus a seeded by-clip validation split (``val_fraction``);
+test = ``L3DAS_Task2_dev``; predict = ``predict_path`` (one wav, a folder, a glob, or a clip stem).
+
+Batches (fit / validate / test)::
+
+    (features [B, C, 256, 8·T] float32, normalised,   sed [B, T, 42] float32)
+    (features, sed, doa [B, T, 126] float32)            with return_doa=True
+
+``C`` = ``in_channels`` = 4 per mic (A or A+B) × 2 with ``phase`` (channel order: A magnitude,
+[A phase], B magnitude, [B phase]). Training items are windows of ``segment_seconds`` (``T`` label
+frames of 100 ms) taken every ``segment_seconds·(1 − segment_overlap)``; a clip shorter than a
+window is zero-padded (features at the mean, no events). Validation and test windows tile each
+clip without overlap, so every frame is scored exactly once; a clip's last, shorter window is
+batched only with windows of the same length (each loader item is already a batch).
+
+Predict items, one clip per batch (``predict_collate`` keeps the dict)::
+
+    {"stem": str, "paths": [str, ...], "features": (C, 256, 8·T) float32 normalised,
+     "num_frames": T, "duration": seconds, "sample_rate": original Hz}
+    {"stem": str, "paths": [str, ...], "error": "<file>: <what was wrong>"}    unreadable / invalid clip
+
+Other sample rates are resampled to 32 kHz; a wrong channel count is an ``error`` item.
+
+Normalisation statistics (z-score per channel × frequency bin) come from the training split only;
+``state_dict()`` holds them so that Lightning stores them in checkpoints. Lightning restores the
+DataModule state *after* ``setup()`` (``trainer._run``: setup hook → ``_restore_modules_and_callbacks``
+→ ``restore_datamodule`` → ``load_state_dict``), so the datasets share one ``Normalizer`` object that
+``load_state_dict`` fills in place, and the test/predict loaders check for statistics only when
+they are built (after the restore).
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import random
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, default_collate
+
+from phnn.data.l3das21.features import (
+    STFT_FRAMES_PER_LABEL,
+    FeatureCache,
+    FeatureSettings,
+    Normalizer,
+    load_clip,
+    stft_features,
+)
+from phnn.data.l3das21.labels import FRAMES_PER_SECOND
+from phnn.data.l3das21.layout import (
+    CHANNELS_PER_MIC,
+    NUM_CLASSES,
+    SAMPLE_RATE,
+    Clip,
+    find_clips,
+    mic_set,
+    parse_audio_name,
+)
+
+# Which cached splits each Lightning stage reads (predict reads raw audio only).
+_STAGE_SPLITS: dict[str | None, tuple[str, ...]] = {
+    "fit": ("train",),
+    "validate": ("train",),
+    "test": ("dev",),
+    "predict": (),
+    None: ("train", "dev"),
+}
+
+
+class WindowDataset(Dataset):
+    """Windows ``(clip, first label frame, length)`` read from the cached memmaps, normalised;
+    with ``pad=True`` shorter windows are zero-padded to ``window_frames`` (training batches)."""
+
+    def __init__(self, cache: FeatureCache, split: str, clips: list[Clip], windows: list[tuple[int, int, int]],
+                 window_frames: int, normalizer: Normalizer, return_doa: bool = False, pad: bool = True) -> None:
+        self.cache, self.split, self.clips, self.windows = cache, split, clips, windows
+        self.window_frames, self.normalizer, self.return_doa = window_frames, normalizer, return_doa
+        self.pad = pad
+        self._arrays: dict[int, tuple[list[np.ndarray], np.ndarray, np.ndarray]] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Worker processes reopen the memmaps: pickling an np.memmap would copy its data.
+        return {**self.__dict__, "_arrays": {}}
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def _open(self, clip_index: int) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+        if clip_index not in self._arrays:
+            clip = self.clips[clip_index]
+            features = [np.load(self.cache.feature_path(self.split, clip.stem, m), mmap_mode="r") for m in clip.audio]
+            sed_path, doa_path = self.cache.target_paths(self.split, clip.stem)
+            self._arrays[clip_index] = (features, np.load(sed_path, mmap_mode="r"), np.load(doa_path, mmap_mode="r"))
+        return self._arrays[clip_index]
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
+        clip_index, start, length = self.windows[index]
+        features, sed, doa = self._open(clip_index)
+        stft = slice(start * STFT_FRAMES_PER_LABEL, (start + length) * STFT_FRAMES_PER_LABEL)
+        x = self.normalizer(torch.from_numpy(np.concatenate([f[:, :, stft] for f in features]).astype(np.float32)))
+        targets = [torch.from_numpy(sed[start : start + length].astype(np.float32))]
+        if self.return_doa:
+            targets.append(torch.from_numpy(doa[start : start + length].astype(np.float32)))
+        pad = self.window_frames - length
+        if self.pad and pad > 0:
+            x = torch.nn.functional.pad(x, (0, pad * STFT_FRAMES_PER_LABEL))
+            targets = [torch.nn.functional.pad(t, (0, 0, 0, pad)) for t in targets]
+        return (x, *targets)
+
+
+class BatchedWindows(Dataset):
+    """Each item is a whole batch of equal-length windows (for evaluation without padding)."""
+
+    def __init__(self, windows: WindowDataset, batches: list[list[int]]) -> None:
+        self.windows, self.batches = windows, batches
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
+        return default_collate([self.windows[i] for i in self.batches[index]])
+
+
+class PredictDataset(Dataset):
+    """One clip per item, read, resampled and featurised on demand (memory: one clip at a time)."""
+
+    def __init__(self, groups: list[tuple[str, list[Path], str | None]], settings: FeatureSettings,
+                 normalizer: Normalizer) -> None:
+        self.groups, self.settings, self.normalizer = groups, settings, normalizer
+
+    def __len__(self) -> int:
+        return len(self.groups)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        stem, paths, problem = self.groups[index]
+        item: dict[str, Any] = {"stem": stem, "paths": [str(p) for p in paths]}
+        if problem is not None:
+            return {**item, "error": problem}
+        try:
+            wave, rate = load_clip(paths, CHANNELS_PER_MIC, self.settings.sample_rate, resample=True)
+        except ValueError as error:
+            return {**item, "error": str(error)}
+        # Through float16 like the training cache, so both paths see the same values.
+        features = stft_features(wave, self.settings).half().float()
+        return {
+            **item,
+            "features": self.normalizer(features),
+            "num_frames": features.shape[-1] // STFT_FRAMES_PER_LABEL,
+            "duration": wave.shape[-1] / self.settings.sample_rate,
+            "sample_rate": rate,
+        }
+
+
+def predict_collate(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Predict loaders use batch_size 1: the batch is the clip's dict itself."""
+    if len(items) != 1:
+        raise ValueError(f"L3DAS21 predict batches hold one clip, got {len(items)}")
+    return items[0]
+
+
+def find_predict_groups(predict_path: str | Path, mics: str) -> list[tuple[str, list[Path], str | None]]:
+    """``(stem, files, problem)`` per clip for a wav file, a folder, a glob or a clip stem.
+
+    With ``mics="A"`` every wav is a clip (stem = file stem). With ``mics="AB"`` files pair as
+    ``<stem>_A.wav`` + ``<stem>_B.wav`` (naming either file or the stem selects the pair); a file
+    without its partner is reported as a problem, not dropped silently.
+    """
+    path = Path(predict_path)
+    wanted = mic_set(mics)
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() == ".wav" and p.is_file())
+    elif path.is_file():
+        files = [path]
+    elif any(ch in str(predict_path) for ch in "*?["):
+        files = sorted(Path(p) for p in glob.glob(str(predict_path)) if Path(p).is_file())
+    else:
+        files = sorted(p for m in wanted for p in [path.with_name(f"{path.name}_{m}.wav")] if p.is_file())
+    if not files:
+        raise ValueError(f"predict_path={str(predict_path)!r}: no .wav file found (expected a wav, a folder, a glob or a clip stem)")
+    if wanted == ("A",):
+        return [(p.stem, [p], None) for p in files]
+    pairs: dict[str, dict[str, Path]] = defaultdict(dict)
+    groups = []
+    for file in files:
+        stem_mic = _stem_and_mic(file)
+        if stem_mic is None:
+            groups.append((file.stem, [file], f"{file}: mics='AB' needs files named <stem>_A.wav and <stem>_B.wav"))
+            continue
+        pairs[stem_mic[0]][stem_mic[1]] = file
+    for stem, found in sorted(pairs.items()):
+        folder = next(iter(found.values())).parent
+        for mic in wanted:
+            found.setdefault(mic, folder / f"{stem}_{mic}.wav")
+        paths = [found[m] for m in wanted]
+        missing = [p for p in paths if not p.is_file()]
+        problem = f"{missing[0]}: not found (mics='AB' needs both {paths[0].name} and {paths[1].name})" if missing else None
+        groups.append((stem, paths, problem))
+    return sorted(groups, key=lambda g: g[0])
+
+
+def _stem_and_mic(file: Path) -> tuple[str, str] | None:
+    parsed = parse_audio_name(file.name)
+    if parsed is not None:
+        return parsed[0], parsed[2]
+    stem, _, mic = file.stem.rpartition("_")
+    return (stem, mic.upper()) if stem and mic.upper() in ("A", "B") else None
+
+
+class L3DAS21DataModule(pl.LightningDataModule):
+    """L3DAS21 Task 2 SED data: cached STFT features, 100 ms slot targets, train-only statistics.
+
+    Args:
+        root: folder holding ``L3DAS_Task2_train`` / ``L3DAS_Task2_dev``.
+        mics: ``"A"`` (4 channels) or ``"AB"`` (8 channels).
+        phase: add the phase channels (doubles the channel count).
+        ov_subsets: which overlap subsets (1, 2, 3) to use.
+        val_fraction: share of training clips held out for validation (seeded by ``seed``, by clip).
+        segment_seconds: window length of the items.
+        segment_overlap: overlap of training windows, a fraction in [0, 1).
+        cache_dir: feature cache (default ``<root>/.phnn_cache``).
+        predict_path: wav file, folder, glob or clip stem for ``predict``.
+        magnitude_scale: ``linear`` (published), ``div512`` or ``log1p``.
+        return_doa: add the DOA target ``(T, 126)`` as a third batch element.
+    """
+
+    def __init__(self, root: str | Path = "data/l3das21", mics: str = "A", phase: bool = False,
+                 ov_subsets: tuple[int, ...] | list[int] = (1, 2, 3), val_fraction: float = 0.1, seed: int = 0,
+                 segment_seconds: float = 5.0, segment_overlap: float = 0.5, batch_size: int = 16,
+                 num_workers: int = 0, cache_dir: str | Path | None = None, predict_path: str | None = None,
+                 magnitude_scale: str = "linear", return_doa: bool = False, progress: bool = True) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.mics = mic_set(mics)
+        if not 0.0 <= val_fraction < 1.0:
+            raise ValueError(f"val_fraction={val_fraction}: expected 0 <= val_fraction < 1")
+        if not 0.0 <= segment_overlap < 1.0:
+            raise ValueError(f"segment_overlap={segment_overlap}: expected a fraction 0 <= overlap < 1")
+        self.window_frames = round(segment_seconds * FRAMES_PER_SECOND)
+        if self.window_frames < 1:
+            raise ValueError(f"segment_seconds={segment_seconds}: expected at least 0.1 s (one label frame)")
+        if batch_size < 1:
+            raise ValueError(f"batch_size={batch_size}: expected >= 1")
+        self.settings = FeatureSettings(phase=phase, magnitude_scale=magnitude_scale)
+        self.root = Path(root)
+        self.cache = FeatureCache(Path(cache_dir) if cache_dir is not None else self.root / ".phnn_cache", self.settings)
+        self.ov_subsets = tuple(ov_subsets)
+        self.val_fraction, self.seed, self.segment_overlap = val_fraction, seed, segment_overlap
+        self.batch_size, self.num_workers, self.return_doa = batch_size, num_workers, return_doa
+        self.predict_path, self.progress = predict_path, progress
+        self.num_classes = NUM_CLASSES
+        self.in_channels = self.settings.channels_per_mic * len(self.mics)
+        self.normalizer = Normalizer()
+        self.train_clips: list[Clip] = []
+        self.val_clips: list[Clip] = []
+        self.test_clips: list[Clip] = []
+
+    # -- preparation -----------------------------------------------------------------------------
+    def _clips(self, split: str) -> list[Clip]:
+        return find_clips(self.root, split, "".join(self.mics), self.ov_subsets)
+
+    def _stage(self) -> str | None:
+        trainer = self.trainer
+        return trainer.state.fn.value if trainer is not None and trainer.state.fn is not None else None
+
+    def prepare_data(self) -> None:
+        """Build the feature cache of the splits this stage reads (rank 0 only; resumable)."""
+        for split in _STAGE_SPLITS[self._stage()]:
+            if split == "dev" and self._stage() is None and not (self.root / "L3DAS_Task2_dev").is_dir():
+                continue
+            self.cache.build(split, self._clips(split), progress=self.progress)
+
+    def split_train_val(self, clips: list[Clip]) -> tuple[list[Clip], list[Clip]]:
+        """Seeded hold-out by clip: no window of a validation clip is ever trained on."""
+        order = sorted(range(len(clips)), key=lambda i: clips[i].stem)
+        random.Random(self.seed).shuffle(order)
+        n_val = round(self.val_fraction * len(clips))
+        if self.val_fraction > 0 and len(clips) >= 2:
+            n_val = min(max(n_val, 1), len(clips) - 1)
+        val = sorted(order[:n_val])
+        return [c for i, c in enumerate(clips) if i not in set(val)], [clips[i] for i in val]
+
+    def setup(self, stage: str | None = None) -> None:
+        if stage in ("fit", "validate", None):
+            self.train_clips, self.val_clips = self.split_train_val(self._clips("train"))
+            self.cache.build("train", self.train_clips + self.val_clips, progress=self.progress)
+        if stage == "fit":
+            self._ensure_stats()
+        if stage in ("test", None) and (stage == "test" or (self.root / "L3DAS_Task2_dev").is_dir()):
+            self.test_clips = self._clips("dev")
+            self.cache.build("dev", self.test_clips, progress=self.progress)
+
+    def _stats_path(self) -> Path:
+        text = "\n".join(["".join(self.mics), *sorted(c.stem for c in self.train_clips)])
+        return self.cache.folder / f"stats-{hashlib.sha1(text.encode()).hexdigest()[:12]}.json"
+
+    def _ensure_stats(self) -> None:
+        """Training-split statistics, unless set already (e.g. from a checkpoint): cached as JSON."""
+        if self.normalizer.ready:
+            return
+        if not self.train_clips:
+            self.train_clips, self.val_clips = self.split_train_val(self._clips("train"))
+            self.cache.build("train", self.train_clips + self.val_clips, progress=self.progress)
+        path = self._stats_path()
+        stats = Normalizer.load(path) if path.is_file() else self.cache.compute_stats("train", self.train_clips)
+        if not path.is_file():
+            stats.save(path)
+        self.normalizer.set(stats.mean, stats.std)
+
+    # -- windows and loaders --------------------------------------------------------------------
+    def _windows(self, split: str, clips: list[Clip], stride: int, tail: str) -> list[tuple[int, int, int]]:
+        """``(clip, start, length)``; ``tail="align"`` ends on the clip end, ``"short"`` keeps a short last window."""
+        windows = []
+        size = self.window_frames
+        for index, clip in enumerate(clips):
+            frames = self.cache.num_frames(split, clip.stem, self.mics[0])
+            starts = list(range(0, max(frames - size, 0) + 1, stride))
+            if tail == "align" and frames > size and starts[-1] != frames - size:
+                starts.append(frames - size)
+            if tail == "short" and starts[-1] + size < frames:
+                starts.append(starts[-1] + stride)
+            windows += [(index, s, min(size, frames - s)) for s in starts]
+        return windows
+
+    def _dataset(self, split: str, clips: list[Clip], windows: list[tuple[int, int, int]], pad: bool) -> WindowDataset:
+        return WindowDataset(self.cache, split, clips, windows, self.window_frames, self.normalizer, self.return_doa, pad)
+
+    def _loader(self, dataset: Dataset, **kwargs: Any) -> DataLoader:
+        return DataLoader(dataset, num_workers=self.num_workers, persistent_workers=self.num_workers > 0, **kwargs)
+
+    def train_dataloader(self) -> DataLoader:
+        self._ensure_stats()
+        stride = max(1, round(self.window_frames * (1 - self.segment_overlap)))
+        dataset = self._dataset("train", self.train_clips, self._windows("train", self.train_clips, stride, "align"), pad=True)
+        return self._loader(dataset, batch_size=self.batch_size, shuffle=True, drop_last=False)
+
+    def _eval_loader(self, split: str, clips: list[Clip]) -> DataLoader | list:
+        if not clips:
+            return []
+        self._ensure_stats()
+        windows = self._windows(split, clips, self.window_frames, "short")
+        by_length: dict[int, list[int]] = defaultdict(list)
+        for i, (_, _, length) in enumerate(windows):
+            by_length[length].append(i)
+        batches = [ids[i : i + self.batch_size] for _, ids in sorted(by_length.items(), reverse=True)
+                   for i in range(0, len(ids), self.batch_size)]
+        return self._loader(BatchedWindows(self._dataset(split, clips, windows, pad=False), batches), batch_size=None)
+
+    def val_dataloader(self) -> DataLoader | list:
+        return self._eval_loader("train", self.val_clips)
+
+    def test_dataloader(self) -> DataLoader | list:
+        return self._eval_loader("dev", self.test_clips)
+
+    def predict_dataloader(self) -> DataLoader:
+        if self.predict_path is None:
+            raise ValueError("L3DAS21DataModule: predict needs data.predict_path (a wav file, a folder, a glob or a clip stem)")
+        if not self.normalizer.ready:
+            raise RuntimeError(
+                "L3DAS21DataModule: no normalisation statistics for predict; pass the trained checkpoint "
+                "(--ckpt_path), whose DataModule state holds the training-split statistics"
+            )
+        groups = find_predict_groups(self.predict_path, "".join(self.mics))
+        dataset = PredictDataset(groups, self.settings, self.normalizer)
+        return self._loader(dataset, batch_size=1, shuffle=False, collate_fn=predict_collate)
+
+    # -- checkpoint state -----------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        if not self.normalizer.ready:
+            return {}
+        return {
+            "mean": self.normalizer.mean,
+            "std": self.normalizer.std,
+            "in_channels": self.in_channels,
+            "feature_key": self.settings.key(),
+            "mics": "".join(self.mics),
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if not state_dict:
+            return
+        if state_dict.get("in_channels") != self.in_channels or state_dict.get("feature_key") != self.settings.key():
+            raise ValueError(
+                f"checkpoint statistics are for in_channels={state_dict.get('in_channels')} "
+                f"(mics={state_dict.get('mics')!r}, feature key {state_dict.get('feature_key')}), but this DataModule "
+                f"has in_channels={self.in_channels} (mics={''.join(self.mics)!r}, phase={self.settings.phase}, "
+                f"magnitude_scale={self.settings.magnitude_scale!r}, key {self.settings.key()}); use the run's config"
+            )
+        self.normalizer.set(state_dict["mean"], state_dict["std"])

@@ -1,0 +1,307 @@
+"""STFT features for L3DAS21 (one implementation for training, testing and prediction) and their cache.
+
+Features of a clip with ``N`` samples at 32 kHz (``T = ceil(N / 3200)`` label frames):
+
+* the waveform is zero-padded at the end to ``3200·T + 112`` samples and cut into Hamming-windowed
+  frames of 512 samples every 400 samples, *not centred*: STFT frame ``8t + k`` starts at sample
+  ``3200t + 400k``, so exactly 8 STFT frames belong to label frame ``t`` (the published hop 400 /
+  overlap 112), and a 60 s clip gives 4800 frames for its 600 label frames;
+* the DC bin is dropped → 256 frequency bins;
+* per channel: magnitude (``magnitude_scale``: ``linear`` = ``|X|`` as published, ``div512`` =
+  ``|X|/512``, ``log1p`` = ``log(1 + |X|)``), then, with ``phase=True``, the phase / π.
+  A mic gives 4 (magnitude) or 8 (magnitude, then phase) channels; mics A+B are concatenated
+  (A first) → 4, 8 or 16 channels.
+
+Cache: ``<cache_dir>/<key>/<split>/<stem>_<mic>.npy`` float16 ``(channels_per_mic, 256, 8T)``,
+plus ``<stem>.sed.npy`` (uint8, ``(T, 42)``) and ``<stem>.doa.npy`` (float16, ``(T, 126)``); the
+key hashes the feature settings and ``FORMAT_VERSION``. Every file is written to a temporary name in
+the same folder and renamed, so a killed run leaves no half-written file under a final name and the
+next run skips what is complete. Clips are processed one at a time: memory does not grow with their
+number.
+
+Normalisation: z-score per channel × frequency bin (statistics over all frames of the training
+clips, float64 streaming sums over the cached float16 features).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile
+import torch
+import torchaudio.functional
+
+from phnn.data.l3das21.labels import load_targets, num_label_frames
+from phnn.data.l3das21.layout import CHANNELS_PER_MIC, SAMPLE_RATE, Clip
+
+FORMAT_VERSION = 1
+FREQ_BINS = 256
+STFT_FRAMES_PER_LABEL = 8
+
+MAGNITUDE_SCALES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "linear": lambda m: m,
+    "div512": lambda m: m / 512.0,
+    "log1p": torch.log1p,
+}
+
+
+@dataclass(frozen=True)
+class FeatureSettings:
+    """What decides the feature values; its hash is the cache key."""
+
+    phase: bool = False
+    magnitude_scale: str = "linear"
+    sample_rate: int = SAMPLE_RATE
+    n_fft: int = 512
+    hop_length: int = 400
+
+    def __post_init__(self) -> None:
+        if self.magnitude_scale not in MAGNITUDE_SCALES:
+            raise ValueError(f"magnitude_scale={self.magnitude_scale!r}: expected one of {sorted(MAGNITUDE_SCALES)}")
+        label_hop = self.sample_rate // 10
+        if self.hop_length * STFT_FRAMES_PER_LABEL != label_hop or self.n_fft // 2 != FREQ_BINS:
+            raise ValueError(
+                f"FeatureSettings(sample_rate={self.sample_rate}, n_fft={self.n_fft}, hop_length={self.hop_length}): "
+                f"expected 8 hops per 100 ms label frame and 256 bins (32000 Hz, 512, 400)"
+            )
+
+    @property
+    def channels_per_mic(self) -> int:
+        return CHANNELS_PER_MIC * (2 if self.phase else 1)
+
+    def key(self) -> str:
+        text = json.dumps({"format": FORMAT_VERSION, **asdict(self)}, sort_keys=True)
+        return hashlib.sha1(text.encode()).hexdigest()[:12]
+
+
+def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
+    """``(channels, samples)`` float32 and the sample rate; an unreadable file is a ValueError naming it."""
+    try:
+        data, sample_rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+    except (RuntimeError, OSError, soundfile.LibsndfileError) as error:
+        raise ValueError(f"{path}: cannot read audio ({error})") from None
+    return np.ascontiguousarray(data.T), int(sample_rate)
+
+
+def load_clip(
+    paths: str | Path | Sequence[str | Path],
+    expected_channels: int = CHANNELS_PER_MIC,
+    sample_rate: int = SAMPLE_RATE,
+    resample: bool = True,
+) -> tuple[torch.Tensor, int]:
+    """Read one clip (one file per mic, channels concatenated in order) as ``(C, N)`` float32 at ``sample_rate``.
+
+    Each file must have ``expected_channels`` channels. Another sample rate is resampled with
+    ``torchaudio.functional.resample`` when ``resample`` is true (prediction) and is an error
+    otherwise (training data). Returns the waveform and the files' original sample rate.
+    """
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    parts = []
+    original_rate = None
+    for path in paths:
+        data, rate = read_audio(path)
+        if data.shape[0] != expected_channels:
+            raise ValueError(
+                f"{path}: {data.shape[0]} channel(s), expected {expected_channels} (first-order Ambisonics per mic)"
+            )
+        if original_rate is not None and rate != original_rate:
+            raise ValueError(f"{path}: sample rate {rate} Hz differs from {paths[0]} ({original_rate} Hz)")
+        if rate != sample_rate and not resample:
+            raise ValueError(f"{path}: sample rate {rate} Hz, expected {sample_rate} Hz")
+        original_rate = rate
+        wave = torch.from_numpy(data)
+        if rate != sample_rate:
+            wave = torchaudio.functional.resample(wave, rate, sample_rate)
+        parts.append(wave)
+    if not parts:
+        raise ValueError("load_clip: no audio file given")
+    if len({p.shape[1] for p in parts}) > 1:
+        lengths = ", ".join(f"{p}: {w.shape[1]}" for p, w in zip(paths, parts))
+        raise ValueError(f"mic files of one clip differ in length ({lengths} samples)")
+    return torch.cat(parts), int(original_rate)
+
+
+def stft_features(waveform: torch.Tensor, settings: FeatureSettings = FeatureSettings()) -> torch.Tensor:
+    """``(C, N)`` waveform → ``(C·(1+phase), 256, 8·T)`` float32 features (see the module docstring)."""
+    channels, samples = waveform.shape
+    frames = num_label_frames(samples, settings.sample_rate)
+    padded = (STFT_FRAMES_PER_LABEL * frames - 1) * settings.hop_length + settings.n_fft
+    with torch.inference_mode():
+        wave = torch.nn.functional.pad(waveform.float(), (0, padded - samples))
+        window = torch.hamming_window(settings.n_fft, dtype=wave.dtype, device=wave.device)
+        spec = torch.stft(
+            wave, settings.n_fft, settings.hop_length, window=window, center=False, return_complex=True
+        )[:, 1:, :]
+        parts = [MAGNITUDE_SCALES[settings.magnitude_scale](spec.abs())]
+        if settings.phase:
+            parts.append(spec.angle() / math.pi)
+        return torch.cat(parts).clone()
+
+
+def write_npy_atomic(path: Path, array: np.ndarray) -> None:
+    """Write ``array`` as ``.npy`` under a temporary name in the same folder, then rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as handle:
+            np.save(handle, array)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+class FeatureCache:
+    """Per-clip feature and target files under ``<cache_dir>/<settings key>/<split>/``."""
+
+    STATS_CHUNK = 1024  # STFT frames per step of the statistics pass (bounds its memory)
+
+    def __init__(self, cache_dir: str | Path, settings: FeatureSettings = FeatureSettings()) -> None:
+        self.settings = settings
+        self.folder = Path(cache_dir) / settings.key()
+
+    def feature_path(self, split: str, stem: str, mic: str) -> Path:
+        return self.folder / split / f"{stem}_{mic}.npy"
+
+    def target_paths(self, split: str, stem: str) -> tuple[Path, Path]:
+        return self.folder / split / f"{stem}.sed.npy", self.folder / split / f"{stem}.doa.npy"
+
+    def is_complete(self, split: str, clip: Clip) -> bool:
+        paths = [self.feature_path(split, clip.stem, mic) for mic in clip.audio]
+        if clip.labels is not None:
+            paths += self.target_paths(split, clip.stem)
+        return all(p.is_file() for p in paths)
+
+    def build(self, split: str, clips: Iterable[Clip], progress: bool = True) -> None:
+        """Compute what is missing, clip by clip (a killed run resumes; finished files are skipped)."""
+        clips = list(clips)
+        todo = [clip for clip in clips if not self.is_complete(split, clip)]
+        write_text_atomic(self.folder / "settings.json", json.dumps(asdict(self.settings), indent=2))
+        if not todo:
+            return
+        bar = _progress(len(todo), f"L3DAS21 {split} features", progress)
+        for clip in todo:
+            self._build_clip(split, clip)
+            bar.update(1)
+        bar.close()
+
+    def _build_clip(self, split: str, clip: Clip) -> None:
+        frames = None
+        for mic, audio_path in clip.audio.items():
+            path = self.feature_path(split, clip.stem, mic)
+            if path.is_file():
+                continue
+            wave, _ = load_clip(audio_path, CHANNELS_PER_MIC, self.settings.sample_rate, resample=False)
+            features = stft_features(wave, self.settings)
+            frames = features.shape[-1] // STFT_FRAMES_PER_LABEL
+            write_npy_atomic(path, features.numpy().astype(np.float16))
+        if clip.labels is None:
+            return
+        sed_path, doa_path = self.target_paths(split, clip.stem)
+        if sed_path.is_file() and doa_path.is_file():
+            return
+        if frames is None:
+            frames = self.num_frames(split, clip.stem, next(iter(clip.audio)))
+        sed, doa = load_targets(clip.labels, frames)
+        write_npy_atomic(doa_path, doa.astype(np.float16))
+        write_npy_atomic(sed_path, sed.astype(np.uint8))
+
+    def num_frames(self, split: str, stem: str, mic: str = "A") -> int:
+        """Label frames of a cached clip, read from the ``.npy`` header only."""
+        array = np.load(self.feature_path(split, stem, mic), mmap_mode="r")
+        return array.shape[-1] // STFT_FRAMES_PER_LABEL
+
+    def compute_stats(self, split: str, clips: Sequence[Clip]) -> "Normalizer":
+        """z-score statistics per channel × bin over every frame of ``clips`` (float64 streaming sums)."""
+        total = total_sq = None
+        count = 0
+        for clip in clips:
+            arrays = [np.load(self.feature_path(split, clip.stem, mic), mmap_mode="r") for mic in clip.audio]
+            frames = arrays[0].shape[-1]
+            for start in range(0, frames, self.STATS_CHUNK):
+                chunk = np.concatenate([a[..., start : start + self.STATS_CHUNK] for a in arrays]).astype(np.float64)
+                sums, sums_sq = chunk.sum(axis=-1), np.square(chunk).sum(axis=-1)
+                total = sums if total is None else total + sums
+                total_sq = sums_sq if total_sq is None else total_sq + sums_sq
+            count += frames
+        if total is None or total_sq is None:
+            raise ValueError("compute_stats: no training clips to compute normalisation statistics from")
+        mean = total / count
+        std = np.sqrt(np.maximum(total_sq / count - mean**2, 0.0))
+        return Normalizer(torch.from_numpy(mean).float(), torch.from_numpy(std).float())
+
+
+class Normalizer:
+    """Per channel × bin z-score; shared by reference between the DataModule and its datasets, so that
+    statistics restored from a checkpoint (after ``setup``) reach the datasets already built."""
+
+    EPS = 1e-5
+
+    def __init__(self, mean: torch.Tensor | None = None, std: torch.Tensor | None = None) -> None:
+        self.mean: torch.Tensor | None = None
+        self.std: torch.Tensor | None = None
+        if mean is not None and std is not None:
+            self.set(mean, std)
+
+    @property
+    def ready(self) -> bool:
+        return self.mean is not None
+
+    def set(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        mean, std = torch.as_tensor(mean, dtype=torch.float32), torch.as_tensor(std, dtype=torch.float32)
+        if mean.ndim != 2 or mean.shape[1] != FREQ_BINS or std.shape != mean.shape:
+            raise ValueError(
+                f"normalisation statistics of shape {tuple(mean.shape)}/{tuple(std.shape)}: "
+                f"expected (channels, {FREQ_BINS}) for both mean and std"
+            )
+        self.mean, self.std = mean, std.clamp_min(self.EPS)
+
+    def __call__(self, features: torch.Tensor) -> torch.Tensor:
+        """Normalise ``(C, 256, T)`` or ``(B, C, 256, T)`` features."""
+        if self.mean is None or self.std is None:
+            raise RuntimeError(
+                "L3DAS21 normalisation statistics are not set: they come from the training split (fit) or "
+                "from the checkpoint (pass --ckpt_path to test/predict)"
+            )
+        if features.shape[-3] != self.mean.shape[0]:
+            raise ValueError(
+                f"features with {features.shape[-3]} channels, but the normalisation statistics have "
+                f"{self.mean.shape[0]} (the model was trained on another mics/phase setting)"
+            )
+        return (features - self.mean[..., None]) / self.std[..., None]
+
+    def to_dict(self) -> dict[str, list]:
+        if self.mean is None or self.std is None:
+            return {}
+        return {"mean": self.mean.tolist(), "std": self.std.tolist()}
+
+    def save(self, path: Path) -> None:
+        write_text_atomic(path, json.dumps(self.to_dict()))
+
+    @classmethod
+    def load(cls, path: Path) -> "Normalizer":
+        data = json.loads(path.read_text())
+        return cls(torch.tensor(data["mean"]), torch.tensor(data["std"]))
+
+
+def _progress(total: int, description: str, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=description, unit="clip", disable=not enabled)

@@ -1,0 +1,124 @@
+"""L3DAS21 label CSVs → frame targets on the 100 ms grid.
+
+* ``T_label = ceil(num_samples / 3200)`` at 32 kHz (``ceil(duration / 0.1)``): a trailing partial
+  frame still gets a label frame, so the features (8 STFT frames per label frame, see
+  ``features.py``) cover every sample.
+* A sound covers frames ``round(Start / 0.1)`` … ``round(End / 0.1)`` inclusive (round half up,
+  computed as ``floor(10·t + 0.5)``), clipped to the clip; frames past the end are dropped.
+* Slot: per frame, the number of sounds of the same class already active there (CSV row order).
+* SED target ``(T_label, 42)``: column ``3·class + slot``.
+* DOA target ``(T_label, 126)``: columns ``[x of the 42 slots, y of the 42, z of the 42]``, metres / 2
+  (so within [-1, 1] for the L3DAS21 room), zero where the slot is inactive.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from phnn.data.l3das21.layout import CLASSES, MAX_SLOTS, NUM_CLASSES
+
+LABEL_HOP_SECONDS = 0.1
+FRAMES_PER_SECOND = 10  # 1 / LABEL_HOP_SECONDS, kept exact for rounding
+REQUIRED_COLUMNS: tuple[str, ...] = ("Start", "End", "Class", "X", "Y", "Z")
+DOA_SCALE_METRES = 2.0
+_CLASS_INDEX = {name: i for i, name in enumerate(CLASSES)}
+
+
+@dataclass(frozen=True)
+class Event:
+    """One labelled sound: seconds, class index and position (metres, relative to mic A)."""
+
+    start: float
+    end: float
+    class_index: int
+    x: float
+    y: float
+    z: float
+
+
+def num_label_frames(num_samples: int, sample_rate: int) -> int:
+    """Label frames for a clip: ``ceil(duration / 0.1)`` (at least one)."""
+    hop = sample_rate * LABEL_HOP_SECONDS
+    return max(1, math.ceil(num_samples / hop - 1e-9))
+
+
+def seconds_to_frame(seconds: float) -> int:
+    """Round half up on the 100 ms grid (``0.25 s`` → frame 3), free of float surprises of ``t / 0.1``."""
+    return math.floor(seconds * FRAMES_PER_SECOND + 0.5)
+
+
+def read_events(path: str | Path) -> list[Event]:
+    """Read a label CSV by header name; other columns are ignored. Errors name file, row and field."""
+    path = Path(path)
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        header = [name.strip() for name in (reader.fieldnames or [])]
+        missing = [c for c in REQUIRED_COLUMNS if c not in header]
+        if missing:
+            raise ValueError(
+                f"{path}: missing column(s) {missing} in the header {header}; expected {list(REQUIRED_COLUMNS)}"
+            )
+        reader.fieldnames = header
+        events = []
+        for row_number, row in enumerate(reader, start=1):
+            events.append(_parse_row(path, row_number, row))
+    return events
+
+
+def _parse_row(path: Path, row_number: int, row: dict[str, str | None]) -> Event:
+    where = f"{path}, row {row_number} (line {row_number + 1})"
+    numbers: dict[str, float] = {}
+    for name in ("Start", "End", "X", "Y", "Z"):
+        text = (row.get(name) or "").strip()
+        try:
+            value = float(text)
+        except ValueError:
+            raise ValueError(f"{where}: field {name}={text!r} is not a number") from None
+        if not math.isfinite(value):
+            raise ValueError(f"{where}: field {name}={text!r} must be finite")
+        numbers[name] = value
+    label = (row.get("Class") or "").strip()
+    if label not in _CLASS_INDEX:
+        raise ValueError(f"{where}: field Class={label!r} is not an L3DAS21 class; expected one of {list(CLASSES)}")
+    if numbers["Start"] < 0:
+        raise ValueError(f"{where}: field Start={numbers['Start']} must be >= 0")
+    if numbers["End"] < numbers["Start"]:
+        raise ValueError(f"{where}: field End={numbers['End']} is before Start={numbers['Start']}")
+    return Event(numbers["Start"], numbers["End"], _CLASS_INDEX[label], numbers["X"], numbers["Y"], numbers["Z"])
+
+
+def events_to_targets(
+    events: list[Event], num_frames: int, source: str | Path = "<events>"
+) -> tuple[np.ndarray, np.ndarray]:
+    """SED ``(num_frames, 42)`` and DOA ``(num_frames, 126)`` float32 targets (see the module docstring)."""
+    slots = NUM_CLASSES * MAX_SLOTS
+    sed = np.zeros((num_frames, slots), dtype=np.float32)
+    doa = np.zeros((num_frames, 3 * slots), dtype=np.float32)
+    position = np.empty(3, dtype=np.float32)
+    for row_number, event in enumerate(events, start=1):
+        first = seconds_to_frame(event.start)
+        last = min(seconds_to_frame(event.end), num_frames - 1)
+        position[:] = (event.x, event.y, event.z)
+        position /= DOA_SCALE_METRES
+        for frame in range(first, last + 1):
+            base = event.class_index * MAX_SLOTS
+            active = int(sed[frame, base : base + MAX_SLOTS].sum())
+            if active >= MAX_SLOTS:
+                raise ValueError(
+                    f"{source}, row {row_number}: more than {MAX_SLOTS} simultaneous "
+                    f"{CLASSES[event.class_index]} sounds at frame {frame}; the targets hold {MAX_SLOTS}"
+                )
+            column = base + active
+            sed[frame, column] = 1.0
+            doa[frame, column :: slots] = position
+    return sed, doa
+
+
+def load_targets(path: str | Path, num_frames: int) -> tuple[np.ndarray, np.ndarray]:
+    """Read a label CSV and quantise it for a clip of ``num_frames`` label frames."""
+    return events_to_targets(read_events(path), num_frames, path)
