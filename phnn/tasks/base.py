@@ -1,0 +1,187 @@
+"""`PHTask`: what every phnn LightningModule shares — injectable optimisation, the algebra L1 penalty,
+parameter reports — so that `ImageClassifier` and `SoundEventDetector` only say how to compute a loss.
+
+A subclass sets the class attributes `monitor` / `monitor_mode` (the metric that picks the best
+checkpoint), builds its network in `__init__`, and implements `step(batch, stage) -> loss`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any, ClassVar, Literal
+
+import torch
+from lightning.pytorch import LightningModule
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from torch import Tensor, nn
+
+from phnn.nn import PHLayer
+
+SchedulerInterval = Literal["epoch", "step"]
+_INTERVALS = ("epoch", "step")
+
+
+class SGD(torch.optim.SGD):
+    """torch SGD whose defaults are the published PHNN image settings (lr 0.1, momentum 0.9, wd 5e-4)."""
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 0.1,
+        momentum: float = 0.9,
+        dampening: float = 0.0,
+        weight_decay: float = 5e-4,
+        nesterov: bool = False,
+    ) -> None:
+        super().__init__(params, lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
+                         nesterov=nesterov)
+
+
+class CosineAnnealingLR(torch.optim.lr_scheduler.CosineAnnealingLR):
+    """Cosine annealing whose period follows the run: `T_max=None` anneals over the whole fit.
+
+    With the scheduler stepped per epoch that is `trainer.max_epochs`; per step, the number of
+    optimizer steps. `PHTask.configure_optimizers` fills it in, so `--trainer.max_epochs 30` alone
+    gives a full cosine cycle, as the published 200-epoch runs had (T_max = epochs = 200).
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, T_max: int | None = None, eta_min: float = 0.0) -> None:
+        if T_max is not None and T_max < 1:
+            raise ValueError(f"CosineAnnealingLR: T_max must be a positive integer or None (the run length); got {T_max}")
+        self.follows_run = T_max is None
+        super().__init__(optimizer, T_max=1 if T_max is None else T_max, eta_min=eta_min)
+
+
+def learned_algebras(module: nn.Module) -> list[Tensor]:
+    """Every trainable `algebra` of a PH layer in `module` (fixed algebras are buffers and are skipped)."""
+    return [
+        layer.algebra
+        for layer in module.modules()
+        if isinstance(layer, PHLayer) and isinstance(layer.algebra, nn.Parameter) and layer.algebra.requires_grad
+    ]
+
+
+def parameter_counts(module: nn.Module) -> tuple[int, int]:
+    """(trainable parameters, parameters of the same network with every PH layer made dense)."""
+    trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
+    dense = 0
+    for layer in module.modules():
+        if isinstance(layer, PHLayer):
+            dense += layer.dense_parameter_count()
+        else:
+            dense += sum(p.numel() for p in layer.parameters(recurse=False) if p.requires_grad)
+    return trainable, dense
+
+
+class PHTask(LightningModule):
+    """Base LightningModule of phnn: optimizer/scheduler from YAML, algebra L1, parameter report.
+
+    Args:
+        num_classes: outputs of the network (linked from `data.num_classes` by the CLI).
+        in_channels: input channels (linked from `data.in_channels` by the CLI).
+        optimizer: a callable `params -> Optimizer`; in YAML a `class_path` with `init_args`.
+        lr_scheduler: a callable `optimizer -> LRScheduler`, or null for a constant rate.
+        scheduler_interval: step the scheduler once per "epoch" or once per optimizer "step".
+        algebra_l1: weight of the L1 penalty Σ|A| over every learned algebra, added to the training
+            loss (the published runs used 0.001 when it was on); 0 turns it off.
+    """
+
+    #: the metric that selects the best checkpoint, and whether bigger is better
+    monitor: ClassVar[str] = "val/loss"
+    monitor_mode: ClassVar[Literal["min", "max"]] = "min"
+
+    def __init__(
+        self,
+        num_classes: int,
+        in_channels: int,
+        optimizer: OptimizerCallable = torch.optim.Adam,
+        lr_scheduler: LRSchedulerCallable | None = None,
+        scheduler_interval: SchedulerInterval = "epoch",
+        algebra_l1: float = 0.0,
+    ) -> None:
+        super().__init__()
+        name = type(self).__name__
+        for field, value in (("num_classes", num_classes), ("in_channels", in_channels)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name}: {field} must be a positive integer; got {value!r}")
+        if scheduler_interval not in _INTERVALS:
+            raise ValueError(f"{name}: scheduler_interval must be one of {_INTERVALS}; got {scheduler_interval!r}")
+        if not algebra_l1 >= 0.0:
+            raise ValueError(f"{name}: algebra_l1 must be >= 0; got {algebra_l1!r}")
+        self.save_hyperparameters()
+        self.num_classes = num_classes
+        self.in_channels = in_channels
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = lr_scheduler
+        self.scheduler_interval = scheduler_interval
+        self.algebra_l1 = float(algebra_l1)
+
+    # --- what a subclass implements -------------------------------------------------------------
+
+    def step(self, batch: Any, stage: str) -> Tensor:
+        """Compute the data loss of `batch` and log `{stage}/...` metrics; stage is train|val|test."""
+        raise NotImplementedError(f"{type(self).__name__} must implement step(batch, stage)")
+
+    # --- Lightning hooks ------------------------------------------------------------------------
+
+    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
+        loss = self.step(batch, "train")
+        if self.algebra_l1 > 0.0:
+            penalty = self.algebra_penalty()
+            self.log("train/algebra_l1", penalty.detach(), on_step=True, on_epoch=True)
+            loss = loss + self.algebra_l1 * penalty
+        return loss
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self.step(batch, "val")
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        self.step(batch, "test")
+
+    def algebra_penalty(self) -> Tensor:
+        """Σ |A| over every learned algebra (0 when the network has none, e.g. real or quaternion)."""
+        algebras = learned_algebras(self)
+        if not algebras:
+            return torch.zeros((), device=self.device)
+        return torch.stack([a.abs().sum() for a in algebras]).sum()
+
+    def on_fit_start(self) -> None:
+        """Report the size of the network and of its dense equivalent, as the paper's tables do."""
+        trainable, dense = parameter_counts(self)
+        self.parameter_count, self.dense_parameter_count = trainable, dense
+        metrics = {"params/trainable": float(trainable), "params/dense_equivalent": float(dense),
+                   "params/ratio": trainable / dense if dense else 1.0}
+        for logger in self.loggers:
+            logger.log_metrics(metrics, step=0)
+        rank_zero_info(f"{type(self).__name__}: {trainable:,} trainable parameters "
+                       f"({dense:,} as a dense network, ratio {metrics['params/ratio']:.3f})")
+
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optimizer_factory(self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer)
+        if getattr(scheduler, "follows_run", False):
+            scheduler.T_max = self._run_length()
+        config: dict[str, Any] = {"scheduler": scheduler, "interval": self.scheduler_interval}
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            config["monitor"] = getattr(scheduler, "monitor", None) or self.monitor
+            if self.scheduler_interval != "epoch":
+                raise ValueError(f"{type(self).__name__}: ReduceLROnPlateau watches {config['monitor']}, known once "
+                                 f"per epoch; use scheduler_interval='epoch' (got {self.scheduler_interval!r})")
+            if config["monitor"] == self.monitor and scheduler.mode != self.monitor_mode:
+                rank_zero_warn(f"ReduceLROnPlateau(mode={scheduler.mode!r}) watches {self.monitor}, for which "
+                               f"{self.monitor_mode!r} is better; set lr_scheduler.init_args.mode={self.monitor_mode}")
+        return {"optimizer": optimizer, "lr_scheduler": config}
+
+    def _run_length(self) -> int:
+        """Scheduler steps in the whole fit: epochs or optimizer steps, by `scheduler_interval`."""
+        trainer = self.trainer
+        length = trainer.max_epochs if self.scheduler_interval == "epoch" else trainer.estimated_stepping_batches
+        if length is None or length < 1 or math.isinf(length):
+            raise ValueError(f"{type(self).__name__}: CosineAnnealingLR(T_max=None) follows the run length, but the "
+                             f"run has no finite {self.scheduler_interval} count; set trainer.max_epochs or "
+                             "lr_scheduler.init_args.T_max")
+        return int(length)
