@@ -14,11 +14,23 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.modules.conv import _ConvTransposeNd
+from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from phnn.nn.algebra import LEARNED, resolve_algebra
 from phnn.nn.composition import compose
 
 _PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+
+# Fused optimizers (e.g. AdamW(fused=True)) update parameters without bumping their version counter,
+# so the weight cache also keys on a count of optimizer steps, kept by one global post-step hook.
+_optimizer_steps = [0]
+
+
+def _count_optimizer_step(optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+    _optimizer_steps[0] += 1
+
+
+register_optimizer_step_post_hook(_count_optimizer_step)
 
 
 def _multiples(size: int, step: int) -> str:
@@ -124,6 +136,7 @@ class PHLayer(nn.Module):
         if needs_grad:
             return compose(self.algebra, self.factors)
         key = (
+            _optimizer_steps[0],
             self.training,
             self.algebra._version,
             self.factors._version,
