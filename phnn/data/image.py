@@ -1,0 +1,424 @@
+"""Image classification DataModules: CIFAR10/100, SVHN, STL10 (torchvision) and a user's ImageFolder.
+
+All share `ImageDataModule`, which owns what the paper's experiments vary:
+
+    extra_channel  none | zeros | grayscale   3 → 4 input channels for n = 4 / quaternions:
+                                              zeros gives [0, R, G, B], grayscale [gray, R, G, B]
+    augment        random crop with padding (size / 8) + horizontal flip (no flip for SVHN digits)
+    val_fraction   validation images carved from the *training* split with a fixed `seed`
+                   (the test split is never used for validation)
+
+A dataset is a small subclass that fills in a table of class attributes (torchvision class, the
+keyword arguments of its train / test splits, the files it needs, mean/std, image size); there is
+no if-chain over dataset names. Batches are `(images [B, C, H, W] float32, labels [B] int64)`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import torch
+from lightning.pytorch import LightningDataModule
+from PIL import Image
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+from torchvision import datasets
+from torchvision.transforms import v2
+
+ExtraChannel = Literal["none", "zeros", "grayscale"]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+#: ITU-R 601 luma weights, as PIL's "L" conversion.
+GRAY_WEIGHTS = (0.299, 0.587, 0.114)
+
+
+class DatasetNotFoundError(FileNotFoundError, ValueError):
+    """The dataset's files are not under `root` and download is off (a FileNotFoundError and a ValueError)."""
+
+
+class PrependChannel(v2.Transform):
+    """Put one channel in front of an RGB image tensor: zeros ([0, R, G, B]) or its luma ([Y, R, G, B])."""
+
+    def __init__(self, kind: Literal["zeros", "grayscale"]) -> None:
+        super().__init__()
+        self.kind = kind
+
+    def forward(self, image: Tensor) -> Tensor:
+        if self.kind == "zeros":
+            extra = torch.zeros_like(image[:1])
+        else:
+            weights = torch.tensor(GRAY_WEIGHTS, dtype=image.dtype, device=image.device).view(3, 1, 1)
+            extra = (image * weights).sum(0, keepdim=True)
+        return torch.cat([extra, image], dim=0)
+
+
+def _extra_stats(kind: ExtraChannel, mean: Sequence[float], std: Sequence[float]) -> tuple[list[float], list[float]]:
+    """Mean/std of the prepended channel: zeros stay exactly 0 (0, 1); gray uses the luma-weighted RGB stats."""
+    if kind == "zeros":
+        return [0.0], [1.0]
+    return ([sum(w * m for w, m in zip(GRAY_WEIGHTS, mean))],
+            [sum(w * s for w, s in zip(GRAY_WEIGHTS, std))])
+
+
+#: extra_channel -> channels it adds
+EXTRA_CHANNELS: dict[str, int] = {"none": 0, "zeros": 1, "grayscale": 1}
+
+
+class TransformedSubset(Dataset):
+    """`dataset[indices[i]]` with `transform` applied to the image: one decoded dataset, two views."""
+
+    def __init__(self, dataset: Dataset, indices: Sequence[int], transform: Callable[[Any], Tensor]) -> None:
+        self.dataset = dataset
+        self.indices = list(indices)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int]:
+        image, label = self.dataset[self.indices[index]]
+        return self.transform(image), int(label)
+
+
+class ImageDataModule(LightningDataModule):
+    """Shared splits, transforms and loaders; subclasses say where the train and test images come from.
+
+    Args:
+        root: the dataset folder.
+        batch_size: images per batch (per device under DDP).
+        num_workers: DataLoader worker processes.
+        val_fraction: share of the training images held out for validation, in [0, 1).
+        seed: seed of the train/validation split (the same seed gives the same split).
+        augment: random crop with padding + horizontal flip on the training images.
+        extra_channel: none (3 channels) | zeros ([0, R, G, B]) | grayscale ([gray, R, G, B]).
+    """
+
+    #: Per dataset: number of classes, normalisation statistics (RGB), image side, flip allowed.
+    classes_count: ClassVar[int] = 0
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
+    image_size: int = 32
+    flip: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        root: str | Path = "data",
+        batch_size: int = 128,
+        num_workers: int = 4,
+        val_fraction: float = 0.1,
+        seed: int = 0,
+        augment: bool = True,
+        extra_channel: ExtraChannel = "none",
+    ) -> None:
+        super().__init__()
+        name = type(self).__name__
+        if extra_channel not in EXTRA_CHANNELS:
+            raise ValueError(f"{name}: extra_channel must be one of {list(EXTRA_CHANNELS)}; got {extra_channel!r}")
+        if not 0.0 <= val_fraction < 1.0:
+            raise ValueError(f"{name}: val_fraction must be in [0, 1); got {val_fraction!r}")
+        for field, value, low in (("batch_size", batch_size, 1), ("num_workers", num_workers, 0)):
+            if not isinstance(value, int) or value < low:
+                raise ValueError(f"{name}: {field} must be an integer >= {low}; got {value!r}")
+        self.root = Path(root).expanduser()
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.val_fraction = val_fraction
+        self.seed = seed
+        self.augment = augment
+        self.extra_channel = extra_channel
+        self.num_classes = self.classes_count
+        self.in_channels = 3 + EXTRA_CHANNELS[extra_channel]
+        self.train_dataset: Dataset | None = None
+        self.val_dataset: Dataset | None = None
+        self.test_dataset: Dataset | None = None
+
+    # -- what a dataset subclass provides -------------------------------------------------------
+    def load_split(self, split: Literal["train", "val", "test"]) -> Dataset | None:
+        """The raw split (items `(PIL image, label)`), or None when the dataset has no such split."""
+        raise NotImplementedError
+
+    # -- transforms ---------------------------------------------------------------------------------
+    def resize_transforms(self) -> list[v2.Transform]:
+        """Transforms that bring an image to `image_size` (none for fixed-size datasets)."""
+        return []
+
+    def normalization(self) -> tuple[list[float], list[float]]:
+        """Per-channel mean/std of the model input, the extra channel first."""
+        mean, std = list(self.mean), list(self.std)
+        if self.extra_channel == "none":
+            return mean, std
+        extra_mean, extra_std = _extra_stats(self.extra_channel, mean, std)
+        return extra_mean + mean, extra_std + std
+
+    def transform(self, train: bool) -> v2.Compose:
+        """PIL image → normalised float tensor [C, H, W]; augmentation only for training when on."""
+        steps: list[v2.Transform] = [v2.ToImage(), *self.resize_transforms()]
+        if train and self.augment:
+            steps.append(v2.RandomCrop(self.image_size, padding=self.image_size // 8))
+            if self.flip:
+                steps.append(v2.RandomHorizontalFlip())
+        steps.append(v2.ToDtype(torch.float32, scale=True))
+        if self.extra_channel != "none":
+            steps.append(PrependChannel(self.extra_channel))
+        mean, std = self.normalization()
+        steps.append(v2.Normalize(mean, std))
+        return v2.Compose(steps)
+
+    # -- splits ---------------------------------------------------------------------------------------
+    def split_indices(self, size: int) -> tuple[list[int], list[int]]:
+        """(train, val) indices of a `size`-image training split: a seeded permutation, val first."""
+        generator = torch.Generator().manual_seed(self.seed)
+        order = torch.randperm(size, generator=generator).tolist()
+        n_val = int(round(size * self.val_fraction))
+        if self.val_fraction > 0 and n_val == 0:
+            n_val = 1
+        if n_val >= size:
+            raise ValueError(f"{type(self).__name__}: val_fraction={self.val_fraction} of {size} training images "
+                             f"leaves none for training")
+        return sorted(order[n_val:]), sorted(order[:n_val])
+
+    def setup(self, stage: str | None = None) -> None:
+        """Build the train/val (fit, validate) and test (test, predict) datasets, each once."""
+        if stage in (None, "fit", "validate"):
+            self._setup_fit()
+        if stage in (None, "test", "predict"):
+            self._setup_test()
+
+    def _setup_fit(self) -> None:
+        if self.train_dataset is not None:
+            return
+        train = self.load_split("train")
+        val = self.load_split("val")
+        if val is None:
+            train_idx, val_idx = self.split_indices(len(train))
+            val = train
+        else:
+            train_idx, val_idx = list(range(len(train))), list(range(len(val)))
+        self.train_dataset = TransformedSubset(train, train_idx, self.transform(train=True))
+        self.val_dataset = TransformedSubset(val, val_idx, self.transform(train=False))
+
+    def _setup_test(self) -> None:
+        """The test split; a dataset without one is tested on its held-out validation images."""
+        if self.test_dataset is not None:
+            return
+        test = self.load_split("test")
+        if test is None:
+            self._setup_fit()
+            self.test_dataset = self.val_dataset
+        else:
+            self.test_dataset = TransformedSubset(test, range(len(test)), self.transform(train=False))
+
+    # -- loaders ----------------------------------------------------------------------------------------
+    def _loader(self, dataset: Dataset | None, shuffle: bool, stage: str) -> DataLoader:
+        if dataset is None:
+            raise RuntimeError(f"{type(self).__name__}: call setup({stage!r}) before asking for its dataloader")
+        return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
+                          persistent_workers=self.num_workers > 0, pin_memory=torch.cuda.is_available(),
+                          drop_last=False)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_dataset, True, "fit")
+
+    def val_dataloader(self) -> DataLoader | list:
+        if self.val_dataset is not None and len(self.val_dataset) == 0:
+            return []
+        return self._loader(self.val_dataset, False, "validate")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_dataset, False, "test")
+
+    def predict_dataloader(self) -> DataLoader:
+        """The test images in order (labels included), so predictions line up with the test split."""
+        return self._loader(self.test_dataset, False, "predict")
+
+
+class TorchvisionDataModule(ImageDataModule):
+    """A torchvision dataset described by a table: its class, split kwargs and the files it reads.
+
+    Args:
+        download: fetch the files into `root` (in `prepare_data`, rank 0 only) when they are missing.
+        others: see `ImageDataModule`.
+    """
+
+    dataset_cls: ClassVar[type[Dataset]]
+    split_kwargs: ClassVar[dict[str, dict[str, Any]]]
+    #: Paths under `root` that must exist; checked with a clear message before torchvision reads.
+    required_files: ClassVar[tuple[str, ...]]
+
+    def __init__(
+        self,
+        root: str | Path = "data",
+        download: bool = False,
+        batch_size: int = 128,
+        num_workers: int = 4,
+        val_fraction: float = 0.1,
+        seed: int = 0,
+        augment: bool = True,
+        extra_channel: ExtraChannel = "none",
+    ) -> None:
+        super().__init__(root, batch_size, num_workers, val_fraction, seed, augment, extra_channel)
+        self.download = download
+
+    def check_files(self) -> None:
+        """Raise `DatasetNotFoundError` naming the folder, the missing files and the two ways to fix it."""
+        missing = [path for path in self.required_files if not (self.root / path).exists()]
+        if missing:
+            raise DatasetNotFoundError(
+                f"{type(self).__name__}: dataset files not found in {str(self.root)!r} (missing: {', '.join(missing)}). "
+                f"Pass `--data.download true` to download them there, or place the original "
+                f"{self.dataset_cls.__name__} files under that folder, or point `--data.root` at the folder that "
+                f"holds them.")
+
+    def prepare_data(self) -> None:
+        if self.download:
+            for kwargs in self.split_kwargs.values():
+                self.dataset_cls(str(self.root), download=True, **kwargs)
+
+    def load_split(self, split: Literal["train", "val", "test"]) -> Dataset | None:
+        if split not in self.split_kwargs:
+            return None
+        self.check_files()
+        return self.dataset_cls(str(self.root), download=False, **self.split_kwargs[split])
+
+
+class CIFAR10DataModule(TorchvisionDataModule):
+    """CIFAR-10 (`root/cifar-10-batches-py/`): 50 000 train / 10 000 test images, 32×32, 10 classes."""
+
+    dataset_cls = datasets.CIFAR10
+    split_kwargs = {"train": {"train": True}, "test": {"train": False}}
+    required_files = ("cifar-10-batches-py/batches.meta", *(f"cifar-10-batches-py/data_batch_{i}" for i in range(1, 6)),
+                      "cifar-10-batches-py/test_batch")
+    classes_count = 10
+    mean = (0.4914, 0.4822, 0.4465)
+    std = (0.2470, 0.2435, 0.2616)
+
+
+class CIFAR100DataModule(TorchvisionDataModule):
+    """CIFAR-100 (`root/cifar-100-python/`): 50 000 train / 10 000 test images, 32×32, 100 fine classes."""
+
+    dataset_cls = datasets.CIFAR100
+    split_kwargs = {"train": {"train": True}, "test": {"train": False}}
+    required_files = ("cifar-100-python/meta", "cifar-100-python/train", "cifar-100-python/test")
+    classes_count = 100
+    mean = (0.5071, 0.4865, 0.4409)
+    std = (0.2673, 0.2564, 0.2762)
+
+
+class SVHNDataModule(TorchvisionDataModule):
+    """SVHN (`root/train_32x32.mat`, `root/test_32x32.mat`): digits 0–9, 32×32; no flip (digits are not symmetric)."""
+
+    dataset_cls = datasets.SVHN
+    split_kwargs = {"train": {"split": "train"}, "test": {"split": "test"}}
+    required_files = ("train_32x32.mat", "test_32x32.mat")
+    classes_count = 10
+    mean = (0.4377, 0.4438, 0.4728)
+    std = (0.1980, 0.2010, 0.1970)
+    flip = False
+
+
+class STL10DataModule(TorchvisionDataModule):
+    """STL-10 (`root/stl10_binary/`): 5 000 labelled train / 8 000 test images, 96×96, 10 classes."""
+
+    dataset_cls = datasets.STL10
+    split_kwargs = {"train": {"split": "train"}, "test": {"split": "test"}}
+    required_files = tuple(f"stl10_binary/{name}" for name in ("train_X.bin", "train_y.bin", "test_X.bin", "test_y.bin"))
+    classes_count = 10
+    mean = (0.4467, 0.4398, 0.4066)
+    std = (0.2603, 0.2566, 0.2713)
+    image_size = 96
+
+
+class _FolderWithClasses(datasets.ImageFolder):
+    """An ImageFolder whose class → index map is the training folder's, so every split agrees on labels."""
+
+    def __init__(self, root: Path, classes: list[str]) -> None:
+        self._classes = classes
+        super().__init__(str(root), loader=_rgb_loader, allow_empty=True)
+
+    def find_classes(self, directory: str | Path) -> tuple[list[str], dict[str, int]]:
+        present = sorted(entry.name for entry in os.scandir(directory) if entry.is_dir())
+        unknown = sorted(set(present) - set(self._classes))
+        if unknown:
+            raise ValueError(f"ImageFolderDataModule: {directory!r} has class folders {unknown} that the training "
+                             f"folder does not have; expected a subset of {self._classes}")
+        return self._classes, {name: index for index, name in enumerate(self._classes)}
+
+
+def _rgb_loader(path: str) -> Image.Image:
+    with Image.open(path) as image:
+        return image.convert("RGB")
+
+
+class ImageFolderDataModule(ImageDataModule):
+    """Your own images, one sub-folder per class. Two layouts:
+
+        root/train/<class>/*.png  + root/val/<class>/… and/or root/test/<class>/…
+        root/<class>/*.png        (no train/: split by `val_fraction`; the held-out part is val and test)
+
+    With val/, validation uses it; otherwise validation is carved from train/ by `val_fraction`.
+    Testing and predicting use test/ when present, else the validation images. Class indices come
+    from the sorted class folders of the training folder (`num_classes` is known at construction).
+    Images are resized (shorter side) and centre-cropped to `image_size`; normalisation uses the
+    ImageNet mean/std unless `mean` and `std` are given (nothing is computed from your data).
+
+    Args:
+        image_size: side of the square model input.
+        mean, std: per-channel RGB statistics, or None for ImageNet's.
+        others: see `ImageDataModule`.
+    """
+
+    def __init__(
+        self,
+        root: str | Path = "data",
+        image_size: int = 32,
+        batch_size: int = 128,
+        num_workers: int = 4,
+        val_fraction: float = 0.1,
+        seed: int = 0,
+        augment: bool = True,
+        extra_channel: ExtraChannel = "none",
+        mean: tuple[float, float, float] | None = None,
+        std: tuple[float, float, float] | None = None,
+    ) -> None:
+        super().__init__(root, batch_size, num_workers, val_fraction, seed, augment, extra_channel)
+        if not isinstance(image_size, int) or image_size < 1:
+            raise ValueError(f"ImageFolderDataModule: image_size must be a positive integer; got {image_size!r}")
+        for field, value in (("mean", mean), ("std", std)):
+            if value is not None and len(value) != 3:
+                raise ValueError(f"ImageFolderDataModule: {field} must have 3 values (R, G, B); got {value!r}")
+        self.image_size = image_size
+        self.mean = tuple(mean) if mean is not None else IMAGENET_MEAN
+        self.std = tuple(std) if std is not None else IMAGENET_STD
+        split_root = self.root / "train"
+        self.has_splits = split_root.is_dir()
+        self.train_root = split_root if self.has_splits else self.root
+        self.classes = self._find_classes(self.train_root)
+        self.num_classes = len(self.classes)
+
+    @staticmethod
+    def _find_classes(folder: Path) -> list[str]:
+        if not folder.is_dir():
+            raise ValueError(f"ImageFolderDataModule: root {str(folder)!r} is not a folder; expected class "
+                             f"sub-folders (root/<class>/*.png) or root/train/<class>/*.png")
+        classes = sorted(entry.name for entry in os.scandir(folder) if entry.is_dir())
+        if not classes:
+            raise ValueError(f"ImageFolderDataModule: {str(folder)!r} has no class sub-folders; expected "
+                             f"<class>/*.png (one folder per class)")
+        return classes
+
+    def resize_transforms(self) -> list[v2.Transform]:
+        return [v2.Resize(self.image_size, antialias=True), v2.CenterCrop(self.image_size)]
+
+    def _held_out(self, name: str) -> Path | None:
+        folder = self.root / name
+        return folder if self.has_splits and folder.is_dir() else None
+
+    def load_split(self, split: Literal["train", "val", "test"]) -> Dataset | None:
+        if split == "train":
+            return _FolderWithClasses(self.train_root, self.classes)
+        folder = self._held_out(split)
+        return _FolderWithClasses(folder, self.classes) if folder is not None else None
