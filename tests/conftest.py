@@ -1,0 +1,40 @@
+"""Shared fixtures: tiny generated data that the tests of several parts use."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+IMAGE_CLASSES = ("cat", "dog", "frog")
+
+
+def write_image_folder(root: Path, classes: tuple[str, ...] = IMAGE_CLASSES, per_class: int = 8, size: int = 16,
+                       seed: int = 0) -> Path:
+    """Write `root/<class>/<i>.png`: noisy RGB images whose dominant colour channel is the class index."""
+    rng = np.random.default_rng(seed)
+    for index, name in enumerate(classes):
+        folder = root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            pixels = rng.integers(0, 96, size=(size, size, 3))
+            pixels[..., index % 3] += 150
+            Image.fromarray(pixels.astype(np.uint8)).save(folder / f"{i}.png")
+    return root
+
+
+@pytest.fixture
+def image_folder(tmp_path: Path) -> Path:
+    """A flat ImageFolder root: 3 classes (cat, dog, frog) × 8 PNGs of 16×16, for `ImageFolderDataModule`."""
+    return write_image_folder(tmp_path / "images")
+
+
+@pytest.fixture
+def image_folder_splits(tmp_path: Path) -> Path:
+    """An ImageFolder root with train/ (3 × 8), val/ (3 × 4) and test/ (3 × 4) PNGs of 16×16."""
+    root = tmp_path / "images"
+    for split, per_class, seed in (("train", 8, 0), ("val", 4, 1), ("test", 4, 2)):
+        write_image_folder(root / split, per_class=per_class, seed=seed)
+    return root
