@@ -38,3 +38,16 @@ def image_folder_splits(tmp_path: Path) -> Path:
     for split, per_class, seed in (("train", 8, 0), ("val", 4, 1), ("test", 4, 2)):
         write_image_folder(root / split, per_class=per_class, seed=seed)
     return root
+
+
+@pytest.fixture(scope="session")
+def l3das21_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny synthetic L3DAS21 Task 2 dataset: 4 train + 2 dev clips of 4 s, mics A and B, ov1–ov3.
+
+    Shared by the session: pass your own ``cache_dir`` (e.g. under ``tmp_path``) to write features.
+    """
+    from phnn.data.l3das21.synth import synthesize
+
+    root = tmp_path_factory.mktemp("l3das21")
+    synthesize(root, train_clips=4, dev_clips=2, duration=4.0, max_overlap=3, mic_b=True, seed=0)
+    return root
