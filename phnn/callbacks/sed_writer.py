@@ -85,7 +85,8 @@ class SEDPredictionWriter(BasePredictionWriter):
     def write_item(self, item: dict[str, Any]) -> list[Path]:
         """Write the files of one clip prediction; an item with an error is recorded and skipped."""
         if item.get("error"):
-            self.failures.append(f"{item.get('path', item.get('stem', '?'))}: {item['error']}")
+            where, error = str(item.get("path", item.get("stem", "?"))), str(item["error"])
+            self.failures.append(error if error.startswith(where) else f"{where}: {error}")
             return []
         stem = str(item["stem"])
         scores = _as_array(item["scores"], "scores", stem)

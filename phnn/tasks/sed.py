@@ -123,13 +123,14 @@ class SoundEventDetector(PHTask):
     # --- prediction on whole clips ---------------------------------------------------------------
 
     def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> list[dict[str, Any]]:
-        """One dict per clip: stem, path, scores (T, 42), detections (T, 42), duration — or the error."""
+        """One dict per clip: stem, path(s), scores (T, 42), detections (T, 42), duration — or the error."""
         items = batch if isinstance(batch, (list, tuple)) else [batch]
         return [self.predict_clip(item) for item in items]
 
     def predict_clip(self, item: dict[str, Any]) -> dict[str, Any]:
         """Run the network on the whole clip in windows; an invalid item comes back with its error."""
-        result = {"stem": item.get("stem"), "path": str(item.get("path", item.get("stem")))}
+        paths = item.get("paths") or [item.get("path", item.get("stem"))]
+        result = {"stem": item.get("stem"), "path": str(paths[0]), "paths": [str(p) for p in paths]}
         if item.get("error"):
             return {**result, "error": str(item["error"])}
         features = torch.as_tensor(item["features"], device=self.device, dtype=self.dtype)

@@ -69,13 +69,14 @@ def test_one_window_equals_the_full_network() -> None:
 
 def test_predict_step_returns_one_dict_per_clip() -> None:
     task = tiny_task(threshold=0.5).eval()
-    good = {"stem": "a", "path": "/x/a_A.wav", "features": torch.randn(4, 256, 80), "duration": 1.0}
+    good = {"stem": "a", "paths": ["/x/a_A.wav", "/x/a_B.wav"], "features": torch.randn(4, 256, 80), "duration": 1.0}
     broken = {"stem": "b", "path": "/x/b_A.wav", "error": "cannot read"}
     wrong = {"stem": "c", "path": "/x/c_A.wav", "features": torch.randn(8, 256, 80)}
     out = task.predict_step([good, broken, wrong], 0)
     assert out[0]["error"] is None and out[0]["scores"].shape == (10, 42) and out[0]["duration"] == 1.0
     assert torch.equal(out[0]["detections"], out[0]["scores"] > 0.5)
-    assert out[1] == {"stem": "b", "path": "/x/b_A.wav", "error": "cannot read"}
+    assert out[0]["path"] == "/x/a_A.wav" and out[0]["paths"] == ["/x/a_A.wav", "/x/a_B.wav"]
+    assert out[1] == {"stem": "b", "path": "/x/b_A.wav", "paths": ["/x/b_A.wav"], "error": "cannot read"}
     assert "4 channels" in out[2]["error"] and "(8, 256, 80)" in out[2]["error"]
 
 

@@ -60,8 +60,9 @@ def test_png_is_written(tmp_path: Path) -> None:
 def test_error_items_are_recorded_and_skipped(tmp_path: Path) -> None:
     writer = SEDPredictionWriter(tmp_path, plot=False)
     bad = {"stem": "broken", "path": "/data/broken_A.wav", "error": "not a wav file"}
-    writer.write_on_batch_end(None, None, [bad, fake_prediction("good")], [0, 1], None, 0, 0)
-    assert writer.failures == ["/data/broken_A.wav: not a wav file"]
+    named = {"stem": "x", "path": "/data/x_A.wav", "error": "/data/x_A.wav: 3 channels, expected 4"}
+    writer.write_on_batch_end(None, None, [bad, fake_prediction("good"), named], [0, 1, 2], None, 0, 0)
+    assert writer.failures == ["/data/broken_A.wav: not a wav file", "/data/x_A.wav: 3 channels, expected 4"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["good.csv", "good_frames.csv"]
 
 
