@@ -237,6 +237,9 @@ class L3DAS21DataModule(pl.LightningDataModule):
                  magnitude_scale: str = "linear", return_doa: bool = False, progress: bool = True) -> None:
         super().__init__()
         self.save_hyperparameters()
+        for name, value in self.hparams.items():  # paths as text: checkpoints stay loadable with weights_only
+            if isinstance(value, Path):
+                self.hparams[name] = str(value)
         self.mics = mic_set(mics)
         if not 0.0 <= val_fraction < 1.0:
             raise ValueError(f"val_fraction={val_fraction}: expected 0 <= val_fraction < 1")

@@ -1,0 +1,130 @@
+"""STFT features (frame alignment, channels), audio checks, and the atomic, resumable feature cache."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+
+from phnn.data.l3das21 import features as feat
+from phnn.data.l3das21.features import FeatureCache, FeatureSettings, load_clip, stft_features
+from phnn.data.l3das21.layout import find_clips
+
+
+def test_eight_stft_frames_per_label_frame_and_alignment() -> None:
+    rng = np.random.default_rng(0)
+    wave = torch.from_numpy(rng.standard_normal((4, 3200 * 5 + 17)).astype(np.float32))
+    x = stft_features(wave)
+    assert x.shape == (4, 256, 48)  # 6 label frames (ceil), 8 STFT frames each, DC dropped
+    j = 9  # STFT frame 8·1 + 1 starts at sample 3200 + 400
+    segment = wave[2, 3600 : 3600 + 512].numpy() * np.hamming(513)[:512]
+    np.testing.assert_allclose(x[2, :, j].numpy(), np.abs(np.fft.rfft(segment))[1:], rtol=1e-4, atol=1e-4)
+    last = stft_features(wave[:, : 3200 * 5])
+    assert last.shape[-1] == 40
+
+
+def test_phase_and_magnitude_scales() -> None:
+    wave = torch.randn(4, 6400)
+    linear = stft_features(wave, FeatureSettings())
+    both = stft_features(wave, FeatureSettings(phase=True, magnitude_scale="div512"))
+    assert both.shape == (8, 256, 16)
+    torch.testing.assert_close(both[:4], linear / 512)
+    assert both[4:].abs().max() <= 1.0 and both[4:].abs().max() > 0.9
+    torch.testing.assert_close(stft_features(wave, FeatureSettings(magnitude_scale="log1p")), torch.log1p(linear))
+    with pytest.raises(ValueError, match="magnitude_scale='db'"):
+        FeatureSettings(magnitude_scale="db")
+
+
+def test_cache_key_follows_settings() -> None:
+    assert FeatureSettings().key() == FeatureSettings().key()
+    keys = {FeatureSettings().key(), FeatureSettings(phase=True).key(), FeatureSettings(magnitude_scale="log1p").key()}
+    assert len(keys) == 3
+
+
+def write_wav(path: Path, channels: int, rate: int, seconds: float = 0.5) -> Path:
+    data = np.random.default_rng(1).uniform(-0.5, 0.5, (int(rate * seconds), channels))
+    soundfile.write(path, data, rate, subtype="FLOAT")
+    return path
+
+
+def test_load_clip_checks_and_resamples(tmp_path: Path) -> None:
+    a, b = write_wav(tmp_path / "c_A.wav", 4, 32000), write_wav(tmp_path / "c_B.wav", 4, 32000)
+    wave, rate = load_clip([a, b])
+    assert wave.shape == (8, 16000) and rate == 32000
+    with pytest.raises(ValueError, match=r"two\.wav: 2 channel\(s\), expected 4"):
+        load_clip(write_wav(tmp_path / "two.wav", 2, 32000))
+    cd = write_wav(tmp_path / "cd.wav", 4, 44100)
+    with pytest.raises(ValueError, match=r"cd\.wav: sample rate 44100 Hz, expected 32000 Hz"):
+        load_clip(cd, resample=False)
+    wave, rate = load_clip(cd)
+    assert rate == 44100 and wave.shape == (4, 16000)
+    (tmp_path / "junk.wav").write_bytes(b"not a wav at all")
+    with pytest.raises(ValueError, match=r"junk\.wav: cannot read audio"):
+        load_clip(tmp_path / "junk.wav")
+
+
+def test_training_audio_with_wrong_rate_is_an_error(l3das21_root: Path, tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    shutil.copytree(l3das21_root / "L3DAS_Task2_dev", root / "L3DAS_Task2_dev")
+    clip = find_clips(root, "dev")[0]
+    write_wav(clip.audio["A"], 4, 48000)
+    with pytest.raises(ValueError, match=rf"{clip.audio['A'].name}: sample rate 48000 Hz, expected 32000 Hz"):
+        FeatureCache(tmp_path / "cache").build("dev", [clip], progress=False)
+
+
+def test_killed_build_leaves_no_final_file_and_resumes_identically(
+    l3das21_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clips = find_clips(l3das21_root, "train", mics="AB")
+    reference = FeatureCache(tmp_path / "ref")
+    reference.build("train", clips, progress=False)
+
+    cache = FeatureCache(tmp_path / "cache")
+    real_save, calls = np.save, {"n": 0}
+
+    def dying_save(handle, array):  # the 5th file dies half-written, like a killed process
+        calls["n"] += 1
+        if calls["n"] == 5:
+            handle.write(b"\x93NUMPY partial")
+            raise KeyboardInterrupt
+        real_save(handle, array)
+
+    monkeypatch.setattr(feat.np, "save", dying_save)
+    with pytest.raises(KeyboardInterrupt):
+        cache.build("train", clips, progress=False)
+    monkeypatch.setattr(feat.np, "save", real_save)
+    written = sorted(p.name for p in (cache.folder / "train").iterdir())
+    assert len(written) == 4 and not any(".tmp-" in name for name in written)
+    assert cache.is_complete("train", clips[0]) and not cache.is_complete("train", clips[1])
+    # A kill -9 leaves its temporary file behind: it must not count as a finished file.
+    (cache.folder / "train" / f"{clips[1].stem}_B.npy.tmp-99999").write_bytes(b"junk")
+
+    computed = []
+    monkeypatch.setattr(feat, "stft_features", lambda w, s: computed.append(1) or stft_features(w, s))
+    cache.build("train", clips, progress=False)
+    assert len(computed) == 2 * len(clips) - 2  # clip 0 (A and B) was complete and skipped
+    for clip in clips:
+        for mic in "AB":
+            new = np.load(cache.feature_path("train", clip.stem, mic))
+            np.testing.assert_array_equal(new, np.load(reference.feature_path("train", clip.stem, mic)))
+            assert new.dtype == np.float16 and new.shape[:2] == (4, 256)
+        for new_path, ref_path in zip(cache.target_paths("train", clip.stem), reference.target_paths("train", clip.stem)):
+            np.testing.assert_array_equal(np.load(new_path), np.load(ref_path))
+
+
+def test_stats_are_per_channel_and_bin(l3das21_root: Path, tmp_path: Path) -> None:
+    clips = find_clips(l3das21_root, "dev", mics="AB")
+    cache = FeatureCache(tmp_path / "cache", FeatureSettings(phase=True))
+    cache.build("dev", clips, progress=False)
+    cache.STATS_CHUNK = 7  # exercise the chunked pass
+    stats = cache.compute_stats("dev", clips)
+    every = np.concatenate(
+        [np.concatenate([np.load(cache.feature_path("dev", c.stem, m)) for m in "AB"]) for c in clips], axis=-1
+    ).astype(np.float64)
+    assert stats.mean.shape == (16, 256)
+    np.testing.assert_allclose(stats.mean.numpy(), every.mean(-1), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(stats.std.numpy(), np.maximum(every.std(-1), 1e-5), rtol=1e-3, atol=1e-5)
