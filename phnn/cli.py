@@ -1,24 +1,180 @@
 """The `phnn` command: LightningCLI subcommands (fit, validate, test, predict) plus phnn's own tools.
 
-`main(args)` is what the console script and the tests call, in-process.
+    phnn fit --config configs/experiment/cifar10_resnet18_large_phc4.yaml --data.root data/cifar10
+    phnn test --config runs/phnn/version_0/config.yaml --ckpt_path runs/phnn/version_0/checkpoints/best.ckpt
+    phnn fit --model ImageClassifier --data ImageFolderDataModule --data.root my_images --model.n 3
+
+`main(args)` is what the console script and the tests call, in-process; it returns the exit code.
 """
 
 from __future__ import annotations
 
 import importlib
 import sys
+import warnings
+from pathlib import Path
+from typing import Any
 
 # Extra subcommands: name -> "module:function"; each function takes the remaining argv and returns
 # an exit code. Imported lazily so that `phnn --help` stays fast.
-EXTRA_COMMANDS: dict[str, str] = {}
+EXTRA_COMMANDS: dict[str, str] = {
+    "synth": "phnn.data.l3das21.synth:main",
+    "download": "phnn.download:main",
+}
+
+DESCRIPTION = "phnn: train and use Parameterized Hypercomplex Neural Networks (PyTorch Lightning)."
+
+# Loggers of every run unless a config says otherwise. Both get the same version (see
+# `_share_logger_versions`), so each run has one folder: runs/<name>/version_<k>/ with config.yaml,
+# metrics.csv, TensorBoard events and checkpoints/{best,last}.ckpt.
+DEFAULT_LOGGERS: list[dict[str, Any]] = [
+    {"class_path": "lightning.pytorch.loggers.TensorBoardLogger", "init_args": {"save_dir": "runs", "name": "phnn"}},
+    {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": "runs", "name": "phnn"}},
+]
+
+
+def _epilog() -> str:
+    lines = ["Run `phnn <subcommand> --help` for the options of one subcommand."]
+    if EXTRA_COMMANDS:
+        lines.append("Other commands (`phnn <command> --help`): " + ", ".join(sorted(EXTRA_COMMANDS)) + ".")
+    lines.append("Compose configs with several --config flags (model, data, trainer, experiment); see configs/README.md.")
+    return "\n".join(lines)
+
+
+def _next_version(root: Path) -> int:
+    """One more than the highest `version_<k>` folder under `root` (0 when there is none)."""
+    versions = [int(p.name[8:]) for p in root.glob("version_*") if p.is_dir() and p.name[8:].isdigit()]
+    return max(versions, default=-1) + 1
+
+
+def _build_cli_class() -> type:
+    """Define the LightningCLI subclass; kept in a function so that `import phnn.cli` stays light."""
+    from jsonargparse import Namespace
+    from lightning.pytorch import LightningDataModule, Trainer
+    from lightning.pytorch.callbacks import (
+        BasePredictionWriter,
+        Callback,
+        LearningRateMonitor,
+        ModelCheckpoint,
+        ProgressBar,
+        RichProgressBar,
+    )
+    from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+    import phnn.data  # noqa: F401  registers the DataModules' short names
+    import phnn.tasks  # noqa: F401  registers the tasks' short names
+    from phnn.callbacks import Timing
+    from phnn.tasks.base import PHTask
+
+    versioned_loggers = (TensorBoardLogger, CSVLogger)
+
+    class PHNNCLI(LightningCLI):
+        """LightningCLI with phnn's tasks and DataModules, default callbacks and one folder per run."""
+
+        def __init__(self, args: list[str] | None, run: bool = True) -> None:
+            super().__init__(
+                PHTask,
+                LightningDataModule,
+                subclass_mode_model=True,
+                subclass_mode_data=True,
+                save_config_kwargs={"overwrite": True},
+                trainer_defaults={"logger": DEFAULT_LOGGERS},
+                parser_kwargs={"description": DESCRIPTION, "epilog": _epilog(), "env_prefix": "PHNN",
+                               "prog": "phnn"},
+                auto_configure_optimizers=False,
+                args=args,
+                run=run,
+            )
+
+        def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+            for field in ("num_classes", "in_channels"):
+                parser.link_arguments(f"data.{field}", f"model.init_args.{field}", apply_on="instantiate")
+            parser.add_argument(
+                "--writer", type=BasePredictionWriter | None, default=None,
+                help="Prediction writer used by `predict` (e.g. SEDPredictionWriter with output_dir); "
+                     "ignored by the other subcommands.",
+            )
+
+        def before_instantiate_classes(self) -> None:
+            config = self.config.get(str(self.subcommand), self.config)
+            self._share_logger_versions(config.trainer)
+
+        @staticmethod
+        def _share_logger_versions(trainer: Namespace) -> None:
+            """Give TensorBoard/CSV loggers that share a folder and have no version the same new one."""
+            loggers = trainer.get("logger")
+            if not isinstance(loggers, list):
+                return
+            from jsonargparse._util import import_object  # the importer jsonargparse resolves class_path with
+
+            versions: dict[Path, int] = {}
+            for logger in loggers:
+                if not isinstance(logger, Namespace) or "class_path" not in logger:
+                    continue
+                if not issubclass(import_object(logger.class_path), versioned_loggers):
+                    continue
+                args = logger.get("init_args") or Namespace()
+                if args.get("version") is not None:
+                    continue
+                root = Path(args.get("save_dir") or ".") / (args.get("name") or "")
+                args.version = versions.setdefault(root, _next_version(root))
+                logger.init_args = args
+
+        def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+            trainer_config = self._get(self.config_init, "trainer", default={})
+            user = list(trainer_config.get("callbacks") or [])
+            defaults = self._default_callbacks(trainer_config, user)
+            writer = self._get(self.config_init, "writer")
+            if self.subcommand == "predict" and writer is not None:
+                defaults.append(writer)
+            return super().instantiate_trainer(callbacks=[*defaults, *user], **kwargs)
+
+        def _default_callbacks(self, trainer_config: dict[str, Any], user: list[Callback]) -> list[Callback]:
+            """Checkpoints (best by the task's metric, and last), LR monitor, rich progress bar, timing —
+            each unless the config already has one of its kind or switched the feature off."""
+            model = self.model
+            wanted: list[tuple[type[Callback], bool, Any]] = [
+                (ModelCheckpoint, trainer_config.get("enable_checkpointing") is not False,
+                 lambda: ModelCheckpoint(monitor=model.monitor, mode=model.monitor_mode, filename="best",
+                                         save_last=True, auto_insert_metric_name=False)),
+                (LearningRateMonitor, self.subcommand == "fit" and trainer_config.get("logger") not in (False, None),
+                 LearningRateMonitor),
+                (ProgressBar, trainer_config.get("enable_progress_bar") is not False, RichProgressBar),
+                (Timing, True, Timing),
+            ]
+            return [make() for kind, enabled, make in wanted if enabled and not any(isinstance(c, kind) for c in user)]
+
+    return PHNNCLI
+
+
+def failures_of(trainer: Any) -> list[str]:
+    """Failures that callbacks recorded (e.g. a prediction writer's unreadable clips), in order."""
+    return [str(failure) for callback in getattr(trainer, "callbacks", []) for failure in getattr(callback, "failures", None) or []]
+
+
+def run_cli(args: list[str] | None = None) -> Any:
+    """Parse `args` (None: sys.argv), run the subcommand and return the LightningCLI (its trainer, model)."""
+    # TensorBoard and CSV share each run's folder on purpose; the CSV logger warns when it finds it in use.
+    warnings.filterwarnings("ignore", message=r"Experiment logs directory .* exists and is not empty")
+    return _build_cli_class()(args)
 
 
 def main(args: list[str] | None = None) -> int:
+    """Run `phnn <subcommand> ...`; returns the exit code (1 when a callback reported failures)."""
     argv = list(sys.argv[1:] if args is None else args)
     if argv and argv[0] in EXTRA_COMMANDS:
         module_name, function_name = EXTRA_COMMANDS[argv[0]].split(":")
         return int(getattr(importlib.import_module(module_name), function_name)(argv[1:]) or 0)
-    raise NotImplementedError("LightningCLI subcommands are built in the image-classification issue")
+    try:
+        cli = run_cli(args)
+    except SystemExit as exit_:  # --help, --print_config and parse errors end here
+        return exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+    failures = failures_of(cli.trainer)
+    if failures:
+        print(f"phnn {cli.subcommand}: {len(failures)} failure(s):", *failures, sep="\n  ", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ checkpoint), builds its network in `__init__`, and implements `step(batch, stage
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from typing import Any, ClassVar, Literal
 
@@ -75,8 +76,11 @@ def parameter_counts(module: nn.Module) -> tuple[int, int]:
     return trainable, dense
 
 
-class PHTask(LightningModule):
+class PHTask(LightningModule, ABC):
     """Base LightningModule of phnn: optimizer/scheduler from YAML, algebra L1, parameter report.
+
+    Abstract (subclasses implement `step`); besides being honest, that keeps jsonargparse from
+    taking a subclass's defaults from this signature when the CLI resolves `--model <Subclass>`.
 
     Args:
         num_classes: outputs of the network (linked from `data.num_classes` by the CLI).
@@ -120,9 +124,9 @@ class PHTask(LightningModule):
 
     # --- what a subclass implements -------------------------------------------------------------
 
+    @abstractmethod
     def step(self, batch: Any, stage: str) -> Tensor:
         """Compute the data loss of `batch` and log `{stage}/...` metrics; stage is train|val|test."""
-        raise NotImplementedError(f"{type(self).__name__} must implement step(batch, stage)")
 
     # --- Lightning hooks ------------------------------------------------------------------------
 
