@@ -1,0 +1,98 @@
+"""fit → test → predict through `phnn.cli.main`, in-process, on a tiny synthetic L3DAS21 set."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+from phnn.cli import main
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "sed"
+TINY_MODEL = ["--model.init_args.widths=[4, 4, 8, 8]", "--model.init_args.gru_hidden=8",
+              "--model.init_args.gru_layers=1", "--model.init_args.fc_width=16", "--model.init_args.fc_layers=1",
+              "--model.init_args.predict_window_frames=20", "--model.init_args.predict_overlap_frames=5"]
+QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
+
+
+@pytest.fixture(scope="module")
+def trained(l3das21_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """One epoch of a tiny PH SEDnet (n = 4, mics A), fitted through the CLI; its run folder."""
+    work = tmp_path_factory.mktemp("sed_cli")
+    common = ["--config", str(CONFIGS / "demo.yaml"), f"--data.root={l3das21_root}",
+              f"--data.cache_dir={work / 'cache'}", "--data.segment_seconds=2.0", "--data.batch_size=4",
+              f"--trainer.default_root_dir={work}", *QUIET]
+    logger = [f"--trainer.logger.init_args.save_dir={work / 'runs'}"]
+    code = main(["fit", *common, *TINY_MODEL, "--trainer.max_epochs=1",
+                 "--trainer.logger=lightning.pytorch.loggers.CSVLogger", *logger])
+    assert code == 0
+    (run,) = (work / "runs" / "lightning_logs").glob("version_*")
+    return {"work": work, "run": run, "config": run / "config.yaml", "ckpt": run / "checkpoints" / "best.ckpt"}
+
+
+def test_fit_writes_config_and_best_checkpoint(trained: dict[str, Path]) -> None:
+    assert trained["config"].is_file() and trained["ckpt"].is_file()
+    assert (trained["run"] / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_test_reports_the_published_metrics(trained: dict[str, Path], capsys: pytest.CaptureFixture) -> None:
+    code = main(["test", "--config", str(trained["config"]), "--ckpt_path", str(trained["ckpt"]),
+                 f"--trainer.logger.init_args.save_dir={trained['work'] / 'test_runs'}"])
+    assert code == 0
+    (metrics,) = (trained["work"] / "test_runs").rglob("metrics.csv")
+    with open(metrics, newline="") as file:
+        rows = list(csv.DictReader(file))
+    logged = {k for row in rows for k, v in row.items() if v}
+    assert {"test/f_score", "test/error_rate", "test/precision", "test/recall"} <= logged
+
+
+def predict(trained: dict[str, Path], path: Path, out: Path, *extra: str) -> int:
+    return main(["predict", "--config", str(trained["config"]), "--ckpt_path", str(trained["ckpt"]),
+                 f"--data.predict_path={path}", f"--writer.output_dir={out}", "--writer.plot=false", *extra])
+
+
+def test_predict_folder_with_a_corrupt_file(trained: dict[str, Path], l3das21_root: Path, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture) -> None:
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    for wav in sorted((l3das21_root / "L3DAS_Task2_dev" / "data").glob("*_A.wav")):
+        shutil.copy(wav, clips / wav.name)
+    (clips / "broken_A.wav").write_bytes(b"RIFF not really a wav")
+    out = tmp_path / "out"
+    assert predict(trained, clips, out) == 1
+    assert "broken_A.wav" in capsys.readouterr().err
+    good = sorted(p.stem for p in clips.glob("split*_A.wav"))
+    assert len(good) == 2
+    for stem in good:
+        with open(out / f"{stem}.csv", newline="") as file:
+            assert next(csv.reader(file)) == ["filename", "onset", "offset", "event_label", "confidence"]
+        assert (out / f"{stem}_frames.csv").is_file()
+    assert not list(out.glob("broken*"))
+
+
+def test_predict_wrong_channel_count_fails_by_name(trained: dict[str, Path], tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture) -> None:
+    clip = tmp_path / "stereo_A.wav"
+    soundfile.write(clip, np.zeros((32000, 2), dtype=np.float32), 32000)
+    assert predict(trained, clip, tmp_path / "out") == 1
+    assert "stereo_A.wav" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "stereo_A.csv").exists()
+
+
+def test_predict_resamples_a_44k_clip(trained: dict[str, Path], l3das21_root: Path, tmp_path: Path) -> None:
+    source = sorted((l3das21_root / "L3DAS_Task2_dev" / "data").glob("*_A.wav"))[0]
+    audio, rate = soundfile.read(source, dtype="float32")
+    n = round(len(audio) * 44100 / rate)
+    resampled = np.stack([np.interp(np.linspace(0, len(audio) - 1, n), np.arange(len(audio)), c) for c in audio.T], 1)
+    clip = tmp_path / "clip44k_A.wav"
+    soundfile.write(clip, resampled.astype(np.float32), 44100)
+    out = tmp_path / "out"
+    assert predict(trained, clip, out, "--writer.plot=true") == 0
+    with open(out / "clip44k_A_frames.csv", newline="") as file:
+        frames = [int(row["frame"]) for row in csv.DictReader(file)]
+    assert all(0 <= f < 40 for f in frames)  # 4 s → 40 label frames at 100 ms
+    assert (out / "clip44k_A.png").is_file()
