@@ -123,6 +123,7 @@ class ImageDataModule(LightningDataModule):
         for field, value, low in (("batch_size", batch_size, 1), ("num_workers", num_workers, 0)):
             if not isinstance(value, int) or value < low:
                 raise ValueError(f"{name}: {field} must be an integer >= {low}; got {value!r}")
+        self.save_hyperparameters()  # stored in checkpoints, so a run records its data settings
         self.root = Path(root).expanduser()
         self.batch_size = batch_size
         self.num_workers = num_workers

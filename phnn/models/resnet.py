@@ -1,9 +1,9 @@
 """CIFAR-style ResNets (3×3 stem, no max-pool) built from a layer family.
 
-One implementation, after torchvision's `models/resnet.py`: the block type and the number of blocks
-per stage are parameters, and weights are initialised in one place (`phnn.models.common.init_weights`). Every conv —
-the stem included — comes from the family, so a PH family gives a PH network end to end; only the
-final classifier is a plain `nn.Linear`.
+One implementation, after torchvision's `models/resnet.py`: the block type, the blocks per stage and
+the stage widths are parameters, and weights are initialised in one place
+(`phnn.models.common.init_weights`). Every conv — the stem included — comes from the family, so a PH
+family gives a PH network end to end; only the final classifier is a plain `nn.Linear`.
 """
 
 from __future__ import annotations
@@ -94,8 +94,8 @@ class ResNet(nn.Module):
         zero_init_residual: bool = False,
     ) -> None:
         super().__init__()
-        if len(layers) != len(widths):
-            raise ValueError(f"ResNet: layers {list(layers)} and widths {list(widths)} must have the same length")
+        if len(layers) != 4 or len(widths) != 4:
+            raise ValueError(f"ResNet: expected 4 stages; got layers {list(layers)} and widths {list(widths)}")
         self.family = family
         with building("stem"):
             self.stem = nn.Sequential(*conv_bn(family, in_channels, widths[0], 3), nn.ReLU(inplace=True))
