@@ -1,0 +1,194 @@
+"""``phnn download l3das21``: fetch the official L3DAS21 Task 2 archives and extract them into the layout.
+
+    phnn download l3das21 --set train dev --out data/l3das21
+
+Downloads ``L3DAS_Task2_{train,dev}.zip`` from Zenodo record 4642005 into ``<out>/<name>.part``,
+resuming an interrupted transfer with an HTTP Range request (also after a dropped connection within
+one run, up to ``--retries`` times); verifies the md5 published by Zenodo's record API when it can be
+read (or given with ``--md5``) and the zip's CRCs; extracts into a temporary folder in ``<out>`` and
+renames the finished ``L3DAS_Task2_<set>`` folder into place, so no half-extracted folder is ever
+visible under its final name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import http.client
+import json
+import os
+import shutil
+import socket
+import sys
+import time
+import urllib.error
+import urllib.request
+import zipfile
+from pathlib import Path
+
+from phnn.data.l3das21.layout import SPLIT_FOLDERS
+
+ZENODO_RECORD = "4642005"
+DEFAULT_URL_BASE = f"https://zenodo.org/records/{ZENODO_RECORD}/files"
+ZENODO_API = f"https://zenodo.org/api/records/{ZENODO_RECORD}"
+DATASETS: dict[str, dict[str, str]] = {
+    "l3das21": {split: f"{folder}.zip" for split, folder in SPLIT_FOLDERS.items()},
+}
+CHUNK = 1 << 20
+_TRANSIENT = (ConnectionError, http.client.IncompleteRead, http.client.HTTPException, socket.timeout, urllib.error.URLError)
+
+
+def archive_url(url_base: str, name: str) -> str:
+    return f"{url_base.rstrip('/')}/{name}?download=1"
+
+
+def zenodo_md5(name: str, timeout: float = 30.0) -> str | None:
+    """The md5 Zenodo publishes for ``name`` (``None`` if the record API cannot be read)."""
+    try:
+        with urllib.request.urlopen(ZENODO_API, timeout=timeout) as response:
+            record = json.load(response)
+    except (*_TRANSIENT, ValueError):
+        return None
+    for entry in record.get("files", []):
+        checksum = str(entry.get("checksum", ""))
+        if entry.get("key") == name and checksum.startswith("md5:"):
+            return checksum[4:]
+    return None
+
+
+def download(url: str, target: Path, retries: int = 5, timeout: float = 60.0, progress: bool = True,
+             backoff: float = 1.0) -> Path:
+    """Download ``url`` to ``target`` through ``target.part``, resuming with HTTP Range when possible."""
+    from tqdm.auto import tqdm
+
+    part = target.with_name(target.name + ".part")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    bar = tqdm(desc=target.name, unit="B", unit_scale=True, disable=not progress)
+    attempt = 0
+    while True:
+        have = part.stat().st_size if part.exists() else 0
+        request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                resumed = response.status == 206
+                if not resumed:
+                    have = 0
+                length = response.headers.get("Content-Length")
+                bar.reset(total=have + int(length) if length is not None else None)
+                bar.update(have)
+                received = 0
+                with open(part, "ab" if resumed else "wb") as handle:
+                    while chunk := response.read(CHUNK):
+                        handle.write(chunk)
+                        received += len(chunk)
+                        bar.update(len(chunk))
+                if length is not None and received < int(length):  # the server closed the connection early
+                    raise http.client.IncompleteRead(b"", int(length) - received)
+            break
+        except urllib.error.HTTPError as error:
+            if error.code == 416 and have:  # range past the end: the .part file is already complete
+                break
+            bar.close()
+            raise RuntimeError(f"{url}: HTTP {error.code} {error.reason}") from None
+        except _TRANSIENT as error:
+            attempt += 1
+            if attempt > retries:
+                bar.close()
+                raise RuntimeError(
+                    f"{url}: connection failed {attempt} times ({error}); run the command again to resume "
+                    f"from {part} ({part.stat().st_size if part.exists() else 0} bytes)"
+                ) from None
+            time.sleep(min(backoff * 2.0**attempt, 30.0))
+    bar.close()
+    os.replace(part, target)
+    return target
+
+
+def md5sum(path: Path) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def verify(archive: Path, md5: str | None) -> None:
+    """md5 (when known) and zip CRCs; a bad archive is removed so that the next run downloads it again."""
+    problem = None
+    if md5 is not None and (actual := md5sum(archive)) != md5.lower():
+        problem = f"md5 {actual}, expected {md5.lower()}"
+    else:
+        try:
+            with zipfile.ZipFile(archive) as zf:
+                bad = zf.testzip()
+            if bad is not None:
+                problem = f"member {bad} fails its CRC check"
+        except zipfile.BadZipFile as error:
+            problem = f"not a valid zip archive ({error})"
+    if problem is not None:
+        archive.unlink(missing_ok=True)
+        raise ValueError(f"{archive}: corrupt download: {problem}; it was deleted, run the command again")
+
+
+def extract(archive: Path, out: Path, folder_name: str) -> Path:
+    """Extract into a temporary folder in ``out``, then rename ``folder_name`` into place."""
+    final = out / folder_name
+    tmp = out / f".{folder_name}.extract-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            for member in zf.namelist():
+                resolved = (tmp / member).resolve()
+                if not resolved.is_relative_to(tmp.resolve()):
+                    raise ValueError(f"{archive}: member {member!r} would extract outside {tmp}")
+            zf.extractall(tmp)
+        source = tmp / folder_name if (tmp / folder_name).is_dir() else tmp
+        if not (source / "data").is_dir():
+            raise ValueError(f"{archive}: no {folder_name}/data folder inside; expected the L3DAS21 Task 2 layout")
+        os.replace(source, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def fetch(dataset: str, split: str, out: str | Path, url_base: str = DEFAULT_URL_BASE, md5: str | None = None,
+          keep_archive: bool = False, retries: int = 5, progress: bool = True, backoff: float = 1.0) -> Path:
+    """Download, verify and extract one archive; returns the split folder (already there: nothing to do)."""
+    if dataset not in DATASETS or split not in DATASETS[dataset]:
+        raise ValueError(f"dataset={dataset!r}, set={split!r}: expected one of "
+                         f"{ {d: sorted(s) for d, s in DATASETS.items()} }")
+    out = Path(out)
+    name = DATASETS[dataset][split]
+    folder_name = name.removesuffix(".zip")
+    if (out / folder_name / "data").is_dir():
+        return out / folder_name
+    archive = out / name
+    if not archive.exists():
+        download(archive_url(url_base, name), archive, retries=retries, progress=progress, backoff=backoff)
+    if md5 is None and url_base == DEFAULT_URL_BASE:
+        md5 = zenodo_md5(name)
+    verify(archive, md5)
+    folder = extract(archive, out, folder_name)
+    if not keep_archive:
+        archive.unlink()
+    return folder
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="phnn download", description="Download a public dataset into its layout.")
+    parser.add_argument("dataset", choices=sorted(DATASETS))
+    parser.add_argument("--set", dest="sets", nargs="+", choices=("train", "dev"), default=["train", "dev"])
+    parser.add_argument("--out", type=Path, required=True, help="dataset root (becomes data.root)")
+    parser.add_argument("--url-base", default=DEFAULT_URL_BASE, help="where the archives are (a mirror)")
+    parser.add_argument("--md5", default=None, help="expected md5 (with a single --set; default: Zenodo's, when readable)")
+    parser.add_argument("--keep-archive", action="store_true", help="keep the .zip after extraction")
+    parser.add_argument("--retries", type=int, default=5, help="reconnections per archive after a dropped transfer")
+    args = parser.parse_args(argv)
+    for split in args.sets:
+        try:
+            folder = fetch(args.dataset, split, args.out, args.url_base, args.md5, args.keep_archive, args.retries)
+        except (ValueError, RuntimeError) as error:
+            print(f"phnn download: {error}", file=sys.stderr)
+            return 1
+        print(f"{args.dataset} {split}: {folder}")
+    return 0

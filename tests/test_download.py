@@ -1,0 +1,137 @@
+"""`phnn download`: resumable HTTP download, verification and atomic extraction, against a local server."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import threading
+import zipfile
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from phnn.cli import main as phnn_main
+from phnn.download import fetch
+
+NAME = "L3DAS_Task2_dev.zip"
+
+
+def make_zip(top: str = "L3DAS_Task2_dev") -> bytes:
+    prefix = f"{top}/" if top else ""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr(f"{prefix}data/split0_ov1_1_A.wav", bytes(range(256)) * 800)
+        zf.writestr(f"{prefix}labels/label_split0_ov1_1.csv", "File,Start,End,Class,X,Y,Z\n")
+    return buffer.getvalue()
+
+
+class Server:
+    """Serves one payload with Range support; can drop the first connection half-way."""
+
+    def __init__(self, payload: bytes, drop_first: bool = False) -> None:
+        self.payload, self.drop_first, self.ranges = payload, drop_first, []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if not self.path.startswith(f"/{NAME}"):
+                    self.send_error(404)
+                    return
+                header = self.headers.get("Range")
+                server.ranges.append(header)
+                start = int(header.removeprefix("bytes=").rstrip("-")) if header else 0
+                body = server.payload[start:]
+                self.send_response(206 if header else 200)
+                if header:
+                    self.send_header("Content-Range", f"bytes {start}-{len(server.payload) - 1}/{len(server.payload)}")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if server.drop_first:
+                    server.drop_first = False
+                    self.wfile.write(body[: len(body) // 2])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    return
+                self.wfile.write(body)
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def serve() -> Iterator:
+    servers: list[Server] = []
+
+    def start(payload: bytes, drop_first: bool = False) -> Server:
+        servers.append(Server(payload, drop_first))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+def test_dropped_connection_is_resumed_and_extracted_atomically(serve, tmp_path: Path) -> None:
+    payload = make_zip()
+    server = serve(payload, drop_first=True)
+    folder = fetch("l3das21", "dev", tmp_path, url_base=server.url, md5=hashlib.md5(payload).hexdigest(),
+                   progress=False, backoff=0)
+    assert folder == tmp_path / "L3DAS_Task2_dev"
+    assert server.ranges == [None, f"bytes={len(payload) // 2}-"]
+    assert (folder / "data" / "split0_ov1_1_A.wav").read_bytes() == bytes(range(256)) * 800
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["L3DAS_Task2_dev"]  # no archive, .part or temp folder
+    assert fetch("l3das21", "dev", tmp_path, url_base=server.url, progress=False) == folder  # already there
+    assert len(server.ranges) == 2
+
+
+def test_part_file_from_an_earlier_run_is_resumed(serve, tmp_path: Path) -> None:
+    payload = make_zip(top="")  # archives without the top folder work too
+    server = serve(payload)
+    (tmp_path / f"{NAME}.part").write_bytes(payload[:1000])
+    assert phnn_main(["download", "l3das21", "--set", "dev", "--out", str(tmp_path), "--url-base", server.url]) == 0
+    assert server.ranges == ["bytes=1000-"]
+    assert (tmp_path / "L3DAS_Task2_dev" / "labels" / "label_split0_ov1_1.csv").is_file()
+
+
+def test_corrupt_archive_is_reported_and_removed(serve, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    payload = bytearray(make_zip())
+    payload[200:260] = b"x" * 60  # damage file data: the CRC check catches it
+    server = serve(bytes(payload))
+    assert phnn_main(["download", "l3das21", "--set", "dev", "--out", str(tmp_path), "--url-base", server.url]) == 1
+    assert f"{NAME}: corrupt download: member" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(ValueError, match=r"corrupt download: md5 [0-9a-f]{32}, expected 0{32}"):
+        fetch("l3das21", "dev", tmp_path, url_base=server.url, md5="0" * 32, progress=False)
+    serve_garbage = serve(b"this is not a zip file")
+    with pytest.raises(ValueError, match="not a valid zip archive"):
+        fetch("l3das21", "dev", tmp_path, url_base=serve_garbage.url, progress=False)
+
+
+def test_archive_without_the_layout_is_rejected(serve, tmp_path: Path) -> None:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        zf.writestr("readme.txt", "hello")
+    server = serve(buffer.getvalue())
+    with pytest.raises(ValueError, match="no L3DAS_Task2_dev/data folder inside"):
+        fetch("l3das21", "dev", tmp_path, url_base=server.url, progress=False)
+    assert not (tmp_path / "L3DAS_Task2_dev").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_http_error_and_unknown_set(serve, tmp_path: Path) -> None:
+    server = serve(b"")
+    with pytest.raises(RuntimeError, match="HTTP 404"):
+        fetch("l3das21", "dev", tmp_path, url_base=server.url + "/missing", progress=False)
+    with pytest.raises(ValueError, match="set='eval'"):
+        fetch("l3das21", "eval", tmp_path)
