@@ -98,17 +98,24 @@ def _build_cli_class() -> type:
 
         def before_instantiate_classes(self) -> None:
             config = self.config.get(str(self.subcommand), self.config)
-            self._share_logger_versions(config.trainer)
+            self._versioned = self._share_logger_versions(config.trainer)
+
+        def after_instantiate_classes(self) -> None:
+            # the saved config.yaml keeps `version: null`, so a run started from it gets a new folder
+            for logger_args in self._versioned:
+                logger_args.version = None
 
         @staticmethod
-        def _share_logger_versions(trainer: Namespace) -> None:
-            """Give TensorBoard/CSV loggers that share a folder and have no version the same new one."""
+        def _share_logger_versions(trainer: Namespace) -> list[Namespace]:
+            """Give TensorBoard/CSV loggers that share a folder and have no version the same new one;
+            returns the init_args that were given a version."""
             loggers = trainer.get("logger")
             if not isinstance(loggers, list):
-                return
+                return []
             from jsonargparse._util import import_object  # the importer jsonargparse resolves class_path with
 
             versions: dict[Path, int] = {}
+            versioned: list[Namespace] = []
             for logger in loggers:
                 if not isinstance(logger, Namespace) or "class_path" not in logger:
                     continue
@@ -120,6 +127,8 @@ def _build_cli_class() -> type:
                 root = Path(args.get("save_dir") or ".") / (args.get("name") or "")
                 args.version = versions.setdefault(root, _next_version(root))
                 logger.init_args = args
+                versioned.append(args)
+            return versioned
 
         def instantiate_trainer(self, **kwargs: Any) -> Trainer:
             trainer_config = self._get(self.config_init, "trainer", default={})
@@ -157,6 +166,8 @@ def run_cli(args: list[str] | None = None) -> Any:
     """Parse `args` (None: sys.argv), run the subcommand and return the LightningCLI (its trainer, model)."""
     # TensorBoard and CSV share each run's folder on purpose; the CSV logger warns when it finds it in use.
     warnings.filterwarnings("ignore", message=r"Experiment logs directory .* exists and is not empty")
+    # main(args) runs in-process on purpose (tests, scripts): the host's own sys.argv is not ours
+    warnings.filterwarnings("ignore", message=r"LightningCLI's args parameter is intended to run from within Python")
     return _build_cli_class()(args)
 
 

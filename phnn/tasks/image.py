@@ -82,9 +82,9 @@ class ImageClassifier(PHTask):
         loss = self.loss_fn(logits, labels)
         metrics = self.metrics[f"{stage}_"]
         metrics.update(logits.detach(), labels)
-        on_step = stage == "train"
-        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, batch_size=len(labels),
-                 sync_dist=not on_step)
+        # epoch means under stable names (train/loss, val/loss, ...), averaged over DDP ranks
+        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(labels),
+                 sync_dist=True)
         self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage != "test", batch_size=len(labels))
         return loss
 

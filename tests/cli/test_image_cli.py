@@ -1,0 +1,157 @@
+"""The `phnn` CLI on a tiny generated ImageFolder: fit → validate → test → predict in-process, resume,
+bf16 on CPU, DDP with two CPU processes, help and print_config, extra commands, failures → exit 1."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+import cli_helpers  # noqa: F401  registers the tiny_cnn backbone
+from phnn import cli
+from phnn.cli import main, run_cli
+
+HERE = Path(__file__).parent
+REPO = HERE.parents[1]
+
+
+def tiny(root: Path, *extra: str) -> list[str]:
+    """Options for a fast run: a one-conv PHC (n = 2) network on 8×8 images with a zero 4th channel."""
+    return ["--model", "ImageClassifier", "--model.backbone", "tiny_cnn", "--model.family", "phc", "--model.n", "2",
+            "--data", "ImageFolderDataModule", f"--data.root={root}", "--data.image_size=8", "--data.batch_size=8",
+            "--data.num_workers=0", "--data.extra_channel=zeros", "--data.augment=false",
+            "--trainer.accelerator=cpu", "--trainer.devices=1", "--trainer.enable_progress_bar=false",
+            "--trainer.enable_model_summary=false", "--seed_everything=0", *extra]
+
+
+def metrics_of(run: Path) -> dict[str, list[float]]:
+    """metrics.csv of a run as column -> non-empty values."""
+    with open(run / "metrics.csv", newline="") as file:
+        rows = list(csv.DictReader(file))
+    return {key: [float(row[key]) for row in rows if row[key]] for key in rows[0]}
+
+
+@pytest.fixture
+def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Run in a fresh folder, so that runs/ lands there."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_fit_validate_test_predict(in_tmp: Path, image_folder_splits: Path) -> None:
+    timing = ["--trainer.callbacks+=Timing", "--trainer.callbacks.warmup_steps=0"]  # replaces the default one
+    assert main(["fit", *tiny(image_folder_splits, "--trainer.max_epochs=2", *timing)]) == 0
+    run = in_tmp / "runs" / "phnn" / "version_0"
+    best, last = run / "checkpoints" / "best.ckpt", run / "checkpoints" / "last.ckpt"
+    assert best.is_file() and last.is_file()
+    hparams = torch.load(best, map_location="cpu", weights_only=False)["hyper_parameters"]
+    assert hparams["num_classes"] == 3  # linked from the DataModule
+    assert hparams["in_channels"] == 4  # RGB + the zero channel
+    metrics = metrics_of(run)
+    for key in ("train/loss", "train/acc", "val/loss", "val/acc", "lr-SGD", "params/trainable",
+                "params/dense_equivalent", "timing/train_step_ms", "timing/data_fraction", "timing/val_samples_per_s"):
+        assert metrics.get(key), key
+    assert len(metrics["val/acc"]) == 2
+    assert metrics["params/trainable"][0] < metrics["params/dense_equivalent"][0]
+    state = torch.load(best, map_location="cpu", weights_only=False)
+    (checkpoint_key,) = [key for key in state["callbacks"] if key.startswith("ModelCheckpoint")]
+    assert "'monitor': 'val/acc'" in checkpoint_key and "'mode': 'max'" in checkpoint_key
+
+    # every later run gets its own folder: repeated runs never collide on config.yaml
+    assert main(["validate", "--config", str(run / "config.yaml"), "--ckpt_path", str(best)]) == 0
+    assert main(["test", "--config", str(run / "config.yaml"), "--ckpt_path", str(best)]) == 0
+    test_metrics = metrics_of(in_tmp / "runs" / "phnn" / "version_2")
+    assert 0.0 <= test_metrics["test/acc"][0] <= 1.0
+    assert test_metrics["test/acc_top5"][0] == 1.0  # top-k with k = num_classes = 3
+    assert all((in_tmp / "runs" / "phnn" / f"version_{k}" / "config.yaml").is_file() for k in range(3))
+
+    predicted = run_cli(["predict", "--config", str(run / "config.yaml"), "--ckpt_path", str(best),
+                         "--writer", "cli_helpers.CollectPredictions"])
+    (writer,) = [c for c in predicted.trainer.callbacks if isinstance(c, cli_helpers.CollectPredictions)]
+    probs = torch.cat([p["probs"] for p in writer.predictions])
+    labels = torch.cat([p["labels"] for p in writer.predictions])
+    assert probs.shape == (12, 3)  # the 3 × 4 test images, in order
+    torch.testing.assert_close(probs.sum(1), torch.ones(12))
+    assert torch.equal(labels, probs.argmax(1))
+
+    code = main(["predict", "--config", str(run / "config.yaml"), "--ckpt_path", str(best),
+                 "--writer", "cli_helpers.CollectPredictions", "--writer.fail=true"])
+    assert code == 1  # a writer that reports failures makes the command fail
+
+
+def test_resume_from_last_checkpoint(in_tmp: Path, image_folder_splits: Path) -> None:
+    assert main(["fit", *tiny(image_folder_splits, "--trainer.max_epochs=1")]) == 0
+    last = in_tmp / "runs" / "phnn" / "version_0" / "checkpoints" / "last.ckpt"
+    record = in_tmp / "resume.pt"
+    assert main(["fit", *tiny(image_folder_splits, "--trainer.max_epochs=2"), "--ckpt_path", str(last),
+                 "--trainer.callbacks+=cli_helpers.RecordResume", f"--trainer.callbacks.path={record}"]) == 0
+    resumed = torch.load(record, weights_only=False)
+    saved = torch.load(last, map_location="cpu", weights_only=False)
+    assert saved["epoch"] == 0 and resumed["epoch"] == 1  # continues with the next epoch
+    saved_state = saved["optimizer_states"][0]["state"]
+    assert saved_state and resumed["optimizer"]["state"].keys() == saved_state.keys()
+    for index, state in saved_state.items():
+        torch.testing.assert_close(resumed["optimizer"]["state"][index]["momentum_buffer"], state["momentum_buffer"])
+
+
+def test_bf16_mixed_on_cpu(in_tmp: Path, image_folder_splits: Path) -> None:
+    ran = run_cli(["fit", *tiny(image_folder_splits, "--trainer.precision=bf16-mixed", "--trainer.max_epochs=1")])
+    assert ran.trainer.precision == "bf16-mixed"
+    with ran.trainer.precision_plugin.forward_context():
+        assert ran.model(torch.rand(2, 4, 8, 8)).dtype == torch.bfloat16
+    assert torch.isfinite(torch.tensor(metrics_of(Path(ran.trainer.log_dir))["val/loss"])).all()
+
+
+@pytest.mark.slow
+def test_ddp_two_cpu_processes_see_different_data(tmp_path: Path, image_folder_splits: Path) -> None:
+    """`--trainer.strategy ddp` relaunches the command per rank, so it runs as a real `python -m phnn`."""
+    record = tmp_path / "batches"
+    command = [sys.executable, "-m", "phnn", "fit", *tiny(image_folder_splits, "--trainer.max_epochs=1"),
+               "--trainer.strategy=ddp", "--trainer.devices=2",  # sync_batchnorm needs GPUs
+               "--trainer.callbacks+=cli_helpers.RecordBatches", f"--trainer.callbacks.folder={record}"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), str(REPO)])}
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ranks = [json.loads((record / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert [r["world_size"] for r in ranks] == [2, 2] and ranks[0]["pid"] != ranks[1]["pid"]
+    first, second = (set(r["hashes"]) for r in ranks)
+    assert len(first) == len(second) == 12  # 3 classes × 8 training images, split between the ranks
+    assert not first & second
+    assert (tmp_path / "runs" / "phnn" / "version_0" / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_help_lists_subcommands_and_extra_commands(monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setitem(cli.EXTRA_COMMANDS, "echo", "cli_helpers:echo_command")
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: phnn")
+    for name in ("fit", "validate", "test", "predict", "echo"):
+        assert name in out
+    assert main(["echo", "a", "b"]) == 2  # dispatched before LightningCLI, with the remaining argv
+
+
+def test_print_config_shows_defaults(image_folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["fit", "--model", "ImageClassifier", "--data", "ImageFolderDataModule", f"--data.root={image_folder}",
+                 "--print_config"]) == 0
+    config = yaml.safe_load(capsys.readouterr().out)
+    model = config["model"]["init_args"]
+    assert config["model"]["class_path"] == "phnn.tasks.ImageClassifier"
+    assert model["optimizer"]["class_path"].endswith("SGD")
+    published = {"lr": 0.1, "momentum": 0.9, "weight_decay": 0.0005}
+    assert {key: model["optimizer"]["init_args"][key] for key in published} == published
+    assert model["lr_scheduler"]["class_path"].endswith("CosineAnnealingLR")
+    assert [logger["class_path"].rsplit(".", 1)[1] for logger in config["trainer"]["logger"]] == \
+        ["TensorBoardLogger", "CSVLogger"]
+
+
+def test_bad_arguments_return_an_error_code(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["fit", "--model", "NoSuchTask"]) == 2
+    assert "NoSuchTask" in capsys.readouterr().err
