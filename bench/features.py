@@ -1,0 +1,133 @@
+"""Feature extraction benchmark: phnn's cached STFT features vs the published L3DAS21 pipeline.
+
+    python bench/features.py            # 32 and 8 clips of 60 s (4 channels, 32 kHz), about 2-4 minutes
+    python bench/features.py --quick    # smoke test: 4 and 2 clips of 10 s
+
+Both pipelines run on the same synthetic clips (``phnn synth``), each configuration in its own
+subprocess so that its peak RSS (``VmHWM``) is its own:
+
+* phnn: ``FeatureCache.build`` — soundfile read, torch STFT, float16 memmap per clip written
+  atomically (and the label targets), one clip at a time.
+* published: the original preprocessing, with soundfile + ``scipy.signal.resample_poly`` standing in
+  for ``librosa.load(sr=32000)`` (librosa is not installed here), ``scipy.signal.stft`` (Hamming
+  512, overlap 112) per clip, magnitude without DC and last frame, every clip kept in one list,
+  pickled at the end.
+
+Targets (issue 4): throughput ≥ 10× the published pipeline; phnn's peak RSS for 32 clips within 10%
+of that for 8 clips.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pickle
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def run_phnn(root: Path, count: int, out: Path) -> None:
+    from phnn.data.l3das21.features import FeatureCache
+    from phnn.data.l3das21.layout import find_clips
+
+    clips = find_clips(root, "train", mics="A")[:count]
+    FeatureCache(out).build("train", clips, progress=False)
+
+
+def run_published(root: Path, count: int, out: Path) -> None:
+    import numpy as np
+    import soundfile
+    from scipy.signal import resample_poly, stft
+
+    predictors = []
+    for path in sorted((root / "L3DAS_Task2_train" / "data").glob("*_A.wav"))[:count]:
+        samples, rate = soundfile.read(str(path), dtype="float32")
+        samples = resample_poly(samples.T, 32000, rate, axis=-1).astype(np.float32)  # librosa.load(sr=32000)
+        _, _, spectrum = stft(samples, window="hamming", nperseg=512, noverlap=112)
+        predictors.append(np.abs(spectrum)[:, 1:, :-1])
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "task2_predictors_train.pkl", "wb") as handle:
+        pickle.dump(predictors, handle, protocol=4)
+
+
+PIPELINES = {"phnn": run_phnn, "published": run_published}
+# Imported before the clock starts: start-up cost is not feature extraction (the published worker
+# imports no torch, so its RSS is its own).
+IMPORTS = {
+    "phnn": ("phnn.data.l3das21.features", "phnn.data.l3das21.layout"),
+    "published": ("numpy", "soundfile", "scipy.signal"),
+}
+
+
+def peak_rss_mb() -> float:
+    """VmHWM of this process: unlike ru_maxrss it does not inherit the parent's peak across fork+exec."""
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def worker(pipeline: str, root: Path, count: int, out: Path) -> None:
+    import importlib
+
+    for module in IMPORTS[pipeline]:
+        importlib.import_module(module)
+    start = time.perf_counter()
+    PIPELINES[pipeline](root, count, out)
+    seconds = time.perf_counter() - start
+    peak_mb = peak_rss_mb()
+    print(json.dumps({"seconds": seconds, "peak_rss_mb": peak_mb}))
+
+
+def measure(pipeline: str, root: Path, count: int, scratch: Path) -> dict[str, float]:
+    out = Path(tempfile.mkdtemp(dir=scratch, prefix=f"{pipeline}{count}-"))
+    command = [sys.executable, __file__, "--worker", pipeline, "--root", str(root), "--count", str(count), "--out", str(out)]
+    result = subprocess.run(command, check=True, capture_output=True, text=True)
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smoke test: 4 and 2 clips of 10 s")
+    parser.add_argument("--clips", type=int, nargs=2, default=(32, 8), metavar=("MANY", "FEW"))
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--worker", choices=sorted(PIPELINES), help=argparse.SUPPRESS)
+    parser.add_argument("--root", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--count", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        worker(args.worker, args.root, args.count, args.out)
+        return 0
+    many, few = (4, 2) if args.quick else args.clips
+    seconds = 10.0 if args.quick else args.seconds
+
+    from phnn.data.l3das21.synth import synthesize
+
+    with tempfile.TemporaryDirectory(prefix="phnn-bench-features-") as scratch:
+        root = Path(scratch) / "data"
+        start = time.perf_counter()
+        synthesize(root, train_clips=many, dev_clips=0, duration=seconds, max_overlap=3, seed=0)
+        print(f"synthesised {many} clips of {seconds:g} s in {time.perf_counter() - start:.1f} s")
+        results = {(p, n): measure(p, root, n, Path(scratch)) for n in (few, many) for p in PIPELINES}
+    print(f"{'pipeline':<10} {'clips':>5} {'seconds':>8} {'audio s/s':>10} {'peak RSS MB':>12}")
+    for (pipeline, count), r in results.items():
+        print(f"{pipeline:<10} {count:>5} {r['seconds']:>8.2f} {count * seconds / r['seconds']:>10.0f} {r['peak_rss_mb']:>12.0f}")
+    speedup = results[("published", many)]["seconds"] / results[("phnn", many)]["seconds"]
+    growth = results[("phnn", many)]["peak_rss_mb"] / results[("phnn", few)]["peak_rss_mb"] - 1
+    published_growth = results[("published", many)]["peak_rss_mb"] / results[("published", few)]["peak_rss_mb"] - 1
+    print(f"throughput phnn / published ({many} clips): {speedup:.1f}x  (target >= 10x)")
+    print(f"peak RSS {many} vs {few} clips: phnn {growth:+.1%} (target within 10%), published {published_growth:+.1%}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
