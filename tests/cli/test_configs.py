@@ -1,0 +1,55 @@
+"""Every image config parses, alone or composed in the documented order, and says what it should."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from phnn.cli import main
+
+CONFIGS = Path(__file__).parents[2] / "configs"
+DATA = sorted((CONFIGS / "data").glob("*.yaml"))
+MODELS = sorted((CONFIGS / "model").glob("*.yaml"))
+FAMILIES = sorted((CONFIGS / "model" / "family").glob("*.yaml"))
+TRAINERS = sorted((CONFIGS / "trainer").glob("*.yaml"))
+EXPERIMENTS = sorted((CONFIGS / "experiment").glob("*.yaml"))
+
+# family file -> (family, n for phc, extra input channel): what each family config must resolve to
+EXPECTED_FAMILY = {"real": ("real", None, "none"), "quaternion": ("quaternion", None, "zeros"),
+                   "phc2": ("phc", 2, "zeros"), "phc3": ("phc", 3, "none"), "phc4": ("phc", 4, "zeros")}
+
+
+def print_config(capsys: pytest.CaptureFixture[str], *files: Path) -> dict:
+    args = ["fit", *[arg for path in files for arg in ("--config", str(path))], "--print_config"]
+    assert main(args) == 0, capsys.readouterr().err[-2000:]
+    return yaml.safe_load(capsys.readouterr().out)
+
+
+def test_the_published_grid_is_covered() -> None:
+    assert {p.stem for p in DATA} >= {"cifar10", "cifar100", "svhn"}
+    assert {p.stem for p in MODELS} == {"resnet18_large", "resnet50_large", "resnet152_large", "vgg16", "vgg19_large"}
+    assert {p.stem for p in FAMILIES} == set(EXPECTED_FAMILY)
+    assert {p.stem for p in TRAINERS} >= {"cpu", "gpu", "gpu_bf16", "ddp", "debug", "wandb"}
+
+
+@pytest.mark.parametrize("index", range(max(len(DATA), len(MODELS), len(FAMILIES), len(TRAINERS))))
+def test_compositions_parse(index: int, capsys: pytest.CaptureFixture[str]) -> None:
+    """Composition `index` takes the index-th file of each folder (cycling), so every file is parsed once."""
+    data, model, family, trainer = (group[index % len(group)] for group in (DATA, MODELS, FAMILIES, TRAINERS))
+    config = print_config(capsys, data, model, family, trainer)
+    init = config["model"]["init_args"]
+    assert init["backbone"] == model.stem
+    expected_family, expected_n, extra = EXPECTED_FAMILY[family.stem]
+    assert init["family"] == expected_family and config["data"]["init_args"]["extra_channel"] == extra
+    if expected_family == "phc":
+        assert init["n"] == expected_n
+    assert config["trainer"]["max_epochs"] == 200 and init["optimizer"]["init_args"]["lr"] == 0.1
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS, ids=lambda p: p.stem)
+def test_experiments_parse(experiment: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = print_config(capsys, experiment, CONFIGS / "trainer" / "ddp.yaml")
+    assert config["trainer"]["strategy"] == "ddp" and config["trainer"]["sync_batchnorm"] is True
+    assert {logger["init_args"]["name"] for logger in config["trainer"]["logger"]} == {experiment.stem}
