@@ -8,7 +8,7 @@ cosine annealing over the whole run.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
@@ -45,7 +45,7 @@ class ImageClassifier(PHTask):
     def __init__(
         self,
         backbone: str = "resnet18",
-        family: str = "phc",
+        family: Literal["real", "quaternion", "phc"] = "phc",
         n: int = 4,
         num_classes: int = 10,
         in_channels: int = 3,
