@@ -20,6 +20,8 @@ from typing import Any
 EXTRA_COMMANDS: dict[str, str] = {
     "synth": "phnn.data.l3das21.synth:main",
     "download": "phnn.download:main",
+    "inspect": "phnn.tools.commands:inspect_main",
+    "export": "phnn.tools.commands:export_main",
 }
 
 DESCRIPTION = "phnn: train and use Parameterized Hypercomplex Neural Networks (PyTorch Lightning)."
@@ -162,13 +164,15 @@ def failures_of(trainer: Any) -> list[str]:
     return [str(failure) for callback in getattr(trainer, "callbacks", []) for failure in getattr(callback, "failures", None) or []]
 
 
-def run_cli(args: list[str] | None = None) -> Any:
-    """Parse `args` (None: sys.argv), run the subcommand and return the LightningCLI (its trainer, model)."""
+def run_cli(args: list[str] | None = None, run: bool = True) -> Any:
+    """Parse `args` (None: sys.argv), run the subcommand and return the LightningCLI (its trainer, model).
+
+    With `run=False` there is no subcommand: the classes are only built (e.g. `phnn inspect --config`)."""
     # TensorBoard and CSV share each run's folder on purpose; the CSV logger warns when it finds it in use.
     warnings.filterwarnings("ignore", message=r"Experiment logs directory .* exists and is not empty")
     # main(args) runs in-process on purpose (tests, scripts): the host's own sys.argv is not ours
     warnings.filterwarnings("ignore", message=r"LightningCLI's args parameter is intended to run from within Python")
-    return _build_cli_class()(args)
+    return _build_cli_class()(args, run=run)
 
 
 def main(args: list[str] | None = None) -> int:

@@ -137,6 +137,19 @@ class ImageDataModule(LightningDataModule):
         self.val_dataset: Dataset | None = None
         self.test_dataset: Dataset | None = None
 
+    def describe_input(self) -> dict[str, Any]:
+        """What a deployed model needs to prepare an image (stored in checkpoints/exports)."""
+        first = {"none": [], "zeros": ["zeros"], "grayscale": ["grayscale"]}[self.extra_channel]
+        return {
+            "kind": "image",
+            "layout": "N, C, H, W",
+            "channels": first + ["R", "G", "B"],
+            "image_size": self.image_size,
+            "normalization": {"mean": list(self.mean), "std": list(self.std),
+                              "formula": "(pixel in [0, 1] - mean) / std per RGB channel, before the extra channel"},
+            "outputs": "logits (softmax for class probabilities)",
+        }
+
     # -- what a dataset subclass provides -------------------------------------------------------
     def load_split(self, split: Literal["train", "val", "test"]) -> Dataset | None:
         """The raw split (items `(PIL image, label)`), or None when the dataset has no such split."""

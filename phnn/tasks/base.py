@@ -121,6 +121,7 @@ class PHTask(LightningModule, ABC):
         self.scheduler_factory = lr_scheduler
         self.scheduler_interval = scheduler_interval
         self.algebra_l1 = float(algebra_l1)
+        self.example_input_shape: list[int] | None = None
 
     # --- what a subclass implements -------------------------------------------------------------
 
@@ -161,6 +162,24 @@ class PHTask(LightningModule, ABC):
             logger.log_metrics(metrics, step=0)
         rank_zero_info(f"{type(self).__name__}: {trainable:,} trainable parameters "
                        f"({dense:,} as a dense network, ratio {metrics['params/ratio']:.3f})")
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        """Remember one input's shape (batches are `(inputs, targets)`), so exports know what to expect."""
+        if self.example_input_shape is None and isinstance(batch, (tuple, list)) and isinstance(batch[0], Tensor):
+            self.example_input_shape = list(batch[0].shape[1:])
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Record which task and DataModule made this checkpoint, so `phnn inspect/export` can rebuild them."""
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        checkpoint["phnn"] = {
+            "task": f"{type(self).__module__}.{type(self).__qualname__}",
+            "datamodule": None if datamodule is None else f"{type(datamodule).__module__}.{type(datamodule).__qualname__}",
+            "input_shape": self.example_input_shape,
+            "input": datamodule.describe_input() if hasattr(datamodule, "describe_input") else None,
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.example_input_shape = checkpoint.get("phnn", {}).get("input_shape")
 
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory(self.parameters())

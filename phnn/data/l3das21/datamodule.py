@@ -34,6 +34,7 @@ they are built (after the restore).
 from __future__ import annotations
 
 import glob
+from dataclasses import asdict
 import hashlib
 import random
 from collections import defaultdict
@@ -55,6 +56,7 @@ from phnn.data.l3das21.features import (
 )
 from phnn.data.l3das21.labels import FRAMES_PER_SECOND
 from phnn.data.l3das21.layout import (
+    CLASSES,
     CHANNELS_PER_MIC,
     NUM_CLASSES,
     SAMPLE_RATE,
@@ -372,6 +374,25 @@ class L3DAS21DataModule(pl.LightningDataModule):
         groups = find_predict_groups(self.predict_path, "".join(self.mics))
         dataset = PredictDataset(groups, self.settings, self.normalizer)
         return self._loader(dataset, batch_size=1, shuffle=False, collate_fn=predict_collate)
+
+    def describe_input(self) -> dict[str, Any]:
+        """What a deployed model needs to build its input from audio (stored in checkpoints/exports)."""
+        channels = [f"{mic}{kind}_{acn}" for mic in self.mics
+                    for kind in (("_magnitude", "_phase") if self.settings.phase else ("_magnitude",))
+                    for acn in ("W", "Y", "Z", "X")]
+        return {
+            "kind": "l3das21_stft",
+            "layout": "N, C, frequency bins (256, DC dropped), STFT frames (8 per 100 ms label frame)",
+            "channels": channels,
+            "features": asdict(self.settings),
+            "window": "hamming",
+            "label_frame_seconds": 1 / FRAMES_PER_SECOND,
+            "classes": list(CLASSES),
+            "outputs": "logits (sigmoid for scores) of shape (N, frames, classes × 3 slots)",
+            "normalization": None if not self.normalizer.ready else {
+                "mean": self.normalizer.mean.tolist(), "std": self.normalizer.std.tolist(),
+                "formula": "(features - mean) / std per channel × frequency bin"},
+        }
 
     # -- checkpoint state -----------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

@@ -1,0 +1,134 @@
+"""`phnn inspect` and `phnn export`: look at what a trained PH model learned, and ship it without phnn.
+
+Both read a checkpoint written by `phnn fit` (it records its task class and input description);
+`phnn inspect` can also build a fresh model from configs, before any training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import re
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from phnn.nn import PHLayer
+
+
+def load_task(checkpoint_path: Path) -> tuple[Any, dict[str, Any]]:
+    """The task stored in `checkpoint_path`, on the CPU in eval mode, and the raw checkpoint."""
+    if not checkpoint_path.is_file():
+        raise ValueError(f"{checkpoint_path}: no such checkpoint file")
+    checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
+    info = checkpoint.get("phnn")
+    if not isinstance(info, dict) or "task" not in info:
+        raise ValueError(f"{checkpoint_path}: not a phnn checkpoint (no 'phnn' record); was it written by `phnn fit`?")
+    module_name, _, class_name = info["task"].rpartition(".")
+    task_class = getattr(importlib.import_module(module_name), class_name)
+    task = task_class.load_from_checkpoint(checkpoint_path, map_location="cpu")
+    return task.eval(), checkpoint
+
+
+def build_task(configs: list[str], overrides: list[str]) -> Any:
+    """A freshly initialised task from `phnn fit`-style configs (no training, no data read)."""
+    from phnn.cli import run_cli
+
+    return run_cli([arg for config in configs for arg in ("--config", config)] + overrides, run=False).model.eval()
+
+
+def _safe_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name) or "root"
+
+
+def _write_text_atomically(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(handle, "w") as stream:
+        stream.write(text)
+    os.replace(tmp, path)
+
+
+def inspect_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="phnn inspect",
+        description="Parameter report of a PH model (per layer: n, algebra, parameters, dense equivalent) and "
+        "heat maps of its learned algebras.",
+        epilog="Examples: phnn inspect runs/demo/version_0/checkpoints/best.ckpt --out inspect/ ; "
+        "phnn inspect --config configs/model/resnet18_large.yaml --config configs/model/family/phc3.yaml",
+    )
+    parser.add_argument("checkpoint", nargs="?", type=Path, help="a checkpoint written by `phnn fit`")
+    parser.add_argument("--config", action="append", default=[], help="instead of a checkpoint: fit configs (repeatable)")
+    parser.add_argument("--out", type=Path, default=Path("inspect"), help="folder for report.json and the PNGs")
+    parser.add_argument("--layer", action="append", default=None,
+                        help="plot only this layer (a module name from the table; repeatable); default: all PH layers")
+    parser.add_argument("--no-plots", action="store_true", help="write only the table and report.json")
+    args, overrides = parser.parse_known_args(argv)
+    if (args.checkpoint is None) == (not args.config):
+        parser.error("give either a checkpoint or --config files")
+    if overrides and args.checkpoint is not None:
+        parser.error(f"unrecognised arguments: {' '.join(overrides)}")
+
+    from phnn.tools.algebra_plot import plot_algebra
+    from phnn.tools.report import parameter_report
+
+    try:
+        task = load_task(args.checkpoint)[0] if args.checkpoint else build_task(args.config, overrides)
+    except ValueError as error:
+        print(f"phnn inspect: {error}", file=sys.stderr)
+        return 2
+    report = parameter_report(task.model)
+    print(report.format_table())
+    layers = {name: module for name, module in task.model.named_modules() if isinstance(module, PHLayer)}
+    unknown = sorted(set(args.layer or []) - set(layers))
+    if unknown:
+        print(f"phnn inspect: no PH layer named {unknown}; PH layers: {sorted(layers)}", file=sys.stderr)
+        return 2
+    chosen = args.layer or ([] if args.no_plots else list(layers))
+    plots = [str(plot_algebra(layers[name], name, args.out / f"algebra_{_safe_name(name)}.png")) for name in chosen]
+    summary = report.to_dict() | {"source": str(args.checkpoint or args.config), "plots": plots}
+    _write_text_atomically(args.out / "report.json", json.dumps(summary, indent=2) + "\n")
+    print(f"\nwrote {args.out / 'report.json'}" + (f" and {len(plots)} algebra plot(s) in {args.out}" if plots else ""))
+    return 0
+
+
+def export_main(argv: list[str]) -> int:
+    from phnn.tools.export import FORMATS, export_model
+
+    parser = argparse.ArgumentParser(
+        prog="phnn export",
+        description="Export a trained model with every PH layer made dense (identical outputs), reload the file "
+        "and compare its outputs with the phnn model's. A side-car <file>.json says how to build its input.",
+    )
+    parser.add_argument("checkpoint", type=Path, help="a checkpoint written by `phnn fit`")
+    parser.add_argument("--format", required=True, choices=sorted(FORMATS))
+    parser.add_argument("--out", type=Path, required=True, help="the file to write (e.g. model.onnx)")
+    parser.add_argument("--input-shape", type=int, nargs="+", default=None,
+                        help="one input's shape without the batch dim (default: as seen in training)")
+    parser.add_argument("--batch-size", type=int, default=2)
+    parser.add_argument("--tolerance", type=float, default=1e-4, help="largest accepted output difference")
+    args = parser.parse_args(argv)
+    try:
+        task, checkpoint = load_task(args.checkpoint)
+        shape = args.input_shape or checkpoint["phnn"].get("input_shape")
+        if not shape:
+            raise ValueError(f"{args.checkpoint}: the input shape is not recorded; pass --input-shape C H W")
+        metadata = {"source_checkpoint": str(args.checkpoint), "task": checkpoint["phnn"]["task"],
+                    "hyper_parameters": {k: v for k, v in task.hparams.items() if isinstance(v, (int, float, str, bool))},
+                    "input": checkpoint["phnn"].get("input")}
+        example = torch.randn(args.batch_size, *shape)
+        result = export_model(task.model, example, args.format, args.out, metadata)
+    except ValueError as error:
+        print(f"phnn export: {error}", file=sys.stderr)
+        return 2
+    print(f"wrote {result.path} ({args.format}) and {result.metadata_path}")
+    print(f"max |exported - phnn| on a random batch of shape {result.checked_shape}: {result.max_abs_diff:.3g}")
+    if not result.max_abs_diff <= args.tolerance:
+        print(f"phnn export: outputs differ by more than --tolerance {args.tolerance}", file=sys.stderr)
+        return 1
+    return 0
