@@ -6,6 +6,8 @@
 C is 4, 8 or 16 Ambisonics channels; the convs come from the family (real, quaternion, PH(n)), so
 n must divide C. With `full_phm` the hidden FC layers are PHM too. The time pooling (2·2·2·1 = 8)
 maps the 8 STFT frames of one 100 ms label frame to one output frame; the sigmoid lives in the task.
+The output bias starts at logit(`output_prior`), the rough share of active class slots (None: torch
+default init).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ class SEDnet(nn.Module):
         fc_layers: int = 3,
         dropout: float = 0.3,
         full_phm: bool = False,
+        output_prior: float | None = 0.03,
     ) -> None:
         super().__init__()
         where = f"sednet(family={family.name!r}, n={family.n})"
@@ -81,6 +84,12 @@ class SEDnet(nn.Module):
             features = fc_width
         head.append(nn.Linear(features, outputs))
         self.head = nn.Sequential(*head)
+        if output_prior is not None:
+            if not 0.0 < output_prior < 1.0:
+                raise ValueError(f"{where}: output_prior must be in (0, 1) or None; got {output_prior!r}")
+            # Start at a plausible event rate (bias = logit(prior)): from a 0.5 start, the first steps only
+            # push all sigmoids down and training then sits on a plateau at the base-rate loss.
+            nn.init.constant_(self.head[-1].bias, math.log(output_prior / (1.0 - output_prior)))
 
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() != 4 or x.shape[2] != self.freq_bins or x.shape[3] % self.time_pool:

@@ -65,3 +65,10 @@ def test_training_step_gets_gradients_everywhere() -> None:
     model = create_model("sednet", family="phc", n=4, in_channels=4, num_classes=14, full_phm=True, **TINY)
     model(torch.randn(2, 4, 256, 16)).sum().backward()
     assert all(p.grad is not None for p in model.parameters())
+
+
+def test_output_bias_starts_at_the_prior() -> None:
+    model = create_model("sednet", family="phc", n=4, in_channels=4, num_classes=14, output_prior=0.1, **TINY)
+    torch.testing.assert_close(torch.sigmoid(model.head[-1].bias), torch.full((42,), 0.1))
+    with pytest.raises(ValueError, match="output_prior"):
+        create_model("sednet", family="phc", n=4, in_channels=4, num_classes=14, output_prior=1.5, **TINY)
