@@ -57,6 +57,7 @@ CONV_SETTINGS = [
 ]
 
 
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel lengths")
 @pytest.mark.parametrize("dims", [1, 2, 3])
 @pytest.mark.parametrize("settings", CONV_SETTINGS, ids=str)
 @pytest.mark.parametrize("algebra", ["learned", "quaternion"])
