@@ -129,7 +129,12 @@ class PHLayer(nn.Module):
         self._clear_cache()
 
     def composed_weight(self) -> Tensor:
-        """W = Σ A_i ⊗ F_i; reused while no gradient is needed and nothing it depends on changed."""
+        """W = Σ A_i ⊗ F_i; reused while no gradient is needed and nothing it depends on changed.
+
+        "Changed" is seen through the parameters' version counters (in-place ops, load_state_dict),
+        optimizer steps, train()/eval() and moves (.to). Edits through `.data` bypass version
+        counters (as they bypass autograd); call `train()`/`eval()` after such an edit.
+        """
         if torch.compiler.is_compiling():
             return compose(self.algebra, self.factors)
         needs_grad = torch.is_grad_enabled() and (self.algebra.requires_grad or self.factors.requires_grad)
