@@ -7,7 +7,7 @@
     report = convert(torch_model, n=4)      # torch Conv/Linear -> PH layers where channels allow
 """
 
-from phnn.nn.algebra import complex_rule, hamilton
+from phnn.nn.algebra import align, complex_rule, hamilton
 from phnn.nn.composition import compose, decompose
 from phnn.nn.convert import ConversionReport, convert, to_dense
 from phnn.nn.layers import (
@@ -31,6 +31,7 @@ __all__ = [
     "PHConvTranspose3d",
     "PHLayer",
     "PHMLinear",
+    "align",
     "compose",
     "convert",
     "decompose",
