@@ -35,6 +35,7 @@ class SoundEventDetector(PHTask):
         full_phm: make the hidden FC layers PHM too (the paper's "full" variant).
         widths, gru_hidden, gru_layers, fc_width, fc_layers, dropout: SEDnet sizes (published
             defaults; smaller for the demo and tests).
+        output_prior: initial output probability (output bias = logit(prior)); None: torch init.
         slots: simultaneous sounds per class in the targets (3 in L3DAS21).
         threshold: a class slot is detected when its sigmoid score exceeds this.
         predict_window_frames: prediction window, in 100 ms label frames (600 = 60 s).
@@ -59,6 +60,7 @@ class SoundEventDetector(PHTask):
         fc_width: int = 1024,
         fc_layers: int = 3,
         dropout: float = 0.3,
+        output_prior: float | None = 0.03,
         slots: int = 3,
         threshold: float = 0.5,
         predict_window_frames: int = 600,
@@ -78,7 +80,8 @@ class SoundEventDetector(PHTask):
         self.model = create_model(
             "sednet", family=family, n=n, in_channels=in_channels, num_classes=num_classes, slots=slots,
             widths=tuple(widths), gru_hidden=gru_hidden, gru_layers=gru_layers, fc_width=fc_width,
-            fc_layers=fc_layers, dropout=dropout, full_phm=full_phm)
+            fc_layers=fc_layers, dropout=dropout, full_phm=full_phm,
+            output_prior=output_prior)
         self.threshold = threshold
         self.window = predict_window_frames
         self.overlap = predict_overlap_frames

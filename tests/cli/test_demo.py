@@ -1,0 +1,25 @@
+"""`make demo` end to end (slow: synthesises, fits, tests and predicts; run with `make test-all`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from phnn import demo
+
+
+def test_last_logged_reads_the_last_value_of_each_metric(tmp_path: Path) -> None:
+    (tmp_path / "metrics.csv").write_text("epoch,test/f_score,x\n0,0.5,\n1,,3\n2,0.75,\n")
+    assert demo._last_logged(tmp_path, ["test/f_score", "x", "missing"]) == {"test/f_score": 0.75, "x": 3.0}
+
+
+@pytest.mark.slow
+def test_demo_runs_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    monkeypatch.setattr(demo, "DATA", {"train_clips": 6, "dev_clips": 2, "duration": 6.0, "max_overlap": 3})
+    assert demo.main(["--out", str(tmp_path / "demo"), "--epochs", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "test F-score" in printed and "test error rate" in printed
+    assert list((tmp_path / "demo" / "runs" / "demo").glob("version_*/checkpoints/best.ckpt"))
+    predictions = tmp_path / "demo" / "predictions"
+    assert len(list(predictions.glob("*_frames.csv"))) == 2 and len(list(predictions.glob("*.png"))) == 2
