@@ -30,7 +30,9 @@ import json
 import math
 import os
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -140,7 +142,9 @@ def stft_features(waveform: torch.Tensor, settings: FeatureSettings = FeatureSet
         spec = torch.stft(
             wave, settings.n_fft, settings.hop_length, window=window, center=False, return_complex=True
         )[:, 1:, :]
-        magnitude = MAGNITUDE_SCALES[settings.magnitude_scale](spec.abs())
+        real, imag = torch.view_as_real(spec).unbind(-1)
+        # |z| as sqrt(re² + im²): 4x faster than complex abs (hypot), same values for audio ranges
+        magnitude = MAGNITUDE_SCALES[settings.magnitude_scale]((real * real + imag * imag).sqrt_())
         if not settings.phase:
             return magnitude
         return torch.cat([magnitude, spec.angle() / math.pi])
@@ -189,22 +193,35 @@ class FeatureCache:
             paths += self.target_paths(split, clip.stem)
         return all(p.is_file() for p in paths)
 
-    def build(self, split: str, clips: Iterable[Clip], progress: bool = True) -> None:
-        """Compute what is missing, clip by clip (a killed run resumes; finished files are skipped)."""
+    def build(self, split: str, clips: Iterable[Clip], progress: bool = True, workers: int | None = None) -> None:
+        """Compute what is missing (a killed run resumes; finished files are skipped).
+
+        Clips are processed by `workers` threads (default: one per CPU core), each with one clip in
+        memory at a time: reading, the STFT and writing release the GIL, so threads scale without
+        the start-up cost of processes, and peak memory stays independent of the number of clips.
+        """
         clips = list(clips)
         todo = [clip for clip in clips if not self.is_complete(split, clip)]
         write_text_atomic(self.folder / "settings.json", json.dumps(asdict(self.settings), indent=2))
         if not todo:
             return
+        workers = max(1, min(workers or os.cpu_count() or 1, len(todo)))
         bar = _progress(len(todo), f"L3DAS21 {split} features", progress)
         threads = torch.get_num_threads()
-        # One clip's STFT is memory-bound: extra OpenMP threads only spin against other work
-        # (measured 15x slower with 2 threads on a busy 2-core machine).
+        # One clip's STFT is memory-bound: extra OpenMP threads per clip only spin against other work
+        # (measured 15x slower with 2 threads on a busy 2-core machine); parallelism is across clips.
         torch.set_num_threads(1)
+        remaining = iter(todo)
         try:
-            for clip in todo:
-                self._build_clip(split, clip)
-                bar.update(1)
+            # at most `workers` clips in hand: a failure or Ctrl-C stops after those, starting no more
+            with ThreadPoolExecutor(workers) as pool:
+                running = {pool.submit(self._build_clip, split, clip) for clip in islice(remaining, workers)}
+                while running:
+                    finished, running = wait(running, return_when=FIRST_COMPLETED)
+                    for future in finished:
+                        future.result()
+                        bar.update(1)
+                        running |= {pool.submit(self._build_clip, split, clip) for clip in islice(remaining, 1)}
         finally:
             torch.set_num_threads(threads)
             bar.close()
