@@ -20,7 +20,9 @@ test-all: $(STAMP)
 	$(BIN)/python -m pytest -q -m ''
 
 bench: $(STAMP)
+	$(BIN)/pip install -q -e '.[dev,bench]'
 	$(BIN)/python bench/layers.py
+	$(BIN)/python bench/features.py
 
 demo: $(STAMP)
 	$(BIN)/python -m phnn.demo
