@@ -51,3 +51,9 @@ def l3das21_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("l3das21")
     synthesize(root, train_clips=4, dev_clips=2, duration=4.0, max_overlap=3, mic_b=True, seed=0)
     return root
+
+
+@pytest.fixture(scope="module")
+def image_folder_module(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A flat ImageFolder root of 8×8 PNGs shared by the tests of one module (e.g. one trained checkpoint)."""
+    return write_image_folder(tmp_path_factory.mktemp("images") / "images", size=8)

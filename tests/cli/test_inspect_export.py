@@ -15,11 +15,9 @@ from test_image_cli import tiny
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from conftest import write_image_folder
-
+def checkpoint(tmp_path_factory: pytest.TempPathFactory, image_folder_module: Path) -> Path:
     root = tmp_path_factory.mktemp("run")
-    images = write_image_folder(root / "images", size=8)
+    images = image_folder_module
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(root)  # runs/ lands in the temporary folder
         assert main(["fit", *tiny(images, "--trainer.max_epochs=1")]) == 0
