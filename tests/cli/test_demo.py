@@ -1,10 +1,11 @@
-"""`make demo` end to end (slow: synthesises, fits, tests and predicts; run with `make test-all`)."""
+"""`make demo` end to end, on a smaller synthetic set and one epoch."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+import torch
 
 from phnn import demo
 
@@ -14,9 +15,9 @@ def test_last_logged_reads_the_last_value_of_each_metric(tmp_path: Path) -> None
     assert demo._last_logged(tmp_path, ["test/f_score", "x", "missing"]) == {"test/f_score": 0.75, "x": 3.0}
 
 
-@pytest.mark.slow
 def test_demo_runs_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
     monkeypatch.setattr(demo, "DATA", {"train_clips": 6, "dev_clips": 2, "duration": 6.0, "max_overlap": 3})
+    monkeypatch.setattr(torch, "set_num_threads", lambda threads: None)  # keep the test session's threads
     assert demo.main(["--out", str(tmp_path / "demo"), "--epochs", "1"]) == 0
     printed = capsys.readouterr().out
     assert "test F-score" in printed and "test error rate" in printed
