@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +13,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 from torch import Tensor  # noqa: E402
+
+from phnn.io import atomic_open, write_text_atomic  # noqa: E402
 
 
 def hamilton_product(q: Tensor, p: Tensor) -> Tensor:
@@ -41,27 +41,15 @@ def parse_args(description: str, steps: int, argv: list[str] | None) -> argparse
     return args
 
 
-def atomic_write(path: Path, write: Any) -> Path:
-    """Write via a temporary file in the same folder, then rename, so no half-written file remains."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
-    return path
-
-
 def save_json(data: dict[str, Any], path: Path) -> Path:
-    return atomic_write(path, lambda name: Path(name).write_text(json.dumps(data, indent=2) + "\n"))
+    write_text_atomic(path, json.dumps(data, indent=2) + "\n")
+    return path
 
 
 def save_figure(figure: Any, path: Path) -> Path:
     """Save a matplotlib figure as PNG atomically and close it."""
-    atomic_write(path, lambda name: figure.savefig(name, format="png", dpi=100))
+    with atomic_open(path, "wb") as file:
+        figure.savefig(file, format="png", dpi=100)
     plt.close(figure)
     return path
 

@@ -15,13 +15,12 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 from phnn.cli import main as phnn
+from phnn.io import write_text_atomic
 
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "sed" / "demo.yaml"
 # Dataset size: enough for an honest synthetic task, small enough for ~6 minutes on 2 CPU cores.
@@ -30,11 +29,7 @@ DATA = {"train_clips": 36, "dev_clips": 8, "duration": 20.0, "max_overlap": 3}
 
 def _write_json(path: Path, content: object) -> None:
     """Atomically write `content` as JSON (also valid YAML, so usable as a `--config`)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as file:
-        json.dump(content, file, indent=2)
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(content, indent=2))
 
 
 def _synthesize(root: Path, seed: int) -> None:

@@ -12,6 +12,8 @@ import matplotlib.image
 import pytest
 import torch
 
+from phnn.io import TEMPORARY_GLOB
+
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
@@ -44,7 +46,7 @@ def test_quaternion_product(example, tmp_path: Path, capsys: pytest.CaptureFixtu
     assert result["recovered"] and result["residual"] < 0.05
     assert torch.equal(torch.tensor(result["aligned_sum"]).sign(),
                        torch.tensor([[1, -1, -1, -1], [1, 1, -1, 1], [1, 1, 1, -1], [1, -1, 1, 1]]).float())
-    assert not list(tmp_path.glob(".*.tmp")), "no temporary files left behind"
+    assert not list(tmp_path.glob(TEMPORARY_GLOB)), "no temporary files left behind"
 
 
 def test_quaternion_product_untrained_is_not_recovered(example, tmp_path: Path,

@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import csv
 import io
-import os
-import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,21 +26,10 @@ import numpy as np
 from lightning.pytorch.callbacks import BasePredictionWriter
 
 from phnn.data.l3das21.layout import CLASSES
+from phnn.io import atomic_open
 
 EVENT_COLUMNS = ("filename", "onset", "offset", "event_label", "confidence")
 FRAME_COLUMNS = ("frame", "class")
-
-
-def _write_atomic(path: Path, write: Callable[[io.IOBase], None], binary: bool = False) -> None:
-    """Write through `write(file)` into a temporary file next to `path`, then rename it over `path`."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"newline": ""})) as file:
-            write(file)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _as_array(value: Any, name: str, stem: str) -> np.ndarray:
@@ -115,11 +102,14 @@ class SEDPredictionWriter(BasePredictionWriter):
                 writer.writerow([int(frame), self.class_names[column // slots]])
 
         paths = [self.output_dir / f"{stem}.csv", self.output_dir / f"{stem}_frames.csv"]
-        _write_atomic(paths[0], write_events)
-        _write_atomic(paths[1], write_frames)
+        with atomic_open(paths[0], "w", newline="") as file:
+            write_events(file)
+        with atomic_open(paths[1], "w", newline="") as file:
+            write_frames(file)
         if self.plot:
             paths.append(self.output_dir / f"{stem}.png")
-            _write_atomic(paths[2], lambda file: self._plot(file, stem, scores, events, duration), binary=True)
+            with atomic_open(paths[2], "wb") as file:
+                self._plot(file, stem, scores, events, duration)
         self.written.extend(paths)
         return paths
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -12,20 +10,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
+from phnn.io import atomic_open  # noqa: E402
 from phnn.nn import PHLayer, hamilton  # noqa: E402
 
 
 def save_figure_atomically(figure: plt.Figure, path: Path) -> None:
     """Render to a temporary file in the target folder, then rename: no half-written PNG."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(handle)
-    try:
-        figure.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_open(path, "wb") as file:
+        figure.savefig(file, format="png", dpi=100, bbox_inches="tight")
 
 
 def plot_algebra(layer: PHLayer, title: str, path: Path) -> Path:

@@ -9,15 +9,14 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import os
 import re
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from phnn.io import write_text_atomic
 from phnn.nn import PHLayer
 
 
@@ -44,14 +43,6 @@ def build_task(configs: list[str], overrides: list[str]) -> Any:
 
 def _safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", name) or "root"
-
-
-def _write_text_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(handle, "w") as stream:
-        stream.write(text)
-    os.replace(tmp, path)
 
 
 def inspect_main(argv: list[str]) -> int:
@@ -92,7 +83,7 @@ def inspect_main(argv: list[str]) -> int:
     chosen = args.layer or ([] if args.no_plots else list(layers))
     plots = [str(plot_algebra(layers[name], name, args.out / f"algebra_{_safe_name(name)}.png")) for name in chosen]
     summary = report.to_dict() | {"source": str(args.checkpoint or args.config), "plots": plots}
-    _write_text_atomically(args.out / "report.json", json.dumps(summary, indent=2) + "\n")
+    write_text_atomic(args.out / "report.json", json.dumps(summary, indent=2) + "\n")
     print(f"\nwrote {args.out / 'report.json'}" + (f" and {len(plots)} algebra plot(s) in {args.out}" if plots else ""))
     return 0
 

@@ -7,8 +7,6 @@ compared with the phnn model's on the same batch, so a user knows the export is 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from phnn.io import atomic_path, write_text_atomic
 from phnn.nn import to_dense
 
 
@@ -81,18 +80,6 @@ class ExportResult:
     checked_shape: list[int]
 
 
-def _atomic_target(path: Path, write: Callable[[str], None]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
-    os.close(handle)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def export_model(model: nn.Module, example: Tensor, fmt: str, out: Path, metadata: dict[str, Any]) -> ExportResult:
     """Write `out` (and `out`.json with what a user needs to feed it), reload it, compare outputs."""
     if fmt not in FORMATS:
@@ -103,11 +90,12 @@ def export_model(model: nn.Module, example: Tensor, fmt: str, out: Path, metadat
     check = torch.cat([example, example[:1]])  # one more row: the file must not be tied to the example's batch
     with torch.no_grad():
         reference = model(check)
-        _atomic_target(out, lambda tmp: spec.write(dense, example, tmp))
+        with atomic_path(out, suffix=out.suffix) as tmp:  # writers may check the extension (.pt2)
+            spec.write(dense, example, str(tmp))
         exported = spec.load(str(out))(check)
     max_abs_diff = float((exported - reference).abs().max())
     metadata_path = out.with_name(out.name + ".json")
     info = {"format": fmt, "input_shape": ["batch", *example.shape[1:]], "input_dtype": str(example.dtype).replace("torch.", ""),
             "output_shape": ["batch", *reference.shape[1:]], "max_abs_diff_vs_phnn": max_abs_diff, **metadata}
-    _atomic_target(metadata_path, lambda tmp: Path(tmp).write_text(json.dumps(info, indent=2) + "\n"))
+    write_text_atomic(metadata_path, json.dumps(info, indent=2) + "\n")
     return ExportResult(out, metadata_path, max_abs_diff, list(check.shape))

@@ -101,7 +101,7 @@ def test_killed_build_leaves_no_final_file_and_resumes_identically(
     assert len(written) == 4 and not any(".tmp-" in name for name in written)
     assert cache.is_complete("train", clips[0]) and not cache.is_complete("train", clips[1])
     # A kill -9 leaves its temporary file behind: it must not count as a finished file.
-    (cache.folder / "train" / f"{clips[1].stem}_B.npy.tmp-99999").write_bytes(b"junk")
+    (cache.folder / "train" / f".{clips[1].stem}_B.npy.tmp-99999-1-00000000").write_bytes(b"junk")
 
     computed = []
     monkeypatch.setattr(feat, "stft_features", lambda w, s: computed.append(1) or stft_features(w, s))

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
+import phnn.io
 from phnn.callbacks import SEDPredictionWriter
-from phnn.callbacks import sed_writer
 from phnn.data.l3das21.layout import CLASSES
+from phnn.io import TEMPORARY_GLOB
 
 
 def fake_prediction(stem: str = "clip1") -> dict:
@@ -46,7 +47,7 @@ def test_event_and_frame_csv(tmp_path: Path) -> None:
     assert frames[1:] == ([[str(f), CLASSES[2]] for f in (3, 4)] + [["5", CLASSES[2]]] * 2
                           + [["6", CLASSES[2]], ["18", CLASSES[13]], ["19", CLASSES[13]]])
     assert writer.failures == []
-    assert not list((tmp_path / "out").glob("*.tmp"))
+    assert not list((tmp_path / "out").glob(TEMPORARY_GLOB))
 
 
 def test_png_is_written(tmp_path: Path) -> None:
@@ -74,7 +75,7 @@ def test_existing_output_is_replaced_whole_even_when_interrupted(tmp_path: Path,
     def broken_replace(src: str, dst: str) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr(sed_writer.os, "replace", broken_replace)
+    monkeypatch.setattr(phnn.io.os, "replace", broken_replace)
     empty = fake_prediction()
     empty["detections"] = torch.zeros(20, 42, dtype=torch.bool)
     with pytest.raises(OSError):

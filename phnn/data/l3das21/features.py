@@ -42,6 +42,7 @@ import torchaudio.functional
 
 from phnn.data.l3das21.labels import load_targets, num_label_frames
 from phnn.data.l3das21.layout import CHANNELS_PER_MIC, SAMPLE_RATE, Clip
+from phnn.io import save_npy_atomic, write_text_atomic
 
 FORMAT_VERSION = 1
 FREQ_BINS = 256
@@ -150,28 +151,6 @@ def stft_features(waveform: torch.Tensor, settings: FeatureSettings = FeatureSet
         return torch.cat([magnitude, spec.angle() / math.pi])
 
 
-def write_npy_atomic(path: Path, array: np.ndarray) -> None:
-    """Write ``array`` as ``.npy`` under a temporary name in the same folder, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as handle:
-            np.save(handle, array)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 class FeatureCache:
     """Per-clip feature and target files under ``<cache_dir>/<settings key>/<split>/``."""
 
@@ -235,7 +214,7 @@ class FeatureCache:
             wave, _ = load_clip(audio_path, CHANNELS_PER_MIC, self.settings.sample_rate, resample=False)
             features = stft_features(wave, self.settings)
             frames = features.shape[-1] // STFT_FRAMES_PER_LABEL
-            write_npy_atomic(path, features.half().numpy())
+            save_npy_atomic(path, features.half().numpy())
         if clip.labels is None:
             return
         sed_path, doa_path = self.target_paths(split, clip.stem)
@@ -244,8 +223,8 @@ class FeatureCache:
         if frames is None:
             frames = self.num_frames(split, clip.stem, next(iter(clip.audio)))
         sed, doa = load_targets(clip.labels, frames)
-        write_npy_atomic(doa_path, doa.astype(np.float16))
-        write_npy_atomic(sed_path, sed.astype(np.uint8))
+        save_npy_atomic(doa_path, doa.astype(np.float16))
+        save_npy_atomic(sed_path, sed.astype(np.uint8))
 
     def num_frames(self, split: str, stem: str, mic: str = "A") -> int:
         """Label frames of a cached clip, read from the ``.npy`` header only."""

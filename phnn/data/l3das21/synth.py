@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ import numpy as np
 import soundfile
 
 from phnn.data.l3das21.layout import CLASSES, SAMPLE_RATE, SPLIT_FOLDERS
+from phnn.io import write_bytes_atomic
 
 SPEED_OF_SOUND = 343.0
 MIC_B_OFFSET = np.array([0.2, 0.0, 0.0])
@@ -216,15 +216,6 @@ def render_clip(rng: np.random.Generator, duration: float, overlap: int, mic_b: 
     return [(mic * scale).T for mic in mics], events
 
 
-def _write_atomic(path: Path, payload: bytes) -> None:
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_bytes(payload)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def _wav_bytes(audio: np.ndarray, sample_rate: int) -> bytes:
     buffer = io.BytesIO()
     soundfile.write(buffer, audio, sample_rate, subtype="PCM_16", format="WAV")
@@ -267,9 +258,9 @@ def synthesize(out: str | Path, train_clips: int = 8, dev_clips: int = 4, durati
             audio, events = render_clip(rng, duration, overlap, mic_b, snr_db)
             for mic, signal in zip("AB", audio):
                 path = folder / "data" / f"{stem}_{mic}.wav"
-                _write_atomic(path, _wav_bytes(signal, SAMPLE_RATE))
+                write_bytes_atomic(path, _wav_bytes(signal, SAMPLE_RATE))
                 written.append(path)
-            _write_atomic(folder / "labels" / f"label_{stem}.csv", _csv_bytes(stem, events))
+            write_bytes_atomic(folder / "labels" / f"label_{stem}.csv", _csv_bytes(stem, events))
             bar.update(1)
     bar.close()
     return written
