@@ -15,6 +15,8 @@ import torch  # noqa: E402
 from torch import Tensor  # noqa: E402
 
 from phnn.io import atomic_open, write_text_atomic  # noqa: E402
+from phnn.nn import hamilton  # noqa: E402
+from phnn.nn.algebra import align  # noqa: E402
 
 
 def hamilton_product(q: Tensor, p: Tensor) -> Tensor:
@@ -63,6 +65,23 @@ def side_by_side(titles: list[str], matrices: list[Tensor]) -> str:
     columns = [[title, *format_matrix(matrix)] for title, matrix in zip(titles, matrices)]
     width = max(len(line) for column in columns for line in column)
     return "\n".join("   ".join(line.ljust(width) for line in row) for row in zip(*columns))
+
+
+def report_hamilton_match(learned: Tensor, trained: str) -> tuple[Tensor, float, bool]:
+    """Align a learned algebra to Hamilton's and print the verdict and the three Σ A_i side by side.
+
+    Recovered: the signs of the aligned Σ A_i are Hamilton's and the alignment residual is below 0.05.
+    Prints `trained`, the residual and the verdict on one line, then the learned, aligned and
+    Hamilton Σ A_i; returns (aligned, residual, recovered).
+    """
+    reference = hamilton()
+    aligned, residual = align(learned, reference)
+    recovered = bool(torch.equal(aligned.sum(0).sign(), reference.sum(0).sign())) and residual < 0.05
+    print(f"{trained}; alignment residual {residual:.3g} "
+          f"({'Hamilton rule recovered' if recovered else 'not recovered yet: train longer'})\n")
+    print(side_by_side(["learned Σ A_i", "aligned Σ A_i", "Hamilton Σ A_i"],
+                       [learned.sum(0), aligned.sum(0), reference.sum(0)]))
+    return aligned, residual, recovered
 
 
 def plot_algebra(learned: Tensor, aligned: Tensor, reference: Tensor, path: Path, title: str) -> Path:

@@ -15,9 +15,8 @@ import sys
 
 import torch
 
-from common import parse_args, plot_algebra, save_json, side_by_side
+from common import parse_args, plot_algebra, report_hamilton_match, save_json
 from phnn.nn import PHConv2d, hamilton
-from phnn.nn.algebra import align
 
 CHANNELS = (4, 16)
 BATCH, SIZE = 16, 8
@@ -45,13 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     with torch.no_grad():
         filter_error = float((student.weight - teacher.weight).norm() / teacher.weight.norm())
     learned = student.algebra.detach()
-    aligned, residual = align(learned, hamilton())
-    recovered = bool(torch.equal(aligned.sum(0).sign(), hamilton().sum(0).sign())) and residual < 0.05
-    print(f"trained {args.steps} steps: relative loss {loss:.3g}; filter error {filter_error:.3g}; "
-          f"alignment residual {residual:.3g} "
-          f"({'Hamilton rule recovered' if recovered else 'not recovered yet: train longer'})\n")
-    print(side_by_side(["learned Σ A_i", "aligned Σ A_i", "Hamilton Σ A_i"],
-                       [learned.sum(0), aligned.sum(0), hamilton().sum(0)]))
+    aligned, residual, recovered = report_hamilton_match(
+        learned, f"trained {args.steps} steps: relative loss {loss:.3g}; filter error {filter_error:.3g}")
     png = plot_algebra(learned, aligned, hamilton(), args.out / "phc_filters.png",
                        f"PHC layer trained to imitate a quaternion convolution ({args.steps} steps)")
     save_json({"steps": args.steps, "loss": loss, "filter_error": filter_error, "residual": residual,

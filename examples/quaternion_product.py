@@ -15,9 +15,8 @@ import sys
 
 import torch
 
-from common import hamilton_product, parse_args, plot_algebra, save_json, side_by_side
+from common import hamilton_product, parse_args, plot_algebra, report_hamilton_match, save_json
 from phnn.nn import PHMLinear, hamilton
-from phnn.nn.algebra import align
 
 QUATERNIONS = 8
 BATCH = 64
@@ -45,12 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(__doc__.splitlines()[0], 300, argv)
     layer, loss = train(args.steps, args.seed)
     learned = layer.algebra.detach()
-    aligned, residual = align(learned, hamilton())
-    recovered = bool(torch.equal(aligned.sum(0).sign(), hamilton().sum(0).sign())) and residual < 0.05
-    print(f"trained {args.steps} steps: loss {loss:.3g}; alignment residual {residual:.3g} "
-          f"({'Hamilton rule recovered' if recovered else 'not recovered yet: train longer'})\n")
-    print(side_by_side(["learned Σ A_i", "aligned Σ A_i", "Hamilton Σ A_i"],
-                       [learned.sum(0), aligned.sum(0), hamilton().sum(0)]))
+    aligned, residual, recovered = report_hamilton_match(learned, f"trained {args.steps} steps: loss {loss:.3g}")
     png = plot_algebra(learned, aligned, hamilton(), args.out / "quaternion_product.png",
                        f"PHM layer trained on quaternion products ({args.steps} steps)")
     save_json({"steps": args.steps, "loss": loss, "residual": residual, "recovered": recovered,
