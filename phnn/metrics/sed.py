@@ -48,9 +48,10 @@ def _check_pair(preds: Tensor, target: Tensor, num_classes: int) -> tuple[Tensor
 
 
 def _ratio(num: Tensor, den: Tensor) -> Tensor:
-    """num / den, 0 where den is 0."""
+    """num / den, 0 where den is 0 (den may be a count or a float below 1, e.g. P + R)."""
     num, den = num.double(), den.double()
-    return torch.where(den > 0, num / den.clamp(min=1), torch.zeros_like(num))
+    positive = den > 0
+    return torch.where(positive, num / torch.where(positive, den, torch.ones_like(den)), torch.zeros_like(num))
 
 
 def _location_matches(p: Tensor, t: Tensor, p_loc: Tensor, t_loc: Tensor, max_distance: float) -> Tensor:

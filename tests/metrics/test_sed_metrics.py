@@ -31,6 +31,19 @@ def test_frame_score_counts_per_class_slots() -> None:
     assert out["f_score"].item() == pytest.approx(2 * p * r / (p + r))
 
 
+def test_frame_score_when_precision_plus_recall_is_below_one() -> None:
+    # 3 TP, 7 FP, 7 FN over 10 frames of class 0: P = R = 0.3, so F = 0.3 (not 2PR / max(P + R, 1) = 0.18)
+    target = slots(10, [(f, 0, 0) for f in range(10)])
+    preds = slots(10, [(f, 0, 0) for f in range(3)] + [(f, 1, 0) for f in range(3, 10)])
+    metric = L3DAS21FrameScore()
+    metric.update(preds, target)
+    assert (metric.tp.item(), metric.fp.item(), metric.fn.item()) == (3, 7, 7)
+    out = metric.compute()
+    assert out["precision"].item() == pytest.approx(0.3)
+    assert out["recall"].item() == pytest.approx(0.3)
+    assert out["f_score"].item() == pytest.approx(0.3)
+
+
 def test_frame_score_slot_position_does_not_matter_and_accumulates() -> None:
     metric = L3DAS21FrameScore()
     metric.update(slots(1, [(0, 0, 2)]), slots(1, [(0, 0, 0)]))
