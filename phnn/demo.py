@@ -132,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  run folder        {fit_run}  (config.yaml, metrics.csv, TensorBoard events)")
     print(f"  predictions       {out / 'predictions'}  ({len(events)} clips"
           + (f", e.g. {example.name}, {example.stem}_frames.csv, {example.stem}.png" if example else "") + ")")
-    print(f"\n  again on your own clips:\n    phnn predict --config {run_config} --ckpt_path {checkpoint} "
+    phnn_command = Path(sys.executable).parent / "phnn"  # the console script of this environment
+    print(f"\n  again on your own clips:\n    {phnn_command} predict --config {run_config} --ckpt_path {checkpoint} "
           f"--data.predict_path YOUR_CLIPS --writer.output_dir OUT")
     return 0
 

@@ -3,7 +3,7 @@
 For each predicted clip `<stem>` in `output_dir`:
 
     <stem>.csv          filename,onset,offset,event_label,confidence   (seconds; the DCASE convention)
-    <stem>_frames.csv   frame,class                                    (L3DAS21 Task 2 submission rows)
+    <stem>_frames.csv   frame,class  (no header; class as its index)   (L3DAS21 Task 2 submission rows)
     <stem>.png          class scores over time, detected events outlined   (if plot=True)
 
 Frame i of the 100 ms label grid covers [0.1·i, 0.1·(i+1)) s; an event is a run of consecutive
@@ -29,7 +29,6 @@ from phnn.data.l3das21.layout import CLASSES
 from phnn.io import atomic_open
 
 EVENT_COLUMNS = ("filename", "onset", "offset", "event_label", "confidence")
-FRAME_COLUMNS = ("frame", "class")
 
 
 def _as_array(value: Any, name: str, stem: str) -> np.ndarray:
@@ -95,11 +94,12 @@ class SEDPredictionWriter(BasePredictionWriter):
                 writer.writerow([filename, f"{onset:.3f}", f"{offset:.3f}", self.class_names[cls], f"{confidence:.4f}"])
 
         def write_frames(file: io.IOBase) -> None:
+            # as the official L3DAS21 submission files: no header, one row per active frame and sound,
+            # the class as its index in the 14-class list (x, y, z would follow with a localisation head)
             writer = csv.writer(file)
-            writer.writerow(FRAME_COLUMNS)
             slots = detections.shape[1] // len(self.class_names)
             for frame, column in zip(*np.nonzero(detections)):
-                writer.writerow([int(frame), self.class_names[column // slots]])
+                writer.writerow([int(frame), int(column // slots)])
 
         paths = [self.output_dir / f"{stem}.csv", self.output_dir / f"{stem}_frames.csv"]
         with atomic_open(paths[0], "w", newline="") as file:
