@@ -53,3 +53,43 @@ def test_experiments_parse(experiment: Path, capsys: pytest.CaptureFixture[str])
     config = print_config(capsys, experiment, CONFIGS / "trainer" / "ddp.yaml")
     assert config["trainer"]["strategy"] == "ddp" and config["trainer"]["sync_batchnorm"] is True
     assert {logger["init_args"]["name"] for logger in config["trainer"]["logger"]} == {experiment.stem}
+
+
+SED = CONFIGS / "sed"
+SED_DATA = sorted((SED / "data").glob("*.yaml"))
+SED_MODELS = sorted(p for p in (SED / "model").glob("*.yaml") if p.stem != "full_phm")
+# data file -> in_channels it gives; model file -> (family, n)
+SED_CHANNELS = {"4ch": 4, "8ch": 8, "8ch_phase": 8, "16ch": 16}
+SED_FAMILY = {"real": ("real", None), "quaternion": ("quaternion", None), "phc2": ("phc", 2), "phc4": ("phc", 4),
+              "phc8": ("phc", 8), "phc16": ("phc", 16)}
+
+
+def test_the_published_sed_grid_is_covered() -> None:
+    assert {p.stem for p in SED_DATA} == set(SED_CHANNELS)
+    assert {p.stem for p in SED_MODELS} == set(SED_FAMILY)
+    assert (SED / "model" / "full_phm.yaml").is_file() and (SED / "demo.yaml").is_file()
+
+
+@pytest.mark.parametrize("model", SED_MODELS, ids=lambda p: p.stem)
+def test_sed_compositions_parse_with_the_published_recipe(model: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    family, n = SED_FAMILY[model.stem]
+    data = next(p for p in SED_DATA if n is None or SED_CHANNELS[p.stem] % n == 0 and SED_CHANNELS[p.stem] >= n)
+    config = print_config(capsys, SED / "sed.yaml", data, model, SED / "model" / "full_phm.yaml")
+    init, data_init = config["model"]["init_args"], config["data"]["init_args"]
+    assert init["family"] == family and init["full_phm"] is True
+    if n is not None:
+        assert init["n"] == n
+    assert init["optimizer"]["class_path"] == "torch.optim.Adam" and init["optimizer"]["init_args"]["lr"] == 1e-5
+    assert data_init["batch_size"] == 16
+    channels = 4 * len(data_init["mics"]) * (2 if data_init["phase"] else 1)
+    assert channels == SED_CHANNELS[data.stem]
+
+
+def test_sed_model_that_does_not_fit_the_channels_fails_by_name(tmp_path: Path) -> None:
+    from phnn.cli import run_cli
+
+    with pytest.raises(ValueError) as error:
+        run_cli(["--config", str(SED / "sed.yaml"), "--config", str(SED / "data" / "4ch.yaml"),
+                 "--config", str(SED / "model" / "phc8.yaml"), f"--data.root={tmp_path}"], run=False)
+    message = str(error.value)
+    assert "n=8" in message and "4" in message
