@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -175,6 +176,14 @@ def run_cli(args: list[str] | None = None, run: bool = True) -> Any:
     return _build_cli_class()(args, run=run)
 
 
+def _reason(error: ValueError) -> str:
+    """The message of `error`, without jsonargparse's wrapping ("Does not validate against any of the
+    Union subtypes ... - <our message>") when a class failed to build."""
+    text = str(error)
+    reasons = [line[4:] for line in text.splitlines() if line.startswith("  - ") and "NoneType" not in line]
+    return "\n".join(reasons) if "Union subtypes" in text and reasons else text
+
+
 def main(args: list[str] | None = None) -> int:
     """Run `phnn <subcommand> ...`; returns the exit code (1 when a callback reported failures)."""
     argv = list(sys.argv[1:] if args is None else args)
@@ -185,6 +194,12 @@ def main(args: list[str] | None = None) -> int:
         cli = run_cli(args)
     except SystemExit as exit_:  # --help, --print_config and parse errors end here
         return exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+    except ValueError as error:  # bad input (a config, a file): its message says what and where
+        if os.environ.get("PHNN_DEBUG"):
+            raise
+        print(f"phnn {argv[0] if argv else ''}: error: {_reason(error)}\n"
+              "(set PHNN_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 2
     failures = failures_of(cli.trainer)
     if failures:
         print(f"phnn {cli.subcommand}: {len(failures)} failure(s):", *failures, sep="\n  ", file=sys.stderr)

@@ -93,3 +93,12 @@ def test_sed_model_that_does_not_fit_the_channels_fails_by_name(tmp_path: Path) 
                  "--config", str(SED / "model" / "phc8.yaml"), f"--data.root={tmp_path}"], run=False)
     message = str(error.value)
     assert "n=8" in message and "4" in message
+
+
+def test_bad_model_for_the_data_is_one_clear_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["fit", "--config", str(SED / "sed.yaml"), "--config", str(SED / "data" / "4ch.yaml"),
+                 "--config", str(SED / "model" / "phc8.yaml"), f"--data.root={tmp_path}"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "phnn fit: error: create_model('sednet', family='phc', n=8, in_channels=4)" in err
+    assert "data.mics: AB" in err and "Union subtypes" not in err and "Traceback" not in err
