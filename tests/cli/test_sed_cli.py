@@ -96,3 +96,22 @@ def test_predict_resamples_a_44k_clip(trained: dict[str, Path], l3das21_root: Pa
         frames = [int(row["frame"]) for row in csv.DictReader(file)]
     assert all(0 <= f < 40 for f in frames)  # 4 s → 40 label frames at 100 ms
     assert (out / "clip44k_A.png").is_file()
+
+
+def test_inspect_and_export_a_sed_checkpoint(trained: dict[str, Path], tmp_path: Path) -> None:
+    import json
+
+    assert main(["inspect", str(trained["ckpt"]), "--out", str(tmp_path / "inspect")]) == 0
+    report = json.loads((tmp_path / "inspect" / "report.json").read_text())
+    assert {row["type"] for row in report["layers"]} >= {"PHConv2d", "GRU"}
+    assert report["plots"] and all(Path(plot).is_file() for plot in report["plots"])
+
+    out = tmp_path / "sed.pt2"
+    assert main(["export", str(trained["ckpt"]), "--format", "torch-export", "--out", str(out)]) == 0
+    meta = json.loads(out.with_name(out.name + ".json").read_text())
+    assert meta["max_abs_diff_vs_phnn"] <= 1e-5
+    features = meta["input"]
+    assert features["kind"] == "l3das21_stft" and len(features["classes"]) == 14
+    assert features["channels"] == ["A_magnitude_W", "A_magnitude_Y", "A_magnitude_Z", "A_magnitude_X"]
+    assert np.asarray(features["normalization"]["mean"]).shape == (4, 256)  # training-split statistics
+    assert meta["input_shape"][1:3] == [4, 256]
