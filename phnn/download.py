@@ -131,8 +131,18 @@ def verify(archive: Path, md5: str | None) -> None:
 
 
 def extract(archive: Path, out: Path, folder_name: str) -> Path:
-    """Extract into a temporary folder in ``out``, then rename ``folder_name`` into place."""
+    """Extract into a temporary folder in ``out``, then rename ``folder_name`` into place.
+
+    ``out/folder_name`` must be absent or empty: a non-empty folder without ``data/`` (e.g. only
+    ``labels/`` copied by hand) is a ValueError, checked before extracting anything."""
     final = out / folder_name
+    if final.exists() and not (final.is_dir() and not any(final.iterdir())):  # os.replace needs it absent or empty
+        holds = f" (it holds {', '.join(sorted(p.name for p in final.iterdir())[:5])})" if final.is_dir() else ""
+        raise ValueError(
+            f"{final} already exists without a data/ folder{holds}, so {archive.name} is not extracted over it; "
+            f"move or delete {final} and run the command again (the archive {archive} is kept, so it is not "
+            f"downloaded again), then put your own files back"
+        )
     tmp = out / f".{folder_name}.extract-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
@@ -184,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep-archive", action="store_true", help="keep the .zip after extraction")
     parser.add_argument("--retries", type=int, default=5, help="reconnections per archive after a dropped transfer")
     args = parser.parse_args(argv)
+    if args.md5 is not None and len(set(args.sets)) > 1:
+        parser.error(f"--md5 checks one archive; give a single --set (got --set {' '.join(args.sets)})")
     for split in args.sets:
         try:
             folder = fetch(args.dataset, split, args.out, args.url_base, args.md5, args.keep_archive, args.retries)

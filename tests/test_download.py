@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import shutil
 import threading
 import zipfile
 from collections.abc import Iterator
@@ -135,3 +136,34 @@ def test_http_error_and_unknown_set(serve, tmp_path: Path) -> None:
         fetch("l3das21", "dev", tmp_path, url_base=server.url + "/missing", progress=False)
     with pytest.raises(ValueError, match="set='eval'"):
         fetch("l3das21", "eval", tmp_path)
+
+
+def test_md5_with_more_than_one_set_is_a_usage_error(serve, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    server = serve(make_zip())
+    with pytest.raises(SystemExit) as exit_info:
+        phnn_main(["download", "l3das21", "--set", "train", "dev", "--out", str(tmp_path), "--url-base", server.url,
+                   "--md5", "0" * 32])
+    assert exit_info.value.code == 2
+    assert "--md5 checks one archive; give a single --set" in capsys.readouterr().err
+    assert server.ranges == [] and list(tmp_path.iterdir()) == []  # nothing downloaded, nothing deleted
+
+
+def test_existing_folder_without_data_is_reported_not_overwritten(serve, tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture) -> None:
+    payload = make_zip()
+    server = serve(payload)
+    labels = tmp_path / "L3DAS_Task2_dev" / "labels"
+    labels.mkdir(parents=True)
+    (labels / "mine.csv").write_text("copied by hand\n")
+    args = ["download", "l3das21", "--set", "dev", "--out", str(tmp_path), "--url-base", server.url]
+    assert phnn_main(args) == 1
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'L3DAS_Task2_dev'} already exists without a data/ folder (it holds labels)" in err
+    assert "move or delete" in err
+    assert (labels / "mine.csv").read_text() == "copied by hand\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["L3DAS_Task2_dev", NAME]  # archive kept, no temp folder
+    shutil.rmtree(tmp_path / "L3DAS_Task2_dev")
+    (tmp_path / "L3DAS_Task2_dev").mkdir()  # an empty folder is fine: replaced by the extracted one
+    assert phnn_main(args) == 0
+    assert len(server.ranges) == 1  # the kept archive was not downloaded again
+    assert (tmp_path / "L3DAS_Task2_dev" / "data" / "split0_ov1_1_A.wav").is_file()
