@@ -16,7 +16,7 @@ from phnn.data.l3das21.layout import CLASSES
 
 
 def make_dm(root: Path, tmp_path: Path, **kwargs) -> L3DAS21DataModule:
-    defaults = dict(mics="AB", val_fraction=0.25, segment_seconds=1.5, batch_size=3, cache_dir=tmp_path / "cache",
+    defaults = dict(mics="AB", val_fraction=0.25, segment_seconds=3, batch_size=3, cache_dir=tmp_path / "cache",
                     progress=False)
     return L3DAS21DataModule(root, **{**defaults, **kwargs})
 
@@ -30,11 +30,26 @@ def test_channels_and_classes_known_at_init(mics: str, phase: bool, channels: in
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [({"mics": "B"}, "mics='B'"), ({"val_fraction": 1.0}, "val_fraction=1.0"),
-     ({"segment_overlap": 1.0}, "segment_overlap=1.0"), ({"segment_seconds": 0.01}, "segment_seconds=0.01")],
+     ({"segment_overlap": 1.0}, "segment_overlap=1.0"), ({"segment_seconds": 0.01}, "segment_seconds=0.01"),
+     ({"segment_seconds": 0}, "segment_seconds=0"), ({"segment_seconds": -2.0}, "segment_seconds=-2.0")],
 )
 def test_bad_arguments(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         L3DAS21DataModule("nowhere", **kwargs)
+
+
+@pytest.mark.parametrize("seconds", [1.5, 2.5, 0.5])
+def test_segment_seconds_must_hold_whole_dcase_segments(seconds: float) -> None:
+    with pytest.raises(ValueError) as error:
+        L3DAS21DataModule("nowhere", segment_seconds=seconds)
+    message = str(error.value)
+    assert f"segment_seconds={seconds}" in message and "whole number of seconds" in message
+    assert "1 s segments" in message
+
+
+@pytest.mark.parametrize("seconds", [1, 2.0, 5.0, 10.0])
+def test_whole_second_segments_are_accepted(seconds: float) -> None:
+    assert L3DAS21DataModule("nowhere", segment_seconds=seconds).window_frames == round(10 * seconds)
 
 
 def test_missing_root_names_folder_and_commands(tmp_path: Path) -> None:
@@ -55,9 +70,9 @@ def test_fit_batches_split_and_train_only_stats(l3das21_root: Path, tmp_path: Pa
     assert {c.stem for c in make_dm(l3das21_root, tmp_path, seed=5).split_train_val(dm.train_clips + dm.val_clips)[1]}
 
     x, y = next(iter(dm.train_dataloader()))
-    assert x.shape == (3, 8, 256, 120) and x.dtype == torch.float32 and y.shape == (3, 15, 42)
-    # 40 frames per clip, windows of 15 every 8 (+ one aligned to the end): 0, 8, 16, 24, 25
-    assert len(dm.train_dataloader().dataset) == 3 * 5
+    assert x.shape == (3, 8, 256, 240) and x.dtype == torch.float32 and y.shape == (3, 30, 42)
+    # 40 frames per clip, windows of 30 every 15 (+ one aligned to the end): 0, 10
+    assert len(dm.train_dataloader().dataset) == 3 * 2
 
     expected = dm.cache.compute_stats("train", dm.train_clips)
     torch.testing.assert_close(dm.normalizer.mean, expected.mean)
@@ -77,8 +92,9 @@ def test_test_windows_tile_clips_and_doa(l3das21_root: Path, tmp_path: Path) -> 
     dm.setup("fit")
     dm.setup("test")
     batches = list(dm.test_dataloader())
-    lengths = sorted(b[1].shape[1] for b in batches)
-    assert sum(b[1].shape[0] * b[1].shape[1] for b in batches) == 2 * 40 and lengths == [10, 15, 15]
+    shapes = sorted(tuple(b[1].shape[:2]) for b in batches)
+    # 2 clips of 40 frames, windows of 30: 0..30 and a shorter 30..40, batched by length
+    assert sum(n * t for n, t in shapes) == 2 * 40 and shapes == [(2, 10), (2, 30)]
     features, sed, doa = batches[0]
     assert doa.shape == (*sed.shape[:2], 126) and (doa.abs() <= 1).all()
 
@@ -168,6 +184,38 @@ def test_predict_path_forms(l3das21_root: Path, tmp_path: Path) -> None:
     for path in (stem, data / "split0_ov1_1_B.wav"):
         assert find_predict_groups(path, "AB") == [("split0_ov1_1", [data / "split0_ov1_1_A.wav", data / "split0_ov1_1_B.wav"], None)]
     groups = find_predict_groups(str(data / "*_A.wav"), "A")
-    assert [g[0] for g in groups] == ["split0_ov1_1_A", "split0_ov2_1_A"]
+    assert [g[0] for g in groups] == ["split0_ov1_1", "split0_ov2_1"]  # clip stems, as with mics="AB"
     with pytest.raises(ValueError, match="predict_path=.*nothing.*no .wav file"):
         find_predict_groups(tmp_path / "nothing", "A")
+
+
+def test_predict_folder_with_both_mics_reads_mic_a_clips(l3das21_root: Path, tmp_path: Path) -> None:
+    from phnn.data.l3das21.datamodule import find_predict_groups
+
+    data = l3das21_root / "L3DAS_Task2_dev" / "data"
+    official = sorted(data.glob("*.wav"))
+    assert sorted(p.name for p in official) == [f"split0_ov{k}_1_{m}.wav" for k in (1, 2) for m in "AB"]
+    groups = find_predict_groups(data, "A")
+    assert groups == [("split0_ov1_1", [data / "split0_ov1_1_A.wav"], None),
+                      ("split0_ov2_1", [data / "split0_ov2_1_A.wav"], None)]  # no _B.wav taken as a mic-A clip
+    assert [g[0] for g in find_predict_groups(data, "AB")] == [g[0] for g in groups]  # same stems in both modes
+
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    for file in official:
+        shutil.copy(file, mixed / file.name)
+    write(mixed / "kitchen.wav")
+    write(mixed / "kitchen_B.wav")  # outside the official naming: a user's own recording, kept as is
+    groups = find_predict_groups(mixed, "A")
+    assert [(stem, [p.name for p in paths], problem) for stem, paths, problem in groups] == [
+        ("kitchen", ["kitchen.wav"], None), ("kitchen_B", ["kitchen_B.wav"], None),
+        ("split0_ov1_1", ["split0_ov1_1_A.wav"], None), ("split0_ov2_1", ["split0_ov2_1_A.wav"], None)]
+
+    with pytest.raises(ValueError) as error:
+        find_predict_groups(data / "split0_ov1_1_B.wav", "A")
+    assert "only mic B files" in str(error.value) and "mics='AB'" in str(error.value)
+    write(mixed / "split0_ov1_1.wav")  # same output name as split0_ov1_1_A.wav
+    clash = [g for g in find_predict_groups(mixed, "A") if g[0] == "split0_ov1_1"]
+    assert [(paths[0].name, problem is None) for _, paths, problem in clash] == [
+        ("split0_ov1_1.wav", True), ("split0_ov1_1_A.wav", False)]
+    assert "same output stem 'split0_ov1_1'" in clash[1][2]

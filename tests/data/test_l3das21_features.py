@@ -128,3 +128,20 @@ def test_stats_are_per_channel_and_bin(l3das21_root: Path, tmp_path: Path) -> No
     assert stats.mean.shape == (16, 256)
     np.testing.assert_allclose(stats.mean.numpy(), every.mean(-1), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(stats.std.numpy(), np.maximum(every.std(-1), 1e-5), rtol=1e-3, atol=1e-5)
+
+
+def test_targets_cached_before_the_rounding_change_are_rebuilt(l3das21_root: Path, tmp_path: Path) -> None:
+    """Targets of the old round-half-up quantisation (``<stem>.sed.npy``) must not be read as current ones."""
+    from phnn.data.l3das21.labels import load_targets
+
+    clip = find_clips(l3das21_root, "dev", mics="A")[0]
+    cache = FeatureCache(tmp_path / "cache")
+    stale = cache.folder / "dev"
+    stale.mkdir(parents=True)
+    frames = 40  # 4 s clips
+    np.save(stale / f"{clip.stem}.sed.npy", np.ones((frames, 42), np.uint8))
+    np.save(stale / f"{clip.stem}.doa.npy", np.ones((frames, 126), np.float16))
+    cache.build("dev", [clip], progress=False)
+    sed_path, _ = cache.target_paths("dev", clip.stem)
+    sed, _ = load_targets(clip.labels, frames)
+    np.testing.assert_array_equal(np.load(sed_path), sed)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from phnn.data.l3das21.labels import load_targets, num_label_frames, read_events
+from phnn.data.l3das21.labels import load_targets, num_label_frames, read_events, seconds_to_frame
 from phnn.data.l3das21.layout import CLASSES, find_clips, parse_audio_name
 
 HEADER = "File,Start,End,Class,X,Y,Z\n"
@@ -73,26 +73,36 @@ def test_num_label_frames_ceil() -> None:
     assert num_label_frames(0, 32000) == 1
 
 
+@pytest.mark.parametrize(("seconds", "frame"), [(0.04, 0), (0.05, 0), (0.15, 1), (0.25, 2), (0.35, 3), (0.55, 6),
+                                                (1.45, 14), (2.5, 25)])
+def test_seconds_to_frame_is_round_of_the_float_quotient(seconds: float, frame: int) -> None:
+    # Python round(t / 0.1) as in the original tools: 0.25 / 0.1 = 2.5 → 2 (half to even),
+    # 0.35 / 0.1 = 3.4999999999999996 → 3, 1.45 / 0.1 = 14.499999999999998 → 14.
+    assert seconds_to_frame(seconds) == frame == round(seconds / 0.1)
+
+
 def test_targets_hand_computed(tmp_path: Path) -> None:
     knock, laugh = CLASSES.index("Knock"), CLASSES.index("Laughter")
     path = write_csv(tmp_path / "l.csv", [
-        "a,0.04,0.25,Knock,2.0,0.0,-1.0",    # frames round(0.4)=0 .. round(2.5)=3 (half up)
-        "a,0.2,0.4,Knock,0.0,1.0,0.0",       # frames 2..4: slot 1 on 2..3 (first knock active), slot 0 on 4
-        "a,0.25,0.3,Knock,1.0,1.0,1.0",      # frame 3 only: third knock there → slot 2
-        "a,0.55,9.0,Laughter,-2.0,0.5,0.0",  # frames 6..90, clipped to the 8 frames of the clip
+        "a,0.04,0.25,Knock,2.0,0.0,-1.0",    # frames round(0.4)=0 .. round(2.5)=2 (half to even)
+        "a,0.2,0.4,Knock,0.0,1.0,0.0",       # frames 2..4: slot 1 on 2 (first knock active), slot 0 on 3..4
+        "a,0.25,0.3,Knock,1.0,1.0,1.0",      # frames 2..3: slot 2 on 2 (two knocks there), slot 1 on 3
+        "a,0.55,9.0,Laughter,-2.0,0.5,0.0",  # frames round(5.5)=6 .. 90, clipped to the 8 frames of the clip
     ])
     sed, doa = load_targets(path, num_frames=8)
     expected = np.zeros((8, 42), np.float32)
-    expected[0:4, 3 * knock + 0] = 1
-    expected[2:4, 3 * knock + 1] = 1
-    expected[4, 3 * knock + 0] = 1
-    expected[3, 3 * knock + 2] = 1
+    expected[0:3, 3 * knock + 0] = 1
+    expected[2, 3 * knock + 1] = 1
+    expected[3:5, 3 * knock + 0] = 1
+    expected[2, 3 * knock + 2] = 1
+    expected[3, 3 * knock + 1] = 1
     expected[6:8, 3 * laugh + 0] = 1
     np.testing.assert_array_equal(sed, expected)
     assert doa.shape == (8, 126)
     col = 3 * knock
     np.testing.assert_allclose(doa[0, [col, col + 42, col + 84]], [1.0, 0.0, -0.5])
-    np.testing.assert_allclose(doa[3, [col + 2, col + 44, col + 86]], [0.5, 0.5, 0.5])
+    np.testing.assert_allclose(doa[2, [col + 2, col + 44, col + 86]], [0.5, 0.5, 0.5])
+    np.testing.assert_allclose(doa[3, [col + 1, col + 43, col + 85]], [0.5, 0.5, 0.5])
     np.testing.assert_allclose(doa[2, [col + 1, col + 43, col + 85]], [0.0, 0.5, 0.0])
     np.testing.assert_allclose(doa[4, [col, col + 42, col + 84]], [0.0, 0.5, 0.0])
     assert doa[5].sum() == 0 and doa[4, col + 1 :: 42].sum() == 0

@@ -170,9 +170,12 @@ def predict_collate(items: list[dict[str, Any]]) -> dict[str, Any]:
 def find_predict_groups(predict_path: str | Path, mics: str) -> list[tuple[str, list[Path], str | None]]:
     """``(stem, files, problem)`` per clip for a wav file, a folder, a glob or a clip stem.
 
-    With ``mics="A"`` every wav is a clip (stem = file stem). With ``mics="AB"`` files pair as
-    ``<stem>_A.wav`` + ``<stem>_B.wav`` (naming either file or the stem selects the pair); a file
-    without its partner is reported as a problem, not dropped silently.
+    Files named like the official layout (``split<S>_ov<K>_<I>_<A|B>.wav``) use the clip stem
+    (``split0_ov1_1``) in both modes. With ``mics="A"`` their ``_B.wav`` files are skipped (a folder
+    of the official layout holds both mics) and every other wav is a clip of its own (stem = file
+    stem, e.g. ``kitchen``). With ``mics="AB"`` files pair as ``<stem>_A.wav`` + ``<stem>_B.wav``
+    (naming either file or the stem selects the pair); a file without its partner is reported as a
+    problem, not dropped silently.
     """
     path = Path(predict_path)
     wanted = mic_set(mics)
@@ -187,7 +190,7 @@ def find_predict_groups(predict_path: str | Path, mics: str) -> list[tuple[str, 
     if not files:
         raise ValueError(f"predict_path={str(predict_path)!r}: no .wav file found (expected a wav, a folder, a glob or a clip stem)")
     if wanted == ("A",):
-        return [(p.stem, [p], None) for p in files]
+        return _mic_a_groups(files, predict_path)
     pairs: dict[str, dict[str, Path]] = defaultdict(dict)
     groups = []
     for file in files:
@@ -207,6 +210,25 @@ def find_predict_groups(predict_path: str | Path, mics: str) -> list[tuple[str, 
     return sorted(groups, key=lambda g: g[0])
 
 
+def _mic_a_groups(files: list[Path], predict_path: str | Path) -> list[tuple[str, list[Path], str | None]]:
+    """``mics="A"``: one clip per wav, official mic-B files skipped, official names as clip stems."""
+    groups: dict[str, tuple[str, list[Path], str | None]] = {}
+    for file in files:
+        parsed = parse_audio_name(file.name)
+        if parsed is not None and parsed[2] == "B":
+            continue
+        stem = parsed[0] if parsed is not None else file.stem
+        if stem in groups:  # e.g. split0_ov1_1.wav next to split0_ov1_1_A.wav: one output name for two files
+            first = groups[stem][1][0]
+            groups[f"{stem} ({file.name})"] = (stem, [file], f"{file}: same output stem {stem!r} as {first}; rename one")
+            continue
+        groups[stem] = (stem, [file], None)
+    if not groups:
+        raise ValueError(f"predict_path={str(predict_path)!r}: only mic B files (<stem>_B.wav) found; mics='A' "
+                         f"reads <stem>_A.wav (use mics='AB' for both)")
+    return [groups[key] for key in sorted(groups)]
+
+
 def _stem_and_mic(file: Path) -> tuple[str, str] | None:
     parsed = parse_audio_name(file.name)
     if parsed is not None:
@@ -224,7 +246,8 @@ class L3DAS21DataModule(pl.LightningDataModule):
         phase: add the phase channels (doubles the channel count).
         ov_subsets: which overlap subsets (1, 2, 3) to use.
         val_fraction: share of training clips held out for validation (seeded by ``seed``, by clip).
-        segment_seconds: window length of the items.
+        segment_seconds: window length of the items, a positive whole number of seconds (evaluation
+            windows must hold whole DCASE 1 s segments).
         segment_overlap: overlap of training windows, a fraction in [0, 1).
         cache_dir: feature cache (default ``<root>/.phnn_cache``).
         predict_path: wav file, folder, glob or clip stem for ``predict``.
@@ -247,9 +270,12 @@ class L3DAS21DataModule(pl.LightningDataModule):
             raise ValueError(f"val_fraction={val_fraction}: expected 0 <= val_fraction < 1")
         if not 0.0 <= segment_overlap < 1.0:
             raise ValueError(f"segment_overlap={segment_overlap}: expected a fraction 0 <= overlap < 1")
+        if not (segment_seconds > 0 and float(segment_seconds).is_integer()):
+            raise ValueError(
+                f"segment_seconds={segment_seconds}: expected a positive whole number of seconds (1, 2, 5, ...): "
+                f"DCASE 1 s segments restart at each validation/test window, so windows must hold whole 1 s segments"
+            )
         self.window_frames = round(segment_seconds * FRAMES_PER_SECOND)
-        if self.window_frames < 1:
-            raise ValueError(f"segment_seconds={segment_seconds}: expected at least 0.1 s (one label frame)")
         if batch_size < 1:
             raise ValueError(f"batch_size={batch_size}: expected >= 1")
         self.settings = FeatureSettings(phase=phase, magnitude_scale=magnitude_scale)

@@ -13,8 +13,10 @@ Features of a clip with ``N`` samples at 32 kHz (``T = ceil(N / 3200)`` label fr
   (A first) → 4, 8 or 16 channels.
 
 Cache: ``<cache_dir>/<key>/<split>/<stem>_<mic>.npy`` float16 ``(channels_per_mic, 256, 8T)``,
-plus ``<stem>.sed.npy`` (uint8, ``(T, 42)``) and ``<stem>.doa.npy`` (float16, ``(T, 126)``); the
-key hashes the feature settings and ``FORMAT_VERSION``. Every file is written to a temporary name in
+plus ``<stem>.sed-v<TARGET_VERSION>.npy`` (uint8, ``(T, 42)``) and ``<stem>.doa-v<TARGET_VERSION>.npy``
+(float16, ``(T, 126)``); the key hashes the feature settings and ``FORMAT_VERSION``; ``TARGET_VERSION``
+changes when the label quantisation does (2: ``round(t / 0.1)`` as the original tools), so targets
+cached by an older version are rebuilt while features (and checkpoint feature keys) stay valid. Every file is written to a temporary name in
 the same folder and renamed, so a killed run leaves no half-written file under a final name and the
 next run skips what is complete. Clips are processed one at a time: memory does not grow with their
 number.
@@ -45,6 +47,7 @@ from phnn.data.l3das21.layout import CHANNELS_PER_MIC, SAMPLE_RATE, Clip
 from phnn.io import save_npy_atomic, write_text_atomic
 
 FORMAT_VERSION = 1
+TARGET_VERSION = 2  # label quantisation of the cached targets (see labels.seconds_to_frame)
 FREQ_BINS = 256
 STFT_FRAMES_PER_LABEL = 8
 
@@ -164,7 +167,8 @@ class FeatureCache:
         return self.folder / split / f"{stem}_{mic}.npy"
 
     def target_paths(self, split: str, stem: str) -> tuple[Path, Path]:
-        return self.folder / split / f"{stem}.sed.npy", self.folder / split / f"{stem}.doa.npy"
+        folder = self.folder / split
+        return folder / f"{stem}.sed-v{TARGET_VERSION}.npy", folder / f"{stem}.doa-v{TARGET_VERSION}.npy"
 
     def is_complete(self, split: str, clip: Clip) -> bool:
         paths = [self.feature_path(split, clip.stem, mic) for mic in clip.audio]

@@ -3,8 +3,10 @@
 * ``T_label = ceil(num_samples / 3200)`` at 32 kHz (``ceil(duration / 0.1)``): a trailing partial
   frame still gets a label frame, so the features (8 STFT frames per label frame, see
   ``features.py``) cover every sample.
-* A sound covers frames ``round(Start / 0.1)`` … ``round(End / 0.1)`` inclusive (round half up,
-  computed as ``floor(10·t + 0.5)``), clipped to the clip; frames past the end are dropped.
+* A sound covers frames ``round(Start / 0.1)`` … ``round(End / 0.1)`` inclusive, clipped to the clip;
+  frames past the end are dropped. This is Python's ``round`` on the float quotient ``t / 0.1``, exactly
+  as in the original L3DAS21 tools: round half to even on whatever that quotient is in floating point
+  (0.25 s → 2, 0.35 s → 3 since 0.35 / 0.1 = 3.4999999999999996, 1.45 s → 14), so our targets match theirs.
 * Slot: per frame, the number of sounds of the same class already active there (CSV row order).
 * SED target ``(T_label, 42)``: column ``3·class + slot``.
 * DOA target ``(T_label, 126)``: columns ``[x of the 42 slots, y of the 42, z of the 42]``, metres / 2
@@ -48,8 +50,8 @@ def num_label_frames(num_samples: int, sample_rate: int) -> int:
 
 
 def seconds_to_frame(seconds: float) -> int:
-    """Round half up on the 100 ms grid (``0.25 s`` → frame 3), free of float surprises of ``t / 0.1``."""
-    return math.floor(seconds * FRAMES_PER_SECOND + 0.5)
+    """``round(seconds / 0.1)`` exactly as the original tools (banker's rounding on the float quotient)."""
+    return round(seconds / LABEL_HOP_SECONDS)
 
 
 def read_events(path: str | Path) -> list[Event]:
