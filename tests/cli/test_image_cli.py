@@ -109,7 +109,6 @@ def test_bf16_mixed_on_cpu(in_tmp: Path, image_folder_splits: Path) -> None:
     assert torch.isfinite(torch.tensor(metrics_of(Path(ran.trainer.log_dir))["val/loss"])).all()
 
 
-@pytest.mark.slow
 def test_ddp_two_cpu_processes_see_different_data(tmp_path: Path, image_folder_splits: Path) -> None:
     """`--trainer.strategy ddp` relaunches the command per rank, so it runs as a real `python -m phnn`."""
     record = tmp_path / "batches"
