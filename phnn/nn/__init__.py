@@ -20,6 +20,7 @@ from phnn.nn.layers import (
     PHLayer,
     PHMLinear,
 )
+from phnn.nn.report import ParameterReport, parameter_report
 
 __all__ = [
     "ConversionReport",
@@ -31,11 +32,13 @@ __all__ = [
     "PHConvTranspose3d",
     "PHLayer",
     "PHMLinear",
+    "ParameterReport",
     "align",
     "compose",
     "convert",
     "decompose",
     "complex_rule",
     "hamilton",
+    "parameter_report",
     "to_dense",
 ]

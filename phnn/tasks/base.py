@@ -19,6 +19,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor, nn
 
 from phnn.nn import PHLayer
+from phnn.nn.report import parameter_report
 
 SchedulerInterval = Literal["epoch", "step"]
 _INTERVALS = ("epoch", "step")
@@ -66,14 +67,8 @@ def learned_algebras(module: nn.Module) -> list[Tensor]:
 
 def parameter_counts(module: nn.Module) -> tuple[int, int]:
     """(trainable parameters, parameters of the same network with every PH layer made dense)."""
-    trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
-    dense = 0
-    for layer in module.modules():
-        if isinstance(layer, PHLayer):
-            dense += layer.dense_parameter_count()
-        else:
-            dense += sum(p.numel() for p in layer.parameters(recurse=False) if p.requires_grad)
-    return trainable, dense
+    report = parameter_report(module, trainable_only=True)
+    return report.total, report.dense_total
 
 
 class PHTask(LightningModule, ABC):

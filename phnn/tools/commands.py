@@ -66,7 +66,7 @@ def inspect_main(argv: list[str]) -> int:
         parser.error(f"unrecognised arguments: {' '.join(overrides)}")
 
     from phnn.tools.algebra_plot import plot_algebra
-    from phnn.tools.report import parameter_report
+    from phnn.nn.report import parameter_report
 
     try:
         task = load_task(args.checkpoint)[0] if args.checkpoint else build_task(args.config, overrides)

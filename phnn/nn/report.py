@@ -6,11 +6,12 @@ The dense equivalent of a PH layer is the torch layer with the same shape, so th
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
 from torch import nn
 
-from phnn.nn import PHLayer
+from phnn.nn.layers import PHLayer
 
 
 @dataclass(frozen=True)
@@ -68,16 +69,24 @@ class ParameterReport:
                           f"this model has {total_ratio:.1%} of them"])
 
 
-def parameter_report(model: nn.Module) -> ParameterReport:
-    """One row per module that owns parameters directly; a PH layer is one row with its dense twin."""
+def parameter_report(model: nn.Module, trainable_only: bool = False) -> ParameterReport:
+    """One row per module that owns parameters directly; a PH layer is one row with its dense twin.
+
+    With `trainable_only`, frozen parameters (requires_grad False) are left out of both columns,
+    except that a PH layer's dense twin is always counted whole.
+    """
+
+    def count(parameters: Iterable[nn.Parameter]) -> int:
+        return sum(p.numel() for p in parameters if p.requires_grad or not trainable_only)
+
     rows = []
     for name, module in model.named_modules():
         if isinstance(module, PHLayer):
-            params = sum(p.numel() for p in module.parameters())
+            params = count(module.parameters())
             rows.append(LayerRow(name, type(module).__name__, module.n, module.algebra_name, params,
                                  module.dense_parameter_count()))
             continue
-        own = sum(p.numel() for p in module.parameters(recurse=False))
+        own = count(module.parameters(recurse=False))
         if own:
             rows.append(LayerRow(name or "(root)", type(module).__name__, None, None, own, own))
     return ParameterReport(rows)
