@@ -9,15 +9,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import logging
 import os
 import sys
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 # Extra subcommands: name -> "module:function"; each function takes the remaining argv and returns
-# an exit code. Imported lazily so that `phnn --help` stays fast.
+# an exit code. Imported lazily so that `phnn <subcommand>` stays fast; `phnn --help` lists each with
+# the first line of its function's (or module's) docstring.
 EXTRA_COMMANDS: dict[str, str] = {
     "synth": "phnn.data.l3das21.synth:main",
     "download": "phnn.download:main",
@@ -27,32 +31,102 @@ EXTRA_COMMANDS: dict[str, str] = {
 
 DESCRIPTION = "phnn: train and use Parameterized Hypercomplex Neural Networks (PyTorch Lightning)."
 
-# Loggers of every run unless a config says otherwise. Both get the same version (see
-# `_share_logger_versions`), so each run has one folder: runs/<name>/version_<k>/ with config.yaml,
-# metrics.csv, TensorBoard events and checkpoints/{best,last}.ckpt.
+# One line each in `phnn --help`, and examples at the end of `phnn <subcommand> --help` (the docs
+# test runs every `phnn ...` line under "Examples:").
+SUBCOMMANDS: dict[str, tuple[str, list[str]]] = {
+    "fit": ("Train a model (one run folder per fit).", [
+        "phnn fit --config configs/experiment/cifar10_resnet18_large_phc4.yaml --data.root data/cifar10",
+        "phnn fit --data ImageFolderDataModule --data.root my_images --model ImageClassifier --model.n 3 "
+        "--model.backbone resnet18_large --trainer.max_epochs 1",
+    ]),
+    "validate": ("Score a checkpoint on the validation split.", [
+        "phnn validate --config RUN/config.yaml --ckpt_path RUN/checkpoints/best.ckpt",
+    ]),
+    "test": ("Score a checkpoint on the test split.", [
+        "phnn test --config RUN/config.yaml --ckpt_path RUN/checkpoints/best.ckpt",
+    ]),
+    "predict": ("Predict on files (--data.predict_path).", [
+        "phnn predict --config RUN/config.yaml --ckpt_path RUN/checkpoints/best.ckpt --data.predict_path PATH",
+    ]),
+}
+
+# Loggers of every fit unless a config says otherwise. A logger without a name is named after the
+# run (`phnn.runs.run_name`), and both get the same version, so each run has one folder:
+# runs/<name>/version_<k>/ with config.yaml, metrics.csv, TensorBoard events and checkpoints/.
 DEFAULT_LOGGERS: list[dict[str, Any]] = [
-    {"class_path": "lightning.pytorch.loggers.TensorBoardLogger", "init_args": {"save_dir": "runs", "name": "phnn"}},
-    {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": "runs", "name": "phnn"}},
+    {"class_path": "lightning.pytorch.loggers.TensorBoardLogger", "init_args": {"save_dir": "runs", "name": None}},
+    {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": "runs", "name": None}},
 ]
+
+# Library warnings known to be harmless here; filtered while the CLI runs (never on `import phnn`).
+HARMLESS_WARNINGS: tuple[str, ...] = (
+    # TensorBoard and CSV share each run's folder on purpose; the CSV logger warns when it finds it in use
+    r"Experiment logs directory .* exists and is not empty",
+    # main(args) runs in-process on purpose (tests, scripts): the host's own sys.argv is not ours
+    r"LightningCLI's args parameter is intended to run from within Python",
+    # Lightning 2.6 on torch 2.11 uses a deprecated pytree class internally
+    r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+)
+# validate/test/predict restore only the weights: the fit's ModelCheckpoint is not needed, not missing
+CHECKPOINT_CALLBACKS_WARNING = r"Be aware that when using `ckpt_path`, callbacks used to create the checkpoint"
+# Lightning's info lines that are advertisements rather than information.
+HIDDEN_INFO: tuple[str, ...] = ("💡 Tip:",)
+
+
+def _first_line(text: str | None) -> str:
+    return (text or "").strip().splitlines()[0].rstrip(".") + "." if (text or "").strip() else ""
+
+
+def command_summaries() -> dict[str, str]:
+    """Every subcommand with one line: fit/validate/test/predict, then each of `EXTRA_COMMANDS`."""
+    lines = {name: summary for name, (summary, _) in SUBCOMMANDS.items()}
+    for name, target in EXTRA_COMMANDS.items():
+        module_name, function_name = target.split(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as error:  # an optional extra that is not installed: still listed
+            lines[name] = f"(unavailable: {error})"
+            continue
+        function = getattr(module, function_name, None)
+        lines[name] = _first_line(getattr(function, "__doc__", None)) or _first_line(module.__doc__)
+    return lines
 
 
 def _epilog() -> str:
-    lines = ["Run `phnn <subcommand> --help` for the options of one subcommand."]
-    if EXTRA_COMMANDS:
-        lines.append("Other commands (`phnn <command> --help`): " + ", ".join(sorted(EXTRA_COMMANDS)) + ".")
-    lines.append("Compose configs with several --config flags (model, data, trainer, experiment); see configs/README.md.")
-    return "\n".join(lines)
+    return ("Run `phnn <subcommand> --help` for the options of one subcommand. Compose configs with several\n"
+            "--config flags (data, model, family, trainer; in any order); see configs/README.md.")
 
 
-def _next_version(root: Path) -> int:
-    """One more than the highest `version_<k>` folder under `root` (0 when there is none)."""
-    versions = [int(p.name[8:]) for p in root.glob("version_*") if p.is_dir() and p.name[8:].isdigit()]
-    return max(versions, default=-1) + 1
+def _examples(subcommand: str) -> str:
+    return "Examples:\n" + "\n".join(f"  {line}" for line in SUBCOMMANDS[subcommand][1])
+
+
+class _Quiet(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(HIDDEN_INFO)
+
+
+@contextlib.contextmanager
+def _quiet_libraries() -> Iterator[None]:
+    """Filter `HARMLESS_WARNINGS` and `HIDDEN_INFO` for the duration of one CLI run."""
+    quiet = _Quiet()
+    loggers = [logging.getLogger(f"lightning.{part}.utilities.rank_zero") for part in ("pytorch", "fabric")]
+    with warnings.catch_warnings():
+        for message in HARMLESS_WARNINGS:
+            warnings.filterwarnings("ignore", message=message)
+        for logger in loggers:
+            logger.addFilter(quiet)
+        try:
+            yield
+        finally:
+            for logger in loggers:
+                logger.removeFilter(quiet)
 
 
 def _build_cli_class() -> type:
     """Define the LightningCLI subclass; kept in a function so that `import phnn.cli` stays light."""
     from jsonargparse import Namespace
+    from jsonargparse._util import import_object  # the importer jsonargparse resolves class_path with
     from lightning.pytorch import LightningDataModule, Trainer
     from lightning.pytorch.callbacks import (
         BasePredictionWriter,
@@ -65,17 +139,25 @@ def _build_cli_class() -> type:
     from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
+    import phnn.callbacks  # noqa: F401  registers the writers' short names
     import phnn.data  # noqa: F401  registers the DataModules' short names
     import phnn.tasks  # noqa: F401  registers the tasks' short names
+    from phnn import runs
     from phnn.callbacks import Timing
     from phnn.tasks.base import PHTask
 
     versioned_loggers = (TensorBoardLogger, CSVLogger)
 
+    def class_of(group: Any) -> type | None:
+        path = group.get("class_path") if isinstance(group, Namespace) else None
+        return import_object(path) if path else None
+
     class PHNNCLI(LightningCLI):
         """LightningCLI with phnn's tasks and DataModules, default callbacks and one folder per run."""
 
         def __init__(self, args: list[str] | None, run: bool = True) -> None:
+            self.run_dir: Path | None = None  # the folder this fit writes (None: no versioned logger)
+            self._run_dir_existed = False
             super().__init__(
                 PHTask,
                 LightningDataModule,
@@ -83,67 +165,126 @@ def _build_cli_class() -> type:
                 subclass_mode_data=True,
                 save_config_kwargs={"overwrite": True},
                 trainer_defaults={"logger": DEFAULT_LOGGERS},
-                parser_kwargs={"description": DESCRIPTION, "epilog": _epilog(), "env_prefix": "PHNN",
-                               "prog": "phnn"},
+                seed_everything_default=0,
+                parser_kwargs={"description": DESCRIPTION, "epilog": _epilog(), "env_prefix": "PHNN", "prog": "phnn",
+                               "formatter_class": _formatter()}
+                | {name: {"description": summary, "epilog": _examples(name), "formatter_class": _formatter()}
+                   for name, (summary, _) in SUBCOMMANDS.items()},
                 auto_configure_optimizers=False,
                 args=args,
                 run=run,
             )
+
+        def _add_subcommands(self, parser: LightningArgumentParser, **kwargs: Any) -> None:
+            """As LightningCLI's, with phnn's one-line help per subcommand and the extra commands listed
+            (they are dispatched by `main` before LightningCLI parses anything)."""
+            self._subcommand_parsers: dict[str, LightningArgumentParser] = {}
+            subcommands = parser.add_subcommands(title="subcommands", metavar="SUBCOMMAND")
+            for name, summary in command_summaries().items():
+                if name in SUBCOMMANDS:
+                    sub = self._prepare_subcommand_parser(Trainer, name, **kwargs.get(name, {}))
+                    self._subcommand_parsers[name] = sub
+                else:
+                    sub = LightningArgumentParser(prog=f"phnn {name}", description=summary)
+                subcommands.add_subcommand(name, sub, help=summary)
 
         def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
             for field in ("num_classes", "in_channels"):
                 parser.link_arguments(f"data.{field}", f"model.init_args.{field}", apply_on="instantiate")
             parser.add_argument(
                 "--writer", type=BasePredictionWriter | None, default=None,
-                help="Prediction writer used by `predict` (e.g. SEDPredictionWriter with output_dir); "
-                     "ignored by the other subcommands.",
+                help="Prediction writer used by `predict` (default: the task's, e.g. ImagePredictionWriter or "
+                     "SEDPredictionWriter); output_dir defaults to <run>/predictions. Ignored by the others.",
             )
+            parser.add_argument(
+                "--out", type=str | None, default=None,
+                help="validate/test/predict: folder for the results (<out>/test/metrics.json, <out>/predictions/); "
+                     "default: the run folder of --ckpt_path. Ignored by fit.",
+            )
+
+        # --- before anything is built: name the run, or point later commands at it -----------------
 
         def before_instantiate_classes(self) -> None:
             config = self.config.get(str(self.subcommand), self.config)
-            self._versioned = self._share_logger_versions(config.trainer)
+            if self.subcommand in (None, "fit"):
+                self._versioned = self._name_and_version_loggers(config)
+                return
+            self._versioned = []
+            # validate/test/predict make no run of their own: no loggers, checkpoints or config.yaml
+            self.save_config_callback = None
+            config.trainer.logger = False
+            config.trainer.enable_checkpointing = False
+            config.trainer.callbacks = [c for c in config.trainer.get("callbacks") or []
+                                        if not (isinstance(c, Namespace) and issubclass(class_of(c) or object,
+                                                                                       ModelCheckpoint))] or None
 
         def after_instantiate_classes(self) -> None:
             # the saved config.yaml keeps `version: null`, so a run started from it gets a new folder
             for logger_args in self._versioned:
                 logger_args.version = None
+            if self.subcommand == "fit" and self.trainer.log_dir is not None:
+                self.run_dir = Path(self.trainer.log_dir)
+                self._run_dir_existed = self.run_dir.exists()
 
-        @staticmethod
-        def _share_logger_versions(trainer: Namespace) -> list[Namespace]:
-            """Give TensorBoard/CSV loggers that share a folder and have no version the same new one;
-            returns the init_args that were given a version."""
-            loggers = trainer.get("logger")
+        def _name_and_version_loggers(self, config: Namespace) -> list[Namespace]:
+            """Name unnamed TensorBoard/CSV loggers after the run and give loggers that share a folder and
+            have no version the same new one; returns the init_args that were given a version."""
+            loggers = config.trainer.get("logger")
             if not isinstance(loggers, list):
                 return []
-            from jsonargparse._util import import_object  # the importer jsonargparse resolves class_path with
-
+            task, data = class_of(config.get("model")), class_of(config.get("data"))
+            name = runs.run_name(task, config.model.get("init_args") or {}, data) if task else "phnn"
             versions: dict[Path, int] = {}
             versioned: list[Namespace] = []
             for logger in loggers:
-                if not isinstance(logger, Namespace) or "class_path" not in logger:
-                    continue
-                if not issubclass(import_object(logger.class_path), versioned_loggers):
+                if not isinstance(logger, Namespace) or not issubclass(class_of(logger) or object, versioned_loggers):
                     continue
                 args = logger.get("init_args") or Namespace()
-                if args.get("version") is not None:
-                    continue
-                root = Path(args.get("save_dir") or ".") / (args.get("name") or "")
-                args.version = versions.setdefault(root, _next_version(root))
+                if args.get("name") is None:
+                    args.name = name
+                if args.get("version") is None:
+                    root = Path(args.get("save_dir") or ".") / args.name
+                    args.version = versions.setdefault(root, runs.next_version(root))
+                    versioned.append(args)
                 logger.init_args = args
-                versioned.append(args)
             return versioned
+
+        def results_dir(self) -> Path | None:
+            """Where validate/test/predict write: --out, else the run folder of --ckpt_path."""
+            config = self.config.get(str(self.subcommand), self.config)
+            if config.get("out"):
+                return Path(config.out)
+            return runs.run_of_checkpoint(config.get("ckpt_path"))
+
+        # --- the trainer and its callbacks ----------------------------------------------------------
 
         def instantiate_trainer(self, **kwargs: Any) -> Trainer:
             trainer_config = self._get(self.config_init, "trainer", default={})
             user = list(trainer_config.get("callbacks") or [])
             defaults = self._default_callbacks(trainer_config, user)
-            writer = self._get(self.config_init, "writer")
-            if self.subcommand == "predict" and writer is not None:
-                defaults.append(writer)
+            if self.subcommand == "predict":
+                defaults.append(self._prediction_writer())
             return super().instantiate_trainer(callbacks=[*defaults, *user], **kwargs)
 
+        def _prediction_writer(self) -> BasePredictionWriter:
+            """The configured writer, else the task's default; its output_dir defaults to <run>/predictions."""
+            writer = self._get(self.config_init, "writer")
+            if writer is None:
+                default = getattr(self.model, "prediction_writer", None)
+                if default is None:
+                    raise ValueError(f"{type(self.model).__name__} has no prediction writer, so `phnn predict` would "
+                                     "write nothing; give one with --writer CLASS (a BasePredictionWriter)")
+                writer = import_object(default)()
+            if getattr(writer, "output_dir", "") is None:
+                folder = self.results_dir()
+                if folder is None:
+                    raise ValueError("where should the predictions go? The checkpoint is not in a run folder "
+                                     "(<run>/checkpoints/); give --out DIR or --writer.output_dir DIR")
+                writer.output_dir = folder / "predictions"
+            return writer
+
         def _default_callbacks(self, trainer_config: dict[str, Any], user: list[Callback]) -> list[Callback]:
-            """Checkpoints (best by the task's metric, and last), LR monitor, rich progress bar, timing —
+            """Checkpoints (fit: best by the task's metric, and last), LR monitor, rich progress bar, timing —
             each unless the config already has one of its kind or switched the feature off."""
             model = self.model
             wanted: list[tuple[type[Callback], bool, Any]] = [
@@ -157,7 +298,70 @@ def _build_cli_class() -> type:
             ]
             return [make() for kind, enabled, make in wanted if enabled and not any(isinstance(c, kind) for c in user)]
 
+        # --- running: a fit that fails before saving anything leaves no folder behind ---------------
+
+        def _run_subcommand(self, subcommand: str) -> None:
+            try:
+                super()._run_subcommand(subcommand)
+            except BaseException:
+                if self.run_dir is not None and self.trainer.is_global_zero:
+                    runs.discard_unstarted(self.run_dir, self._run_dir_existed)
+                raise
+
+        def _score(self, stage: str, run: Any, **kwargs: Any) -> list[dict[str, float]]:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=CHECKPOINT_CALLBACKS_WARNING)
+                results = run(**kwargs)
+            folder = self.results_dir()
+            if not self.trainer.is_global_zero:
+                return results
+            if folder is None:
+                print(f"phnn {stage}: results not saved (the checkpoint is not in a run folder); "
+                      "give --out DIR to keep them")
+            else:
+                print(f"phnn {stage}: wrote {runs.write_results(folder, stage, results, kwargs.get('ckpt_path'))}")
+            return results
+
+        def validate(self, **kwargs: Any) -> list[dict[str, float]]:
+            return self._score("validate", self.trainer.validate, **kwargs)
+
+        def test(self, **kwargs: Any) -> list[dict[str, float]]:
+            return self._score("test", self.trainer.test, **kwargs)
+
+        def predict(self, **kwargs: Any) -> None:
+            # the writer writes as batches end; keeping every prediction in memory too would only cost
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=CHECKPOINT_CALLBACKS_WARNING)
+                self.trainer.predict(**{**kwargs, "return_predictions": False})
+            writer = next(c for c in self.trainer.callbacks if isinstance(c, BasePredictionWriter))
+            folder = getattr(writer, "output_dir", None)
+            if self.trainer.is_global_zero and folder is not None:
+                print(f"phnn predict: wrote predictions to {folder}")
+
+        def after_fit(self) -> None:
+            checkpoint = self.trainer.checkpoint_callback
+            if self.run_dir is None or checkpoint is None or not self.trainer.is_global_zero:
+                return
+            best = checkpoint.best_model_path or checkpoint.last_model_path
+            if best:
+                print(runs.next_steps(self.run_dir, Path(best), "--data.predict_path PATH"))
+
     return PHNNCLI
+
+
+def _formatter() -> type:
+    """Keep the examples and the command list in help texts as written (one command per line)."""
+    from jsonargparse import DefaultHelpFormatter
+
+    class Formatter(DefaultHelpFormatter):
+        def __init__(self, prog: str, **kwargs: Any) -> None:
+            # wide enough that every subcommand's summary stays on one line
+            super().__init__(prog, **{**kwargs, "width": max(kwargs.get("width") or 0, 110)})
+
+        def _fill_text(self, text: str, width: int, indent: str) -> str:
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+
+    return Formatter
 
 
 def failures_of(trainer: Any) -> list[str]:
@@ -168,12 +372,13 @@ def failures_of(trainer: Any) -> list[str]:
 def run_cli(args: list[str] | None = None, run: bool = True) -> Any:
     """Parse `args` (None: sys.argv), run the subcommand and return the LightningCLI (its trainer, model).
 
-    With `run=False` there is no subcommand: the classes are only built (e.g. `phnn inspect --config`)."""
-    # TensorBoard and CSV share each run's folder on purpose; the CSV logger warns when it finds it in use.
-    warnings.filterwarnings("ignore", message=r"Experiment logs directory .* exists and is not empty")
-    # main(args) runs in-process on purpose (tests, scripts): the host's own sys.argv is not ours
-    warnings.filterwarnings("ignore", message=r"LightningCLI's args parameter is intended to run from within Python")
-    return _build_cli_class()(args, run=run)
+    With `run=False` there is no subcommand: the classes are only built (e.g. `phnn inspect --config`).
+    Config files may come in any order (`phnn.config_order`)."""
+    from phnn.config_order import order_configs
+
+    argv = order_configs(list(sys.argv[1:] if args is None else args))
+    with _quiet_libraries():
+        return _build_cli_class()(argv, run=run)
 
 
 def _reason(error: ValueError) -> str:

@@ -51,14 +51,17 @@ def _versions(folder: Path) -> set[Path]:
     return set(folder.glob("version_*"))
 
 
-def _run(command: str, config: list[str], runs: Path, *extra: str) -> Path:
-    """`phnn <command>` in-process; returns its new run folder, raises if it failed."""
+def _run(command: str, config: list[str], runs: Path, *extra: str) -> Path | None:
+    """`phnn <command>` in-process; raises if it failed. Returns the new run folder of a fit (the
+    other commands write inside the fit's run)."""
     before = _versions(runs)
     args = [command, *config, *extra]
     print(f"[demo] phnn {' '.join(args)}", flush=True)
     code = phnn(args)
     if code != 0:
         raise SystemExit(f"[demo] phnn {command} failed with exit code {code}")
+    if command != "fit":
+        return None
     new = sorted(_versions(runs) - before, key=lambda p: int(p.name.split("_")[1]))
     if not new:
         raise SystemExit(f"[demo] phnn {command} wrote no run folder under {runs}")
@@ -111,12 +114,12 @@ def main(argv: list[str] | None = None) -> int:
     fit_seconds = time.perf_counter() - fit_start
     checkpoint = fit_run / "checkpoints" / "best.ckpt"
     run_config = fit_run / "config.yaml"
-    test_run = _run("test", ["--config", str(run_config)], runs, "--ckpt_path", str(checkpoint))
+    _run("test", ["--config", str(run_config)], runs, "--ckpt_path", str(checkpoint))
     dev_clips = out / "data" / "L3DAS_Task2_dev" / "data"
     _run("predict", ["--config", str(run_config)], runs, "--ckpt_path", str(checkpoint),
          f"--data.predict_path={dev_clips}", f"--writer.output_dir={out / 'predictions'}")
 
-    scores = _last_logged(test_run, ["test/f_score", "test/error_rate", "test/precision", "test/recall"])
+    scores = json.loads((fit_run / "test" / "metrics.json").read_text())["metrics"]
     timing = _last_logged(fit_run, ["timing/data_fraction", "timing/train_step_ms"])
     events = sorted(p for p in (out / "predictions").glob("*.csv") if not p.stem.endswith("_frames"))
     example = events[0] if events else None
@@ -129,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  data loading      {100 * timing['timing/data_fraction']:.1f}% of the training step "
               f"({timing.get('timing/train_step_ms', float('nan')):.0f} ms per step)")
     print(f"  checkpoint        {checkpoint}")
-    print(f"  run folder        {fit_run}  (config.yaml, metrics.csv, TensorBoard events)")
+    print(f"  run folder        {fit_run}  (config.yaml, metrics.csv, TensorBoard events, test/metrics.json)")
     print(f"  predictions       {out / 'predictions'}  ({len(events)} clips"
           + (f", e.g. {example.name}, {example.stem}_frames.csv, {example.stem}.png" if example else "") + ")")
     phnn_command = Path(sys.executable).parent / "phnn"  # the console script of this environment

@@ -185,6 +185,7 @@ def fetch(dataset: str, split: str, out: str | Path, url_base: str = DEFAULT_URL
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Download and unpack the L3DAS21 Task 2 data."""
     parser = argparse.ArgumentParser(prog="phnn download", description="Download a public dataset into its layout.")
     parser.add_argument("dataset", choices=sorted(DATASETS))
     parser.add_argument("--set", dest="sets", nargs="+", choices=("train", "dev"), default=["train", "dev"])

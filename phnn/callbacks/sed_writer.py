@@ -51,12 +51,19 @@ def find_events(scores: np.ndarray, detections: np.ndarray, num_classes: int) ->
 
 
 class SEDPredictionWriter(BasePredictionWriter):
-    """Lightning prediction writer for SED: one set of files per clip, written as each batch ends."""
+    """Lightning prediction writer for SED: one set of files per clip, written as each batch ends.
 
-    def __init__(self, output_dir: str | Path = "predictions", plot: bool = True,
+    Args:
+        output_dir: folder for the files; null: the CLI uses <run>/predictions (or --out).
+        plot: also write <stem>.png, the class scores over time with the detected events boxed.
+        frame_seconds: length of one label frame in seconds (0.1 in L3DAS21).
+        class_names: the class names by index (the 14 L3DAS21 classes).
+    """
+
+    def __init__(self, output_dir: str | Path | None = None, plot: bool = True,
                  frame_seconds: float = 0.1, class_names: Sequence[str] = CLASSES) -> None:
         super().__init__(write_interval="batch")
-        self.output_dir = Path(output_dir)
+        self.output_dir = None if output_dir is None else Path(output_dir)
         self.plot = plot
         self.frame_seconds = frame_seconds
         self.class_names = tuple(class_names)
@@ -74,6 +81,8 @@ class SEDPredictionWriter(BasePredictionWriter):
             where, error = str(item.get("path", item.get("stem", "?"))), str(item["error"])
             self.failures.append(error if error.startswith(where) else f"{where}: {error}")
             return []
+        if self.output_dir is None:
+            raise ValueError("SEDPredictionWriter: output_dir is not set; give --writer.output_dir DIR or --out DIR")
         stem = str(item["stem"])
         scores = _as_array(item["scores"], "scores", stem)
         detections = _as_array(item["detections"], "detections", stem) > 0.5
@@ -116,10 +125,7 @@ class SEDPredictionWriter(BasePredictionWriter):
     def _plot(self, file: io.IOBase, stem: str, scores: np.ndarray, events: list[tuple[int, int, int, float]],
               duration: float) -> None:
         """Heat map of the class score (max over slots), one red box per detected event."""
-        import matplotlib
-
-        matplotlib.use("Agg")
-        from matplotlib.figure import Figure
+        from matplotlib.figure import Figure  # a Figure renders itself: no pyplot, no global backend
         from matplotlib.patches import Rectangle
 
         classes = len(self.class_names)

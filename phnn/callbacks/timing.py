@@ -3,7 +3,7 @@
 Training: mean time of a training step (forward, backward, optimizer) and mean time spent between
 steps waiting for the next batch (data loading and host→device copy), with its share of the whole
 step cycle — `data_fraction = wait / (wait + step)`. Inference: samples per second in validate,
-test and predict. Logged as `timing/*` and printed as a short summary when fit/test/predict ends.
+test and predict, counted by the task (`samples_in(batch)`: images, or clips for SED — not channels). Logged as `timing/*` and printed as a short summary when fit/test/predict ends.
 """
 
 from __future__ import annotations
@@ -80,6 +80,7 @@ class Timing(Callback):
         self._last_end: float | None = None
         self._start = 0.0
         self._wait_s = 0.0
+        self.unit = "samples"  # what the task counts (its `sample_unit`, e.g. clips)
 
     # --- helpers --------------------------------------------------------------------------------
 
@@ -116,7 +117,7 @@ class Timing(Callback):
         for stage in stages:
             meter = self.inference.get(stage)
             if meter is not None and meter.count:
-                parts.append(f"{stage} {meter.rate:,.0f} samples/s")
+                parts.append(f"{stage} {meter.rate:,.1f} {self.unit}/s")
         if parts:
             rank_zero_info("Timing: " + "; ".join(parts))
 
@@ -167,7 +168,9 @@ class Timing(Callback):
         end = self._now(pl_module)
         self._inference_seen[stage] += 1
         if self._inference_seen[stage] > self.warmup_steps:
-            self.inference[stage].add(end - self._start, _batch_size(batch))
+            count = pl_module.samples_in(batch) if hasattr(pl_module, "samples_in") else _batch_size(batch)
+            self.inference[stage].add(end - self._start, count)
+            self.unit = getattr(pl_module, "sample_unit", "samples")
 
     def _inference_end(self, stage: str, pl_module: LightningModule, log: bool) -> None:
         meter = self.inference.get(stage)

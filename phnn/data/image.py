@@ -7,6 +7,7 @@ All share `ImageDataModule`, which owns what the paper's experiments vary:
     augment        random crop with padding (size / 8) + horizontal flip (no flip for SVHN digits)
     val_fraction   validation images carved from the *training* split with a fixed `seed`
                    (the test split is never used for validation)
+    predict_path   images to predict on (a file, a folder or a glob); default: the test split
 
 A dataset is a small subclass that fills in a table of class attributes (torchvision class, the
 keyword arguments of its train / test splits, the files it needs, mean/std, image size); there is
@@ -15,6 +16,7 @@ no if-chain over dataset names. Batches are `(images [B, C, H, W] float32, label
 
 from __future__ import annotations
 
+import glob
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -27,6 +29,8 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 from torchvision import datasets
 from torchvision.transforms import v2
+
+from phnn.data.workers import resolve_num_workers
 
 ExtraChannel = Literal["none", "zeros", "grayscale"]
 
@@ -67,6 +71,63 @@ def _extra_stats(kind: ExtraChannel, mean: Sequence[float], std: Sequence[float]
 #: extra_channel -> channels it adds
 EXTRA_CHANNELS: dict[str, int] = {"none": 0, "zeros": 1, "grayscale": 1}
 
+#: file types `predict_path` picks up in a folder or a glob (PIL reads them)
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
+
+
+def find_images(predict_path: str | Path) -> list[Path]:
+    """The images of a file, a folder (recursively) or a glob, sorted; ValueError when there are none."""
+    text = str(predict_path)
+    path = Path(text).expanduser()
+    if path.is_file():
+        files = [path]
+    elif path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    else:
+        files = sorted(Path(p) for p in glob.glob(text, recursive=True)
+                       if Path(p).suffix.lower() in IMAGE_SUFFIXES and Path(p).is_file())
+    if not files:
+        raise ValueError(f"predict_path={text!r}: no image found (expected an image file, a folder or a glob of "
+                         f"{', '.join(IMAGE_SUFFIXES)} files)")
+    return files
+
+
+class ImageFiles(Dataset):
+    """Image files for prediction: items `{"images": tensor, "paths": str}` (batched by the default collate)."""
+
+    def __init__(self, files: Sequence[Path], transform: Callable[[Any], Tensor]) -> None:
+        self.files = list(files)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return {"images": self.transform(_rgb_loader(str(self.files[index]))), "paths": str(self.files[index])}
+
+
+class NamedItems(Dataset):
+    """`dataset[i]` as `{"images", "paths"}`, named by the file when the dataset has one (ImageFolder),
+    else by `<name>[i]`: the test split as prediction input, each image traceable."""
+
+    def __init__(self, dataset: Dataset, name: str) -> None:
+        self.dataset = dataset
+        self.name = name
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        image, _ = self.dataset[index]
+        return {"images": image, "paths": self.path_of(index)}
+
+    def path_of(self, index: int) -> str:
+        dataset = self.dataset
+        if isinstance(dataset, TransformedSubset):
+            index, dataset = dataset.indices[index], dataset.dataset
+        samples = getattr(dataset, "samples", None)
+        return str(samples[index][0]) if samples is not None else f"{self.name}[{index}]"
+
 
 class TransformedSubset(Dataset):
     """`dataset[indices[i]]` with `transform` applied to the image: one decoded dataset, two views."""
@@ -90,11 +151,12 @@ class ImageDataModule(LightningDataModule):
     Args:
         root: the dataset folder.
         batch_size: images per batch (per device under DDP).
-        num_workers: DataLoader worker processes.
+        num_workers: DataLoader worker processes; null: one per CPU core, at most 4.
         val_fraction: share of the training images held out for validation, in [0, 1).
-        seed: seed of the train/validation split (the same seed gives the same split).
+        seed: seed of the train/validation(/test) split (the same seed gives the same split).
         augment: random crop with padding + horizontal flip on the training images.
         extra_channel: none (3 channels) | zeros ([0, R, G, B]) | grayscale ([gray, R, G, B]).
+        predict_path: images for `phnn predict`: a file, a folder or a glob; null: the test split.
     """
 
     #: Per dataset: number of classes, normalisation statistics (RGB), image side, flip allowed.
@@ -108,11 +170,12 @@ class ImageDataModule(LightningDataModule):
         self,
         root: str | Path = "data",
         batch_size: int = 128,
-        num_workers: int = 4,
+        num_workers: int | None = None,
         val_fraction: float = 0.1,
         seed: int = 0,
         augment: bool = True,
         extra_channel: ExtraChannel = "none",
+        predict_path: str | None = None,
     ) -> None:
         super().__init__()
         name = type(self).__name__
@@ -120,22 +183,24 @@ class ImageDataModule(LightningDataModule):
             raise ValueError(f"{name}: extra_channel must be one of {list(EXTRA_CHANNELS)}; got {extra_channel!r}")
         if not 0.0 <= val_fraction < 1.0:
             raise ValueError(f"{name}: val_fraction must be in [0, 1); got {val_fraction!r}")
-        for field, value, low in (("batch_size", batch_size, 1), ("num_workers", num_workers, 0)):
-            if not isinstance(value, int) or value < low:
-                raise ValueError(f"{name}: {field} must be an integer >= {low}; got {value!r}")
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"{name}: batch_size must be an integer >= 1; got {batch_size!r}")
         self.save_hyperparameters()  # stored in checkpoints, so a run records its data settings
         self.root = Path(root).expanduser()
         self.batch_size = batch_size
-        self.num_workers = num_workers
+        self.num_workers = resolve_num_workers(num_workers, name)
+        self.predict_path = predict_path
         self.val_fraction = val_fraction
         self.seed = seed
         self.augment = augment
         self.extra_channel = extra_channel
         self.num_classes = self.classes_count
         self.in_channels = 3 + EXTRA_CHANNELS[extra_channel]
+        self.class_names: list[str] = [str(index) for index in range(self.classes_count)]
         self.train_dataset: Dataset | None = None
         self.val_dataset: Dataset | None = None
         self.test_dataset: Dataset | None = None
+        self.predict_dataset: Dataset | None = None
 
     def describe_input(self) -> dict[str, Any]:
         """What a deployed model needs to prepare an image (stored in checkpoints/exports)."""
@@ -183,48 +248,72 @@ class ImageDataModule(LightningDataModule):
         return v2.Compose(steps)
 
     # -- splits ---------------------------------------------------------------------------------------
-    def split_indices(self, size: int) -> tuple[list[int], list[int]]:
-        """(train, val) indices of a `size`-image training split: a seeded permutation, val first."""
+    def held_out_test_fraction(self) -> float:
+        """Share of the training images held out as the test split when the dataset has none (0: none)."""
+        return 0.0
+
+    def split_indices(self, size: int, test_fraction: float = 0.0) -> tuple[list[int], list[int], list[int]]:
+        """(train, val, test) indices of a `size`-image training split: one seeded permutation, val first,
+        then test (so the validation images of a seed do not depend on `test_fraction`)."""
         generator = torch.Generator().manual_seed(self.seed)
         order = torch.randperm(size, generator=generator).tolist()
-        n_val = int(round(size * self.val_fraction))
-        if self.val_fraction > 0 and n_val == 0:
-            n_val = 1
-        if n_val >= size:
-            raise ValueError(f"{type(self).__name__}: val_fraction={self.val_fraction} of {size} training images "
-                             f"leaves none for training")
-        return sorted(order[n_val:]), sorted(order[:n_val])
+        n_val, n_test = (max(int(round(size * fraction)), 1 if fraction > 0 else 0)
+                         for fraction in (self.val_fraction, test_fraction))
+        if n_val + n_test >= size:
+            raise ValueError(f"{type(self).__name__}: val_fraction={self.val_fraction} and test_fraction="
+                             f"{test_fraction} of {size} training images leave none for training")
+        return sorted(order[n_val + n_test:]), sorted(order[:n_val]), sorted(order[n_val:n_val + n_test])
 
     def setup(self, stage: str | None = None) -> None:
-        """Build the train/val (fit, validate) and test (test, predict) datasets, each once."""
+        """Build the train/val (fit, validate), test (test) and predict datasets, each once."""
         if stage in (None, "fit", "validate"):
             self._setup_fit()
-        if stage in (None, "test", "predict"):
+        if stage in (None, "test") or (stage == "predict" and self.predict_path is None):
             self._setup_test()
+        if stage in (None, "predict"):
+            self._setup_predict()
 
     def _setup_fit(self) -> None:
         if self.train_dataset is not None:
             return
         train = self.load_split("train")
-        val = self.load_split("val")
-        if val is None:
-            train_idx, val_idx = self.split_indices(len(train))
-            val = train
-        else:
-            train_idx, val_idx = list(range(len(train))), list(range(len(val)))
+        self.class_names = list(getattr(train, "classes", None) or self.class_names)
+        val, test = self.load_split("val"), self.load_split("test")
+        carved_test = self.held_out_test_fraction() if test is None else 0.0
+        train_idx, val_idx, test_idx = self.split_indices(len(train), carved_test)
+        if val is not None:  # a val/ folder: nothing of train/ goes to validation
+            train_idx, val_idx = sorted(train_idx + val_idx), list(range(len(val)))
         self.train_dataset = TransformedSubset(train, train_idx, self.transform(train=True))
-        self.val_dataset = TransformedSubset(val, val_idx, self.transform(train=False))
+        self.val_dataset = TransformedSubset(val if val is not None else train, val_idx, self.transform(train=False))
+        if test_idx:
+            self.test_dataset = TransformedSubset(train, test_idx, self.transform(train=False))
 
     def _setup_test(self) -> None:
-        """The test split; a dataset without one is tested on its held-out validation images."""
+        """The test split, or the test images held out of the training split; never the validation images,
+        which chose the checkpoint (their score would be optimistic)."""
         if self.test_dataset is not None:
             return
         test = self.load_split("test")
-        if test is None:
-            self._setup_fit()
-            self.test_dataset = self.val_dataset
-        else:
+        if test is not None:
             self.test_dataset = TransformedSubset(test, range(len(test)), self.transform(train=False))
+            return
+        self._setup_fit()
+        if self.test_dataset is None:
+            raise ValueError(
+                f"{type(self).__name__}: no test split in {str(self.root)!r} and none held out (test_fraction=0); "
+                "testing on the validation images, which chose the checkpoint, would overstate the score. Add a "
+                "test/<class>/ folder or set data.test_fraction > 0 (before fit)")
+
+    def _setup_predict(self) -> None:
+        if self.predict_dataset is not None:
+            return
+        if self.predict_path is None:
+            self.predict_dataset = NamedItems(self.test_dataset, f"{type(self).__name__}.test")
+            return
+        # any file size: resize and centre-crop to the model's input, then the evaluation transform
+        steps = [v2.ToImage(), v2.Resize(self.image_size, antialias=True), v2.CenterCrop(self.image_size)]
+        self.predict_dataset = ImageFiles(find_images(self.predict_path),
+                                          v2.Compose([*steps, *self.transform(train=False).transforms[1:]]))
 
     # -- loaders ----------------------------------------------------------------------------------------
     def _loader(self, dataset: Dataset | None, shuffle: bool, stage: str) -> DataLoader:
@@ -246,16 +335,23 @@ class ImageDataModule(LightningDataModule):
         return self._loader(self.test_dataset, False, "test")
 
     def predict_dataloader(self) -> DataLoader:
-        """The test images in order (labels included), so predictions line up with the test split."""
-        return self._loader(self.test_dataset, False, "predict")
+        """`{"images", "paths"}` batches of `predict_path`'s images, or of the test split, in order."""
+        return self._loader(self.predict_dataset, False, "predict")
 
 
 class TorchvisionDataModule(ImageDataModule):
     """A torchvision dataset described by a table: its class, split kwargs and the files it reads.
 
     Args:
+        root: the folder that holds the dataset's files.
         download: fetch the files into `root` (in `prepare_data`, rank 0 only) when they are missing.
-        others: see `ImageDataModule`.
+        batch_size: images per batch (per device under DDP).
+        num_workers: DataLoader worker processes; null: one per CPU core, at most 4.
+        val_fraction: share of the training images held out for validation, in [0, 1).
+        seed: seed of the train/validation split (the same seed gives the same split).
+        augment: random crop with padding + horizontal flip on the training images.
+        extra_channel: none (3 channels) | zeros ([0, R, G, B]) | grayscale ([gray, R, G, B]).
+        predict_path: images for `phnn predict`: a file, a folder or a glob; null: the test split.
     """
 
     dataset_cls: ClassVar[type[Dataset]]
@@ -268,13 +364,14 @@ class TorchvisionDataModule(ImageDataModule):
         root: str | Path = "data",
         download: bool = False,
         batch_size: int = 128,
-        num_workers: int = 4,
+        num_workers: int | None = None,
         val_fraction: float = 0.1,
         seed: int = 0,
         augment: bool = True,
         extra_channel: ExtraChannel = "none",
+        predict_path: str | None = None,
     ) -> None:
-        super().__init__(root, batch_size, num_workers, val_fraction, seed, augment, extra_channel)
+        super().__init__(root, batch_size, num_workers, val_fraction, seed, augment, extra_channel, predict_path)
         self.download = download
 
     def check_files(self) -> None:
@@ -371,18 +468,30 @@ class ImageFolderDataModule(ImageDataModule):
     """Your own images, one sub-folder per class. Two layouts:
 
         root/train/<class>/*.png  + root/val/<class>/… and/or root/test/<class>/…
-        root/<class>/*.png        (no train/: split by `val_fraction`; the held-out part is val and test)
+        root/<class>/*.png        (no train/: everything is split by `val_fraction` / `test_fraction`)
 
-    With val/, validation uses it; otherwise validation is carved from train/ by `val_fraction`.
-    Testing and predicting use test/ when present, else the validation images. Class indices come
-    from the sorted class folders of the training folder (`num_classes` is known at construction).
-    Images are resized (shorter side) and centre-cropped to `image_size`; normalisation uses the
-    ImageNet mean/std unless `mean` and `std` are given (nothing is computed from your data).
+    With val/, validation uses it; otherwise validation is carved from the training images by
+    `val_fraction`. With test/, testing uses it; otherwise a seeded `test_fraction` of the training
+    images is held out as the test split, apart from validation (the validation images chose the
+    checkpoint, so their score would be optimistic). Class indices come from the sorted class
+    folders of the training folder (`num_classes` is known at construction). Images are resized
+    (shorter side) and centre-cropped to `image_size`; normalisation uses the ImageNet mean/std
+    unless `mean` and `std` are given (nothing is computed from your data).
 
     Args:
+        root: the folder with one sub-folder per class, or with train/ (+ val/, test/) folders.
         image_size: side of the square model input.
-        mean, std: per-channel RGB statistics, or None for ImageNet's.
-        others: see `ImageDataModule`.
+        batch_size: images per batch (per device under DDP).
+        num_workers: DataLoader worker processes; null: one per CPU core, at most 4.
+        val_fraction: share of the training images held out for validation when there is no val/ folder.
+        test_fraction: share of the training images held out for testing when there is no test/ folder
+            (0: `phnn test` refuses rather than score the validation images).
+        seed: seed of the train/validation/test split (the same seed gives the same split).
+        augment: random crop with padding + horizontal flip on the training images.
+        extra_channel: none (3 channels) | zeros ([0, R, G, B]) | grayscale ([gray, R, G, B]).
+        mean: per-channel RGB means, or null for ImageNet's.
+        std: per-channel RGB standard deviations, or null for ImageNet's.
+        predict_path: images for `phnn predict`: a file, a folder or a glob; null: the test split.
     """
 
     def __init__(
@@ -390,17 +499,22 @@ class ImageFolderDataModule(ImageDataModule):
         root: str | Path = "data",
         image_size: int = 32,
         batch_size: int = 128,
-        num_workers: int = 4,
+        num_workers: int | None = None,
         val_fraction: float = 0.1,
+        test_fraction: float = 0.1,
         seed: int = 0,
         augment: bool = True,
         extra_channel: ExtraChannel = "none",
         mean: tuple[float, float, float] | None = None,
         std: tuple[float, float, float] | None = None,
+        predict_path: str | None = None,
     ) -> None:
-        super().__init__(root, batch_size, num_workers, val_fraction, seed, augment, extra_channel)
+        super().__init__(root, batch_size, num_workers, val_fraction, seed, augment, extra_channel, predict_path)
         if not isinstance(image_size, int) or image_size < 1:
             raise ValueError(f"ImageFolderDataModule: image_size must be a positive integer; got {image_size!r}")
+        if not 0.0 <= test_fraction < 1.0:
+            raise ValueError(f"ImageFolderDataModule: test_fraction must be in [0, 1); got {test_fraction!r}")
+        self.test_fraction = test_fraction
         for field, value in (("mean", mean), ("std", std)):
             if value is not None and len(value) != 3:
                 raise ValueError(f"ImageFolderDataModule: {field} must have 3 values (R, G, B); got {value!r}")
@@ -411,7 +525,11 @@ class ImageFolderDataModule(ImageDataModule):
         self.has_splits = split_root.is_dir()
         self.train_root = split_root if self.has_splits else self.root
         self.classes = self._find_classes(self.train_root)
+        self.class_names = list(self.classes)
         self.num_classes = len(self.classes)
+
+    def held_out_test_fraction(self) -> float:
+        return self.test_fraction
 
     @staticmethod
     def _find_classes(folder: Path) -> list[str]:

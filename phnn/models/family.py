@@ -10,7 +10,7 @@ One ResNet, one VGG, one SEDnet: the family is a parameter, never a copy of the 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from torch import nn
 
@@ -18,6 +18,9 @@ from phnn import nn as phnn_nn
 
 _REAL_CONVS = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
 _PH_CONVS = {1: phnn_nn.PHConv1d, 2: phnn_nn.PHConv2d, 3: phnn_nn.PHConv3d}
+
+#: the family names, for type hints (the CLI then only accepts these)
+FamilyName = Literal["real", "quaternion", "phc"]
 
 # family name -> (fixed n or None for "any n", algebra of its PH layers or None for torch layers)
 FAMILIES: dict[str, tuple[int | None, str | None]] = {
@@ -34,6 +37,11 @@ class LayerFamily:
     name: str
     n: int
     algebra: str | None
+
+    @property
+    def tag(self) -> str:
+        """Short label for run names: real, quaternion, phc3."""
+        return f"phc{self.n}" if self.name == "phc" else self.name
 
     @property
     def is_hypercomplex(self) -> bool:

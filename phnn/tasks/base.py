@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -18,6 +18,7 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor, nn
 
+from phnn.models.family import make_family
 from phnn.nn import PHLayer
 from phnn.nn.report import parameter_report
 
@@ -90,6 +91,12 @@ class PHTask(LightningModule, ABC):
     #: the metric that selects the best checkpoint, and whether bigger is better
     monitor: ClassVar[str] = "val/loss"
     monitor_mode: ClassVar[Literal["min", "max"]] = "min"
+    #: class path of the writer `phnn predict` uses when none is configured (None: the task has none)
+    prediction_writer: ClassVar[str | None] = None
+    #: what `samples_in` counts, in throughput summaries
+    sample_unit: ClassVar[str] = "samples"
+    #: the name of the backbone in run names (`runs/<data>_<backbone>_<family>/`)
+    backbone_tag: ClassVar[str] = "model"
 
     def __init__(
         self,
@@ -117,6 +124,20 @@ class PHTask(LightningModule, ABC):
         self.scheduler_interval = scheduler_interval
         self.algebra_l1 = float(algebra_l1)
         self.example_input_shape: list[int] | None = None
+
+    @classmethod
+    def run_tag(cls, init_args: Mapping[str, Any]) -> str:
+        """The model part of a run's name from the task's arguments: e.g. resnet18_large_phc4, sednet_real."""
+        backbone = init_args.get("backbone") or cls.backbone_tag
+        family = init_args.get("family")
+        return f"{backbone}_{make_family(family, init_args.get('n', 4)).tag}" if family else str(backbone)
+
+    def samples_in(self, batch: Any) -> int:
+        """How many samples (images, clips) a batch holds, for throughput: the leading size of its inputs."""
+        inputs = batch[0] if isinstance(batch, (tuple, list)) else batch
+        if isinstance(inputs, Mapping):
+            inputs = next((value for value in inputs.values() if isinstance(value, Tensor)), None)
+        return int(inputs.shape[0]) if isinstance(inputs, Tensor) and inputs.ndim else 0
 
     # --- what a subclass implements -------------------------------------------------------------
 

@@ -8,7 +8,7 @@ cosine annealing over the whole run.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
@@ -17,6 +17,7 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
 from phnn.models import create_model
+from phnn.models.family import FamilyName
 from phnn.tasks.base import SGD, CosineAnnealingLR, PHTask, SchedulerInterval
 
 _STAGES = ("train", "val", "test")
@@ -27,25 +28,30 @@ class ImageClassifier(PHTask):
 
     Args:
         backbone: a name from `phnn.models.list_models()`, e.g. resnet18_large, vgg16.
-        family: real | quaternion | phc (learned algebra).
+        family: real (torch layers), quaternion (fixed Hamilton algebra, n = 4) or phc (learned algebra).
         n: the PH dimension for family phc (2, 3, 4, ...); quaternion is always 4, real 1.
         num_classes: classes (linked from the DataModule by the CLI).
         in_channels: input channels (linked from the DataModule; 4 with `extra_channel` for n = 4).
         model_kwargs: extra keyword arguments for the backbone builder, e.g. {zero_init_residual: true}.
         label_smoothing: cross-entropy label smoothing (0 = plain cross-entropy, as published).
-        optimizer, lr_scheduler, scheduler_interval, algebra_l1: see `PHTask`.
+        optimizer: a callable `params -> Optimizer` (default: SGD with the published settings).
+        lr_scheduler: a callable `optimizer -> LRScheduler` (default: cosine annealing over the run), or null.
+        scheduler_interval: step the scheduler once per "epoch" or once per optimizer "step".
+        algebra_l1: weight of the L1 penalty on every learned algebra (0 = off).
 
     Logs `train/loss`, `train/acc`, `val/loss`, `val/acc`, `test/loss`, `test/acc`, `test/acc_top5`
-    (top-k with k = min(5, num_classes)). `predict_step` returns `{"probs": [B, C], "labels": [B]}`.
+    (top-k with k = min(5, num_classes)). `predict_step` returns `{"probs": [B, C], "labels": [B]}`
+    (and the batch's `paths` when it has them, for `ImagePredictionWriter`).
     """
 
     monitor = "val/acc"
     monitor_mode = "max"
+    prediction_writer = "phnn.callbacks.ImagePredictionWriter"
 
     def __init__(
         self,
         backbone: str = "resnet18",
-        family: Literal["real", "quaternion", "phc"] = "phc",
+        family: FamilyName = "phc",
         n: int = 4,
         num_classes: int = 10,
         in_channels: int = 3,
@@ -88,8 +94,15 @@ class ImageClassifier(PHTask):
         self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage != "test", batch_size=len(labels))
         return loss
 
-    def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> dict[str, Tensor]:
-        """Class probabilities and predicted labels; `batch` is images or (images, labels)."""
-        images = batch[0] if isinstance(batch, (tuple, list)) else batch
+    def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any]:
+        """Class probabilities and predicted labels; `batch` is images, (images, labels) or
+        `{"images", "paths"}` (the DataModules' predict batches), whose paths are passed on."""
+        if isinstance(batch, dict):
+            images = batch["images"]
+        else:
+            images = batch[0] if isinstance(batch, (tuple, list)) else batch
         probs = torch.softmax(self(images).float(), dim=1)
-        return {"probs": probs, "labels": probs.argmax(dim=1)}
+        result: dict[str, Any] = {"probs": probs, "labels": probs.argmax(dim=1)}
+        if isinstance(batch, dict) and "paths" in batch:
+            result["paths"] = list(batch["paths"])
+        return result

@@ -19,6 +19,7 @@ from torch import Tensor
 
 from phnn.metrics import DCASESegmentScore, L3DAS21FrameScore
 from phnn.models import create_model
+from phnn.models.family import FamilyName
 from phnn.tasks.base import PHTask, SchedulerInterval
 
 STFT_FRAMES_PER_LABEL_FRAME = 8
@@ -31,27 +32,37 @@ class SoundEventDetector(PHTask):
     Args:
         num_classes: sound classes (14, linked from the DataModule); outputs = num_classes · slots.
         in_channels: input channels (4, 8 or 16, linked from the DataModule).
-        family, n: the layer family of the conv blocks (real | quaternion | phc with n).
+        family: layer family of the conv blocks: real, quaternion (n = 4) or phc (learned algebra).
+        n: the PH dimension for family phc; must divide in_channels.
         full_phm: make the hidden FC layers PHM too (the paper's "full" variant).
-        widths, gru_hidden, gru_layers, fc_width, fc_layers, dropout: SEDnet sizes (published
-            defaults; smaller for the demo and tests).
+        widths: filters of the four conv blocks (published: 64, 128, 256, 512).
+        gru_hidden: hidden size of the bidirectional GRU (published: 256).
+        gru_layers: GRU layers (published: 3).
+        fc_width: width of the hidden fully connected layers (published: 1024).
+        fc_layers: hidden fully connected layers (published: 3).
+        dropout: dropout after each conv block and FC layer (published: 0.3).
         output_prior: initial output probability (output bias = logit(prior)); None: torch init.
         slots: simultaneous sounds per class in the targets (3 in L3DAS21).
         threshold: a class slot is detected when its sigmoid score exceeds this.
         predict_window_frames: prediction window, in 100 ms label frames (600 = 60 s).
         predict_overlap_frames: frames shared by consecutive windows; their scores are averaged.
-        optimizer, lr_scheduler, scheduler_interval, algebra_l1: see `PHTask` (the published SED
-            runs: Adam; configs/sed sets lr 1e-5 as the L3DAS21 baseline did).
+        optimizer: a callable `params -> Optimizer` (published: Adam; configs/sed sets lr 1e-5).
+        lr_scheduler: a callable `optimizer -> LRScheduler`, or null for a constant rate.
+        scheduler_interval: step the scheduler once per "epoch" or once per optimizer "step".
+        algebra_l1: weight of the L1 penalty on every learned algebra (0 = off).
     """
 
     monitor: ClassVar[str] = "val/f_score"
     monitor_mode: ClassVar[Literal["min", "max"]] = "max"
+    prediction_writer: ClassVar[str | None] = "phnn.callbacks.SEDPredictionWriter"
+    backbone_tag: ClassVar[str] = "sednet"
+    sample_unit: ClassVar[str] = "clips"
 
     def __init__(
         self,
         num_classes: int = 14,
         in_channels: int = 4,
-        family: str = "phc",
+        family: FamilyName = "phc",
         n: int = 4,
         full_phm: bool = False,
         widths: Sequence[int] = (64, 128, 256, 512),
@@ -124,6 +135,14 @@ class SoundEventDetector(PHTask):
         self._log_scores("test")
 
     # --- prediction on whole clips ---------------------------------------------------------------
+
+    def samples_in(self, batch: Any) -> int:
+        """Clips in a predict batch (one dict per clip), else the leading size of the features."""
+        if isinstance(batch, dict):
+            return 1
+        if isinstance(batch, (list, tuple)) and batch and isinstance(batch[0], dict):
+            return len(batch)
+        return super().samples_in(batch)
 
     def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> list[dict[str, Any]]:
         """One dict per clip: stem, path(s), scores (T, 42), detections (T, 42), duration — or the error."""

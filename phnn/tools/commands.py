@@ -46,6 +46,7 @@ def _safe_name(name: str) -> str:
 
 
 def inspect_main(argv: list[str]) -> int:
+    """Parameter table and algebra heat maps of a PH model."""
     parser = argparse.ArgumentParser(
         prog="phnn inspect",
         description="Parameter report of a PH model (per layer: n, algebra, parameters, dense equivalent) and "
@@ -89,6 +90,7 @@ def inspect_main(argv: list[str]) -> int:
 
 
 def export_main(argv: list[str]) -> int:
+    """Export a model as plain torch layers (ONNX, ...)."""
     from phnn.tools.export import FORMATS, export_model
 
     parser = argparse.ArgumentParser(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from PIL import Image
 
 import cli_helpers  # noqa: F401  registers the tiny_cnn backbone
 from phnn import cli
@@ -20,6 +22,7 @@ from phnn.cli import main, run_cli
 
 HERE = Path(__file__).parent
 REPO = HERE.parents[1]
+RUN = Path("runs") / "imagefolder_tiny_cnn_phc2"  # <data>_<backbone>_<family><n>
 
 
 def tiny(root: Path, *extra: str) -> list[str]:
@@ -48,7 +51,7 @@ def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_fit_validate_test_predict(in_tmp: Path, image_folder_splits: Path) -> None:
     timing = ["--trainer.callbacks+=Timing", "--trainer.callbacks.warmup_steps=0"]  # replaces the default one
     assert main(["fit", *tiny(image_folder_splits, "--trainer.max_epochs=2", *timing)]) == 0
-    run = in_tmp / "runs" / "phnn" / "version_0"
+    run = in_tmp / RUN / "version_0"
     best, last = run / "checkpoints" / "best.ckpt", run / "checkpoints" / "last.ckpt"
     assert best.is_file() and last.is_file()
     hparams = torch.load(best, map_location="cpu", weights_only=False)["hyper_parameters"]
@@ -64,13 +67,19 @@ def test_fit_validate_test_predict(in_tmp: Path, image_folder_splits: Path) -> N
     (checkpoint_key,) = [key for key in state["callbacks"] if key.startswith("ModelCheckpoint")]
     assert "'monitor': 'val/acc'" in checkpoint_key and "'mode': 'max'" in checkpoint_key
 
-    # every later run gets its own folder: repeated runs never collide on config.yaml
+    # later commands on the run write inside it and make no run of their own
+    before = sorted(p.relative_to(run) for p in run.rglob("*"))
     assert main(["validate", "--config", str(run / "config.yaml"), "--ckpt_path", str(best)]) == 0
     assert main(["test", "--config", str(run / "config.yaml"), "--ckpt_path", str(best)]) == 0
-    test_metrics = metrics_of(in_tmp / "runs" / "phnn" / "version_2")
-    assert 0.0 <= test_metrics["test/acc"][0] <= 1.0
-    assert test_metrics["test/acc_top5"][0] == 1.0  # top-k with k = num_classes = 3
-    assert all((in_tmp / "runs" / "phnn" / f"version_{k}" / "config.yaml").is_file() for k in range(3))
+    validated = json.loads((run / "validate" / "metrics.json").read_text())
+    tested = json.loads((run / "test" / "metrics.json").read_text())
+    assert validated["metrics"]["val/acc"] == pytest.approx(max(metrics["val/acc"]))  # the best checkpoint's
+    assert 0.0 <= tested["metrics"]["test/acc"] <= 1.0 and tested["checkpoint"] == str(best)
+    assert tested["metrics"]["test/acc_top5"] == 1.0  # top-k with k = num_classes = 3
+    assert [p.name for p in (in_tmp / RUN).iterdir()] == ["version_0"]
+    after = sorted(p.relative_to(run) for p in run.rglob("*"))
+    assert sorted(set(after) - set(before)) == [Path("test"), Path("test/metrics.json"), Path("validate"),
+                                                Path("validate/metrics.json")]
 
     predicted = run_cli(["predict", "--config", str(run / "config.yaml"), "--ckpt_path", str(best),
                          "--writer", "cli_helpers.CollectPredictions"])
@@ -85,10 +94,70 @@ def test_fit_validate_test_predict(in_tmp: Path, image_folder_splits: Path) -> N
                  "--writer", "cli_helpers.CollectPredictions", "--writer.fail=true"])
     assert code == 1  # a writer that reports failures makes the command fail
 
+    # the task's own writer: a CSV of the test images in <run>/predictions
+    assert main(["predict", "--config", str(run / "config.yaml"), "--ckpt_path", str(best)]) == 0
+    with open(run / "predictions" / "predictions.csv", newline="") as file:
+        rows = list(csv.DictReader(file))
+    assert [row["path"] for row in rows] == sorted(str(p) for p in (image_folder_splits / "test").rglob("*.png"))
+    assert [float(row["probability"]) for row in rows] == pytest.approx(probs.max(1).values.tolist(), abs=1e-4)
+    assert [row["predicted_class"] for row in rows] == [("cat", "dog", "frog")[i] for i in labels.tolist()]
+    assert [p.name for p in (in_tmp / RUN).iterdir()] == ["version_0"]
+
+
+def test_predict_images_from_a_glob_into_out(in_tmp: Path, image_folder_splits: Path, image_folder: Path) -> None:
+    assert main(["fit", *tiny(image_folder_splits, "--trainer.max_epochs=1")]) == 0
+    run = in_tmp / RUN / "version_0"
+    out = in_tmp / "elsewhere"
+    assert main(["predict", "--config", str(run / "config.yaml"), "--ckpt_path", str(run / "checkpoints" / "last.ckpt"),
+                 f"--data.predict_path={image_folder}/dog/[0-4].png", f"--out={out}",
+                 "--writer", "ImagePredictionWriter", "--writer.top_k=2", "--writer.contact_sheet=true"]) == 0
+    with open(out / "predictions" / "predictions.csv", newline="") as file:
+        rows = list(csv.DictReader(file))
+    assert [Path(row["path"]).name for row in rows] == [f"{i}.png" for i in range(5)]  # any size: resized to 8
+    for row in rows:
+        top = [pair.split(":") for pair in row["top5"].split()]
+        assert len(top) == 2 and top[0] == [row["predicted_class"], row["probability"]]
+        assert float(top[0][1]) >= float(top[1][1]) and {name for name, _ in top} <= {"cat", "dog", "frog"}
+    with Image.open(out / "predictions" / "contact_sheet.png") as sheet:
+        assert sheet.format == "PNG"
+    assert not (run / "predictions").exists()
+
+
+def test_predict_without_a_writer_says_so(in_tmp: Path, image_folder_splits: Path,
+                                          monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from phnn.tasks import ImageClassifier
+
+    assert main(["fit", *tiny(image_folder_splits, "--trainer.max_epochs=1")]) == 0
+    run = in_tmp / RUN / "version_0"
+    monkeypatch.setattr(ImageClassifier, "prediction_writer", None)
+    capsys.readouterr()
+    code = main(["predict", "--config", str(run / "config.yaml"), "--ckpt_path", str(run / "checkpoints" / "last.ckpt")])
+    assert code == 2
+    assert "ImageClassifier has no prediction writer" in capsys.readouterr().err
+    assert not (run / "predictions").exists()
+
+
+def test_a_fit_that_fails_at_once_uses_no_version(in_tmp: Path, image_folder_splits: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["fit", *tiny(image_folder_splits, "--trainer.max_epochs=1")]) == 0
+    printed = capsys.readouterr().out
+    run = RUN / "version_0"
+    assert f"Run folder: {run}" in printed
+    assert f"phnn test --config {run / 'config.yaml'} --ckpt_path {run / 'checkpoints' / 'best.ckpt'}" in printed
+    shutil.rmtree(image_folder_splits / "val")  # validation is now carved from train/ ...
+    code = main(["fit", "--config", str(run / "config.yaml"), "--data.val_fraction=0.99"])  # ... and fails in setup
+    assert code == 2
+    assert sorted(p.name for p in (in_tmp / RUN).iterdir()) == ["version_0"]
+
+
+def test_debug_trainer_config_writes_nothing(in_tmp: Path, image_folder_splits: Path) -> None:
+    assert main(["fit", *tiny(image_folder_splits), "--config", str(REPO / "configs" / "trainer" / "debug.yaml")]) == 0
+    assert [p.name for p in in_tmp.iterdir()] == ["images"]  # only the fixture's images
+
 
 def test_resume_from_last_checkpoint(in_tmp: Path, image_folder_splits: Path) -> None:
     assert main(["fit", *tiny(image_folder_splits, "--trainer.max_epochs=1")]) == 0
-    last = in_tmp / "runs" / "phnn" / "version_0" / "checkpoints" / "last.ckpt"
+    last = in_tmp / RUN / "version_0" / "checkpoints" / "last.ckpt"
     record = in_tmp / "resume.pt"
     assert main(["fit", *tiny(image_folder_splits, "--trainer.max_epochs=2"), "--ckpt_path", str(last),
                  "--trainer.callbacks+=cli_helpers.RecordResume", f"--trainer.callbacks.path={record}"]) == 0
@@ -123,7 +192,8 @@ def test_ddp_two_cpu_processes_see_different_data(tmp_path: Path, image_folder_s
     first, second = (set(r["hashes"]) for r in ranks)
     assert len(first) == len(second) == 12  # 3 classes × 8 training images, split between the ranks
     assert not first & second
-    assert (tmp_path / "runs" / "phnn" / "version_0" / "checkpoints" / "last.ckpt").is_file()
+    assert (tmp_path / RUN / "version_0" / "checkpoints" / "last.ckpt").is_file()
+    assert [p.name for p in (tmp_path / RUN).iterdir()] == ["version_0"]
 
 
 def test_help_lists_subcommands_and_extra_commands(monkeypatch: pytest.MonkeyPatch,
@@ -132,8 +202,12 @@ def test_help_lists_subcommands_and_extra_commands(monkeypatch: pytest.MonkeyPat
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("usage: phnn")
-    for name in ("fit", "validate", "test", "predict", "echo"):
-        assert name in out
+    listed = {line.split()[0]: line.split(None, 1)[1] for line in out.splitlines()
+              if line.startswith("    ") and not line.startswith("     ") and len(line.split()) > 1}
+    names = ("fit", "validate", "test", "predict", "synth", "download", "inspect", "export", "echo")
+    assert set(names) <= set(listed)  # each with its one-line summary on the same line
+    assert listed["echo"] == "An extra command for the dispatch test: its exit code is the number of its arguments."
+    assert all(listed[name].endswith(".") for name in names)
     assert main(["echo", "a", "b"]) == 2  # dispatched before LightningCLI, with the remaining argv
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import json
+import re
 import shutil
 from pathlib import Path
 
@@ -40,14 +42,23 @@ def test_fit_writes_config_and_best_checkpoint(trained: dict[str, Path]) -> None
 
 
 def test_test_reports_the_published_metrics(trained: dict[str, Path], capsys: pytest.CaptureFixture) -> None:
-    code = main(["test", "--config", str(trained["config"]), "--ckpt_path", str(trained["ckpt"]),
-                 f"--trainer.logger.init_args.save_dir={trained['work'] / 'test_runs'}"])
+    code = main(["test", "--config", str(trained["config"]), "--ckpt_path", str(trained["ckpt"])])
     assert code == 0
-    (metrics,) = (trained["work"] / "test_runs").rglob("metrics.csv")
-    with open(metrics, newline="") as file:
-        rows = list(csv.DictReader(file))
-    logged = {k for row in rows for k, v in row.items() if v}
-    assert {"test/f_score", "test/error_rate", "test/precision", "test/recall"} <= logged
+    metrics = json.loads((trained["run"] / "test" / "metrics.json").read_text())["metrics"]
+    assert {"test/f_score", "test/error_rate", "test/precision", "test/recall"} <= set(metrics)
+    assert [p.name for p in trained["run"].parent.iterdir()] == [trained["run"].name]  # no second run
+
+
+def test_predict_writes_into_the_run_and_counts_clips(trained: dict[str, Path], l3das21_root: Path,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    clips = l3das21_root / "L3DAS_Task2_dev" / "data"
+    assert main(["predict", "--config", str(trained["config"]), "--ckpt_path", str(trained["ckpt"]),
+                 f"--data.predict_path={clips}", "--writer.plot=false",
+                 "--trainer.callbacks+=Timing", "--trainer.callbacks.warmup_steps=0"]) == 0
+    written = sorted(p.name for p in (trained["run"] / "predictions").iterdir())
+    stems = sorted(p.name.removesuffix("_A.wav") for p in clips.glob("*_A.wav"))
+    assert written == sorted([f"{s}.csv" for s in stems] + [f"{s}_frames.csv" for s in stems])
+    assert re.search(r"predict [\d.]+ clips/s", caplog.text)
 
 
 def predict(trained: dict[str, Path], path: Path, out: Path, *extra: str) -> int:

@@ -136,8 +136,9 @@ def test_reads_its_own_format(cls: type[ImageDataModule], write: Writer, classes
     assert torch.equal(test_labels, expected_test_labels[:4])
     assert torch.equal(_red_label(dm, test_images), test_labels)
     dm.setup("predict")
-    predict_images, predict_labels = next(iter(dm.predict_dataloader()))
-    assert torch.equal(predict_images, test_images) and torch.equal(predict_labels, test_labels)
+    batch = next(iter(dm.predict_dataloader()))  # without predict_path: the test split, in order, named
+    assert torch.equal(batch["images"], test_images)
+    assert batch["paths"] == [f"{cls.__name__}.test[{i}]" for i in range(4)]
 
 
 @pytest.mark.parametrize(("cls", "write", "classes", "size"), TORCHVISION)
@@ -212,7 +213,8 @@ def test_svhn_augments_without_flipping_digits(tmp_path: Path) -> None:
     assert "RandomCrop" in steps and "RandomHorizontalFlip" in steps
 
 
-@pytest.mark.parametrize(("field", "value"), [("extra_channel", "ones"), ("val_fraction", 1.0), ("batch_size", 0)])
+@pytest.mark.parametrize(("field", "value"), [("extra_channel", "ones"), ("val_fraction", 1.0), ("batch_size", 0),
+                                              ("num_workers", -1)])
 def test_bad_options_are_value_errors(field: str, value: object, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=field):
         CIFAR10DataModule(root=tmp_path, **{field: value})
@@ -222,12 +224,43 @@ def test_image_folder_flat_layout_is_split_by_fraction(image_folder: Path) -> No
     dm = _make(ImageFolderDataModule, image_folder, image_size=16, extra_channel="zeros")
     assert (dm.num_classes, dm.in_channels, dm.classes) == (3, 4, ["cat", "dog", "frog"])
     dm.setup("fit")
-    assert (len(dm.train_dataset), len(dm.val_dataset)) == (18, 6)
-    assert not set(dm.train_dataset.indices) & set(dm.val_dataset.indices)
+    # no test/ folder: a seeded test split is held out apart from validation (24 · 0.25 and 24 · 0.1)
+    splits = [set(dataset.indices) for dataset in (dm.train_dataset, dm.val_dataset, dm.test_dataset)]
+    assert [len(indices) for indices in splits] == [16, 6, 2]
+    assert set.union(*splits) == set(range(24)) and sum(map(len, splits)) == 24
     images, labels = next(iter(dm.train_dataloader()))
     assert images.shape == (4, 4, 16, 16) and set(labels.tolist()) <= {0, 1, 2}
     dm.setup("test")
-    assert dm.test_dataset is dm.val_dataset  # no test/ folder: test on the held-out images
+    assert dm.test_dataset.indices == sorted(splits[2])
+    again = _make(ImageFolderDataModule, image_folder, test_fraction=0.0)
+    again.setup("fit")
+    assert again.val_dataset.indices == dm.val_dataset.indices  # the same validation images for a seed
+
+
+def test_image_folder_without_a_test_split_refuses_to_test_on_validation(image_folder: Path) -> None:
+    dm = _make(ImageFolderDataModule, image_folder, test_fraction=0.0)
+    with pytest.raises(ValueError) as error:
+        dm.setup("test")
+    assert "test_fraction" in str(error.value) and str(image_folder) in str(error.value)
+
+
+def test_image_folder_predicts_a_file_a_folder_or_a_glob(image_folder: Path, tmp_path: Path) -> None:
+    from PIL import Image
+
+    big = tmp_path / "big.jpg"
+    Image.new("RGB", (40, 24), (200, 10, 10)).save(big)
+    cases = {str(big): [big], str(image_folder / "dog"): sorted((image_folder / "dog").glob("*.png")),
+             f"{image_folder}/*/[01].png": sorted(image_folder.glob("*/[01].png"))}
+    for predict_path, expected in cases.items():
+        dm = _make(ImageFolderDataModule, image_folder, image_size=16, predict_path=predict_path)
+        dm.setup("predict")
+        batches = list(dm.predict_dataloader())
+        assert [path for batch in batches for path in batch["paths"]] == [str(p) for p in expected]
+        assert batches[0]["images"].shape[1:] == (3, 16, 16)  # any size: resized and centre-cropped
+    dm = _make(ImageFolderDataModule, image_folder, predict_path=str(tmp_path / "nothing*.png"))
+    with pytest.raises(ValueError) as error:
+        dm.setup("predict")
+    assert "nothing*.png" in str(error.value) and "no image found" in str(error.value)
 
 
 def test_image_folder_with_split_folders(image_folder_splits: Path) -> None:

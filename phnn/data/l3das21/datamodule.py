@@ -39,7 +39,7 @@ import hashlib
 import random
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import lightning.pytorch as pl
 import numpy as np
@@ -55,6 +55,7 @@ from phnn.data.l3das21.features import (
     stft_features,
 )
 from phnn.data.l3das21.labels import FRAMES_PER_SECOND
+from phnn.data.workers import resolve_num_workers
 from phnn.data.l3das21.layout import (
     CLASSES,
     CHANNELS_PER_MIC,
@@ -242,24 +243,28 @@ class L3DAS21DataModule(pl.LightningDataModule):
 
     Args:
         root: folder holding ``L3DAS_Task2_train`` / ``L3DAS_Task2_dev``.
-        mics: ``"A"`` (4 channels) or ``"AB"`` (8 channels).
+        mics: ``A`` (mic A: 4 channels) or ``AB`` (mics A and B: 8 channels).
         phase: add the phase channels (doubles the channel count).
         ov_subsets: which overlap subsets (1, 2, 3) to use.
         val_fraction: share of training clips held out for validation (seeded by ``seed``, by clip).
         segment_seconds: window length of the items, a positive whole number of seconds (evaluation
             windows must hold whole DCASE 1 s segments).
         segment_overlap: overlap of training windows, a fraction in [0, 1).
+        seed: seed of the train/validation split of the clips.
+        batch_size: windows per training batch.
+        num_workers: DataLoader worker processes; null: one per CPU core, at most 4.
         cache_dir: feature cache (default ``<root>/.phnn_cache``).
         predict_path: wav file, folder, glob or clip stem for ``predict``.
         magnitude_scale: ``linear`` (published), ``div512`` or ``log1p``.
         return_doa: add the DOA target ``(T, 126)`` as a third batch element.
+        progress: show a progress bar while features are computed and cached.
     """
 
-    def __init__(self, root: str | Path = "data/l3das21", mics: str = "A", phase: bool = False,
+    def __init__(self, root: str | Path = "data/l3das21", mics: Literal["A", "AB"] = "A", phase: bool = False,
                  ov_subsets: tuple[int, ...] | list[int] = (1, 2, 3), val_fraction: float = 0.1, seed: int = 0,
                  segment_seconds: float = 5.0, segment_overlap: float = 0.5, batch_size: int = 16,
-                 num_workers: int = 0, cache_dir: str | Path | None = None, predict_path: str | None = None,
-                 magnitude_scale: str = "linear", return_doa: bool = False, progress: bool = True) -> None:
+                 num_workers: int | None = 0, cache_dir: str | Path | None = None, predict_path: str | None = None,
+                 magnitude_scale: Literal["linear", "div512", "log1p"] = "linear", return_doa: bool = False, progress: bool = True) -> None:
         super().__init__()
         self.save_hyperparameters()
         for name, value in self.hparams.items():  # paths as text: checkpoints stay loadable with weights_only
@@ -283,7 +288,8 @@ class L3DAS21DataModule(pl.LightningDataModule):
         self.cache = FeatureCache(Path(cache_dir) if cache_dir is not None else self.root / ".phnn_cache", self.settings)
         self.ov_subsets = tuple(ov_subsets)
         self.val_fraction, self.seed, self.segment_overlap = val_fraction, seed, segment_overlap
-        self.batch_size, self.num_workers, self.return_doa = batch_size, num_workers, return_doa
+        self.num_workers = resolve_num_workers(num_workers, "L3DAS21DataModule")
+        self.batch_size, self.return_doa = batch_size, return_doa
         self.predict_path, self.progress = predict_path, progress
         self.num_classes = NUM_CLASSES
         self.in_channels = self.settings.channels_per_mic * len(self.mics)

@@ -267,6 +267,7 @@ def synthesize(out: str | Path, train_clips: int = 8, dev_clips: int = 4, durati
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Write a synthetic L3DAS21 Task 2 dataset (offline)."""
     parser = argparse.ArgumentParser(prog="phnn synth", description="Write a synthetic L3DAS21 Task 2 dataset.")
     parser.add_argument("--out", required=True, type=Path, help="dataset root (gets L3DAS_Task2_train/ and L3DAS_Task2_dev/)")
     parser.add_argument("--train-clips", type=int, default=8)

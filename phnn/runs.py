@@ -1,0 +1,88 @@
+"""Run folders: one per `phnn fit`, named after what it trains; later commands on it write inside it.
+
+    runs/<data>_<model>/version_<k>/      e.g. runs/cifar10_resnet18_large_phc4/version_0/
+        config.yaml  metrics.csv  events.out.tfevents.*  checkpoints/{best,last}.ckpt   (fit)
+        test/metrics.json  validate/metrics.json                                         (test, validate)
+        predictions/                                                                     (predict)
+
+Only `fit` makes a run (loggers, checkpoints, config.yaml). `test`, `validate` and `predict` given
+a checkpoint from `<run>/checkpoints/` write their results into that run, or into `--out`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from phnn.io import write_text_atomic
+
+CHECKPOINTS = "checkpoints"
+CONFIG = "config.yaml"
+
+
+def next_version(root: Path) -> int:
+    """One more than the highest `version_<k>` folder under `root` (0 when there is none)."""
+    versions = [int(p.name[8:]) for p in root.glob("version_*") if p.is_dir() and p.name[8:].isdigit()]
+    return max(versions, default=-1) + 1
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
+
+
+def data_tag(data_class: type | None) -> str:
+    """`CIFAR10DataModule` → `cifar10`, `ImageFolderDataModule` → `imagefolder` (empty without data)."""
+    if data_class is None:
+        return ""
+    return data_class.__name__.removesuffix("DataModule").lower() or _snake(data_class.__name__)
+
+
+def run_name(task_class: type, task_args: Mapping[str, Any], data_class: type | None) -> str:
+    """The default name of a run: `<data>_<model>`, the same scheme as configs/experiment/*.yaml."""
+    tag = getattr(task_class, "run_tag", None)
+    model = tag(task_args) if callable(tag) else _snake(task_class.__name__)
+    return "_".join(part for part in (data_tag(data_class), model) if part)
+
+
+def run_of_checkpoint(checkpoint: str | Path | None) -> Path | None:
+    """The run folder that holds `checkpoint` (`<run>/checkpoints/<file>` next to `<run>/config.yaml`)."""
+    if not checkpoint:
+        return None
+    path = Path(checkpoint)
+    run = path.parent.parent
+    if path.parent.name == CHECKPOINTS and (run / CONFIG).is_file():
+        return run
+    return None
+
+
+def discard_unstarted(run: Path, existed: bool) -> bool:
+    """Remove the folder of a fit that failed before it saved anything (so it uses no version)."""
+    if existed or not run.is_dir() or any((run / CHECKPOINTS).glob("*.ckpt")):
+        return False
+    shutil.rmtree(run, ignore_errors=True)
+    if run.parent.is_dir() and not any(run.parent.iterdir()):
+        run.parent.rmdir()
+    return True
+
+
+def write_results(folder: Path, stage: str, results: list[dict[str, float]], checkpoint: str | None) -> Path:
+    """`<folder>/<stage>/metrics.json`: the metrics of each dataloader and the checkpoint they come from."""
+    path = folder / stage / "metrics.json"
+    content = {"checkpoint": checkpoint, "metrics": results[0] if len(results) == 1 else results}
+    write_text_atomic(path, json.dumps(content, indent=2, default=float) + "\n")
+    return path
+
+
+def next_steps(run: Path, checkpoint: Path, predict_hint: str) -> str:
+    """What to run after a fit: its run folder and the test / predict commands on its checkpoint."""
+    config = run / CONFIG
+    return "\n".join([
+        f"Run folder: {run}",
+        "Next:",
+        f"  phnn test --config {config} --ckpt_path {checkpoint}",
+        f"  phnn predict --config {config} --ckpt_path {checkpoint} {predict_hint}".rstrip(),
+    ])
