@@ -1,8 +1,8 @@
 """The `phnn` command: LightningCLI subcommands (fit, validate, test, predict) plus phnn's own tools.
 
     phnn fit --config configs/experiment/cifar10_resnet18_large_phc4.yaml --data.root data/cifar10
-    phnn test --config runs/phnn/version_0/config.yaml --ckpt_path runs/phnn/version_0/checkpoints/best.ckpt
-    phnn fit --model ImageClassifier --data ImageFolderDataModule --data.root my_images --model.n 3
+    phnn test --config runs/cifar10_resnet18_large_phc4/version_0/config.yaml --ckpt_path runs/cifar10_resnet18_large_phc4/version_0/checkpoints/best.ckpt
+    phnn fit --model ImageClassifier --data ImageFolderDataModule --data.root data/my_images --model.n 3
 
 `main(args)` is what the console script and the tests call, in-process; it returns the exit code.
 """
@@ -36,7 +36,7 @@ DESCRIPTION = "phnn: train and use Parameterized Hypercomplex Neural Networks (P
 SUBCOMMANDS: dict[str, tuple[str, list[str]]] = {
     "fit": ("Train a model (one run folder per fit).", [
         "phnn fit --config configs/experiment/cifar10_resnet18_large_phc4.yaml --data.root data/cifar10",
-        "phnn fit --data ImageFolderDataModule --data.root my_images --model ImageClassifier --model.n 3 "
+        "phnn fit --data ImageFolderDataModule --data.root data/my_images --model ImageClassifier --model.n 3 "
         "--model.backbone resnet18_large --trainer.max_epochs 1",
     ]),
     "validate": ("Score a checkpoint on the validation split.", [
@@ -392,10 +392,10 @@ def _reason(error: ValueError) -> str:
 def main(args: list[str] | None = None) -> int:
     """Run `phnn <subcommand> ...`; returns the exit code (1 when a callback reported failures)."""
     argv = list(sys.argv[1:] if args is None else args)
-    if argv and argv[0] in EXTRA_COMMANDS:
-        module_name, function_name = EXTRA_COMMANDS[argv[0]].split(":")
-        return int(getattr(importlib.import_module(module_name), function_name)(argv[1:]) or 0)
     try:
+        if argv and argv[0] in EXTRA_COMMANDS:
+            module_name, function_name = EXTRA_COMMANDS[argv[0]].split(":")
+            return int(getattr(importlib.import_module(module_name), function_name)(argv[1:]) or 0)
         cli = run_cli(args)
     except SystemExit as exit_:  # --help, --print_config and parse errors end here
         return exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)

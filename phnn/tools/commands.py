@@ -18,6 +18,7 @@ import torch
 
 from phnn.io import write_text_atomic
 from phnn.nn import PHLayer
+from phnn.runs import run_of_checkpoint
 
 
 def load_task(checkpoint_path: Path) -> tuple[Any, dict[str, Any]]:
@@ -51,12 +52,17 @@ def inspect_main(argv: list[str]) -> int:
         prog="phnn inspect",
         description="Parameter report of a PH model (per layer: n, algebra, parameters, dense equivalent) and "
         "heat maps of its learned algebras.",
-        epilog="Examples: phnn inspect runs/demo/version_0/checkpoints/best.ckpt --out inspect/ ; "
-        "phnn inspect --config configs/model/resnet18_large.yaml --config configs/model/family/phc3.yaml",
+        epilog="Examples:\n"
+        "  phnn inspect RUN/checkpoints/best.ckpt\n"
+        "  phnn inspect --config configs/model/resnet18_large.yaml --config configs/model/family/phc3.yaml "
+        "--config configs/data/cifar10.yaml",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("checkpoint", nargs="?", type=Path, help="a checkpoint written by `phnn fit`")
     parser.add_argument("--config", action="append", default=[], help="instead of a checkpoint: fit configs (repeatable)")
-    parser.add_argument("--out", type=Path, default=Path("inspect"), help="folder for report.json and the PNGs")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="folder for report.json and the PNGs (default: <run>/inspect for a checkpoint of a run; "
+                             "otherwise only the table is printed)")
     parser.add_argument("--layer", action="append", default=None,
                         help="plot only this layer (a module name from the table; repeatable); default: all PH layers")
     parser.add_argument("--no-plots", action="store_true", help="write only the table and report.json")
@@ -76,16 +82,21 @@ def inspect_main(argv: list[str]) -> int:
         return 2
     report = parameter_report(task.model)
     print(report.format_table())
+    run = run_of_checkpoint(args.checkpoint)
+    out = args.out or (run / "inspect" if run is not None else None)
+    if out is None:
+        print("\n(give --out DIR to save report.json and the algebra plots)")
+        return 0
     layers = {name: module for name, module in task.model.named_modules() if isinstance(module, PHLayer)}
     unknown = sorted(set(args.layer or []) - set(layers))
     if unknown:
         print(f"phnn inspect: no PH layer named {unknown}; PH layers: {sorted(layers)}", file=sys.stderr)
         return 2
     chosen = args.layer or ([] if args.no_plots else list(layers))
-    plots = [str(plot_algebra(layers[name], name, args.out / f"algebra_{_safe_name(name)}.png")) for name in chosen]
+    plots = [str(plot_algebra(layers[name], name, out / f"algebra_{_safe_name(name)}.png")) for name in chosen]
     summary = report.to_dict() | {"source": str(args.checkpoint or args.config), "plots": plots}
-    write_text_atomic(args.out / "report.json", json.dumps(summary, indent=2) + "\n")
-    print(f"\nwrote {args.out / 'report.json'}" + (f" and {len(plots)} algebra plot(s) in {args.out}" if plots else ""))
+    write_text_atomic(out / "report.json", json.dumps(summary, indent=2) + "\n")
+    print(f"\nwrote {out / 'report.json'}" + (f" and {len(plots)} algebra plot(s) in {out}" if plots else ""))
     return 0
 
 
@@ -100,12 +111,19 @@ def export_main(argv: list[str]) -> int:
     )
     parser.add_argument("checkpoint", type=Path, help="a checkpoint written by `phnn fit`")
     parser.add_argument("--format", required=True, choices=sorted(FORMATS))
-    parser.add_argument("--out", type=Path, required=True, help="the file to write (e.g. model.onnx)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="the file to write (e.g. model.onnx); default: <run>/export/model.<suffix> for a "
+                             "checkpoint of a run")
     parser.add_argument("--input-shape", type=int, nargs="+", default=None,
                         help="one input's shape without the batch dim (default: as seen in training)")
     parser.add_argument("--batch-size", type=int, default=2)
     parser.add_argument("--tolerance", type=float, default=1e-4, help="largest accepted output difference")
     args = parser.parse_args(argv)
+    if args.out is None:
+        run = run_of_checkpoint(args.checkpoint)
+        if run is None:
+            parser.error(f"{args.checkpoint} is not in a run folder (<run>/checkpoints/); give --out FILE")
+        args.out = run / "export" / f"model{FORMATS[args.format].suffix}"
     try:
         task, checkpoint = load_task(args.checkpoint)
         shape = args.input_shape or checkpoint["phnn"].get("input_shape")

@@ -1,0 +1,370 @@
+"""Every `phnn ...` command the docs show runs as written, in order, on tiny stand-in data.
+
+Commands come from README.md, configs/README.md and the "Examples:" of each subcommand's `--help`
+(fit/validate/test/predict and every command in `phnn.cli.EXTRA_COMMANDS`), so a command added to
+any of them later is picked up without touching this file. They run in-process through
+`phnn.cli.main`, in a scratch folder laid out like a user's checkout: `configs/` (the real one),
+`data/cifar10`, `data/svhn`, `data/l3das21` (tiny files in each dataset's own format) and
+`data/my_images/`. The only changes made to a command are the ones listed in the tables below:
+placeholders, trainer limits (one tiny batch, on the CPU) and smaller `phnn synth` sizes.
+Afterwards the scratch folder must hold one run folder per fit and nothing the docs did not name.
+
+Also a script, for the walk-through numbers of the issue (one process per command, like a user):
+
+    PYTHONPATH=CHECKOUT python tests/docs/test_documented_commands.py --repo CHECKOUT
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+TESTS = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(TESTS))  # the fixture writers, also when run as a script
+from conftest import write_image_folder  # noqa: E402
+from dataset_files import skip_checksums, write_cifar10, write_svhn  # noqa: E402
+
+REPO = TESTS.parent
+DOCUMENTS = ("README.md", "configs/README.md")
+IMAGES = "data/my_images"
+SED_ROOT = "data/l3das21"
+
+
+@dataclass
+class Walk:
+    """The state of a walk through the docs: where it runs, and the run folders its fits made."""
+
+    root: Path
+    expensive: bool = True  # also run the commands of `EXPENSIVE`
+    runs: list[Path] = field(default_factory=list)
+
+    def last_run(self, data: str = "") -> str:
+        """The run folder of the latest fit (whose name starts with `data`, when given)."""
+        chosen = [run for run in self.runs if run.parent.name.startswith(data)]
+        if not chosen:
+            raise LookupError(f"no fit{' on ' + data if data else ''} ran before this command")
+        return str(chosen[-1].relative_to(self.root))
+
+    def predict_inputs(self) -> str:
+        """Files to predict on that suit the latest run: the synthetic dev clips, or the images."""
+        sed = self.last_run().split("/")[1].startswith("l3das21")
+        return f"{SED_ROOT}/L3DAS_Task2_dev/data" if sed else IMAGES
+
+
+# ---- the one place that says how documented commands are adapted -------------------------------------
+
+# Placeholders in the docs → what stands in for them. A key matches a whole argument (or an
+# option's value after `=`), alone or followed by `/...`.
+PLACEHOLDERS: dict[str, Callable[[Walk], str]] = {
+    "RUN": lambda walk: walk.last_run(),                        # "the run folder of your fit"
+    "PATH": Walk.predict_inputs,                                # "your clips / images"
+    "OUT": lambda walk: "out",                                  # "an output folder of yours"
+    "/data/svhn": lambda walk: "data/svhn",                     # an absolute data root
+    "demo_output/runs/demo/version_0": lambda walk: walk.last_run("l3das21"),  # what `make demo` trains
+}
+
+# Arguments appended to each kind of command: the smallest run that still goes through every step,
+# on this machine's CPU (GPU and DDP trainer configs included). Later flags override the docs' own.
+TRAINER_LIMITS = ["--trainer.max_epochs=1", "--trainer.limit_train_batches=1", "--trainer.limit_val_batches=1",
+                  "--trainer.limit_test_batches=1", "--trainer.limit_predict_batches=2",
+                  "--trainer.num_sanity_val_steps=0", "--trainer.accelerator=cpu", "--trainer.devices=1",
+                  "--trainer.strategy=auto", "--trainer.precision=32-true", "--trainer.sync_batchnorm=false",
+                  "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
+                  "--data.batch_size=2", "--data.num_workers=0"]
+APPENDED: dict[str, list[str]] = {
+    "fit": TRAINER_LIMITS, "validate": TRAINER_LIMITS, "test": TRAINER_LIMITS, "predict": TRAINER_LIMITS,
+    "synth": ["--train-clips", "1", "--dev-clips", "1", "--duration", "2"],
+    "inspect": ["--no-plots"],  # a PNG per PH layer takes seconds; tests/cli/test_inspect_export.py checks them
+}
+
+# Commands that cannot run offline, by a word they contain → why.
+ONLINE: dict[str, str] = {"download": "downloads from the internet"}
+
+# Commands too slow for `make test`, by a word they contain → why; `make test-all` runs them too.
+EXPENSIVE: dict[str, str] = {"--format onnx": "the ONNX exporter takes minutes on a recurrent model on a CPU"}
+
+# Commands that only print (help, the resolved config) get nothing appended.
+PRINT_ONLY = ("--help", ".help", "--print_config")
+
+# A command with one of these is a synopsis (`--config configs/data/<dataset>.yaml`, `a|b`), not a command.
+SYNOPSIS = ("<", "[", "|", "…", "...")
+
+
+# ---- finding the commands ---------------------------------------------------------------------------------
+
+
+def commands_in_markdown(text: str) -> list[str]:
+    """`phnn ...` lines of code blocks (fenced or indented, with `\\` continuations) and inline `phnn --x`
+    spans that have options, in document order."""
+    found: list[str] = []
+    lines = text.splitlines()
+    fenced = False
+    index = 0
+    while index < len(lines):
+        line = lines[index]
+        index += 1
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+            continue
+        if (fenced or line.startswith("    ")) and line.strip().startswith("phnn "):
+            command = line.strip()
+            while command.endswith("\\") and index < len(lines):
+                command = command[:-1].rstrip() + " " + lines[index].strip()
+                index += 1
+            found.append(command)
+        elif not fenced:
+            found += [span for span in re.findall(r"`(phnn [^`]+)`", line) if " --" in span or " -c " in span]
+    return found
+
+
+def commands_in_help(text: str) -> list[str]:
+    """The `phnn ...` lines under the last "Examples:" line of a help text."""
+    lines = text.splitlines()
+    starts = [i for i, line in enumerate(lines) if line.strip() == "Examples:"]
+    if not starts:
+        return []
+    return [line.strip() for line in lines[starts[-1] + 1:] if line.strip().startswith("phnn ")]
+
+
+def help_text(command: str) -> str:
+    from phnn.cli import main
+
+    output = io.StringIO()
+    with contextlib.redirect_stdout(output):
+        main([command, "--help"])
+    return output.getvalue()
+
+
+def documented_commands(repo: Path = REPO) -> list[tuple[str, str]]:
+    """(source, command) for every documented command, in walk order: the documents, then the helps."""
+    from phnn import cli
+
+    found = [(name, command) for name in DOCUMENTS
+             for command in commands_in_markdown((repo / name).read_text(encoding="utf-8"))]
+    for name in ["fit", "validate", "test", "predict", *cli.EXTRA_COMMANDS]:
+        found += [(f"phnn {name} --help", command) for command in commands_in_help(help_text(name))]
+    return found
+
+
+# ---- running them -----------------------------------------------------------------------------------------
+
+
+def adapt(command: str, walk: Walk) -> list[str] | str:
+    """The argv to run for a documented command, or the reason it is not run."""
+    argv = shlex.split(command, comments=True)[1:]
+    text = " ".join(argv)
+    if any(mark in text for mark in SYNOPSIS):
+        return "a synopsis, not a command"
+    for word, reason in {**ONLINE, **({} if walk.expensive else EXPENSIVE)}.items():
+        if word in text:
+            return reason
+
+    def substitute(value: str) -> str:
+        for key, replacement in PLACEHOLDERS.items():
+            if value == key or value.startswith(key + "/"):
+                return replacement(walk) + value[len(key):]
+        return value
+
+    adapted = []
+    for arg in argv:
+        option, equals, value = arg.partition("=")
+        adapted.append(option + equals + substitute(value) if equals and arg.startswith("-") else substitute(arg))
+    if any(mark in arg for arg in adapted for mark in PRINT_ONLY):
+        return adapted
+    return adapted + APPENDED.get(adapted[0] if adapted else "", [])
+
+
+def make_workspace(root: Path, sed_source: Path | None = None, repo: Path = REPO) -> Path:
+    """A user's checkout in miniature: configs/ and tiny data where the docs expect it."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "configs").symlink_to(repo / "configs")
+    write_cifar10(root / "data" / "cifar10")
+    write_svhn(root / "data" / "svhn")
+    write_image_folder(root / IMAGES, per_class=6, size=16)
+    if sed_source is not None:
+        shutil.copytree(sed_source, root / SED_ROOT)
+    else:
+        from phnn.data.l3das21.synth import synthesize
+
+        synthesize(root / SED_ROOT, train_clips=4, dev_clips=2, duration=4.0, max_overlap=3, mic_b=True, seed=0)
+    return root
+
+
+@dataclass
+class Outcome:
+    source: str
+    command: str
+    argv: list[str] | None
+    code: int | None = None
+    skipped: str | None = None
+    output: str = ""
+
+
+def versions(root: Path) -> list[Path]:
+    return sorted((root / "runs").glob("*/version_*"), key=lambda p: (p.stat().st_mtime, str(p)))
+
+
+def walk_docs(root: Path, run: Callable[[list[str]], tuple[int, str]], repo: Path = REPO,
+              expensive: bool = True) -> tuple[Walk, list[Outcome]]:
+    """Run every documented command in order in `root`; `run(argv)` returns (exit code, output)."""
+    walk = Walk(root, expensive)
+    outcomes: list[Outcome] = []
+    seen: set[tuple[str, ...]] = set()
+    for source, command in documented_commands(repo):
+        try:
+            argv = adapt(command, walk)
+        except LookupError as error:
+            argv = f"placeholder without a value: {error}"
+        if isinstance(argv, str):
+            outcomes.append(Outcome(source, command, None, skipped=argv))
+            continue
+        if tuple(argv) in seen:
+            outcomes.append(Outcome(source, command, argv, skipped="the same command ran before"))
+            continue
+        seen.add(tuple(argv))
+        before = set(versions(root))
+        code, output = run(argv)
+        walk.runs += [p for p in versions(root) if p not in before]
+        outcomes.append(Outcome(source, command, argv, code, output=output))
+    return walk, outcomes
+
+
+@contextlib.contextmanager
+def inside(folder: Path) -> Iterator[None]:
+    previous = Path.cwd()
+    os.chdir(folder)
+    try:
+        yield
+    finally:
+        os.chdir(previous)
+
+
+def run_in_process(argv: list[str]) -> tuple[int, str]:
+    from phnn.cli import main
+
+    output = io.StringIO()
+    with contextlib.redirect_stdout(output), contextlib.redirect_stderr(output):
+        code = main(argv)
+    return code, output.getvalue()
+
+
+def fits_of(outcomes: list[Outcome]) -> list[Outcome]:
+    """The fits that trained (not `--help` or `--print_config`)."""
+    return [o for o in outcomes if o.argv and o.argv[0] == "fit" and o.code == 0
+            and not any(mark in arg for arg in o.argv for mark in PRINT_ONLY)]
+
+
+def named_outputs(outcomes: list[Outcome]) -> set[str]:
+    """Top-level names of what the run commands were told to write (`--out`, `--writer.output_dir`)."""
+    names = set()
+    for outcome in outcomes:
+        argv = outcome.argv or []
+        for index, arg in enumerate(argv):
+            option, _, value = arg.partition("=")
+            if option in ("--out", "--writer.output_dir"):
+                value = value or (argv[index + 1] if index + 1 < len(argv) else "")
+                names.add(Path(value).parts[0])
+    return names
+
+
+# ---- the test ---------------------------------------------------------------------------------------------
+
+
+def test_the_docs_show_the_commands_that_matter() -> None:
+    """The extraction itself: each document and help contributes the commands a user copies."""
+    found = documented_commands()
+    commands = [command for _, command in found]
+    assert {source for source, _ in found} >= {*DOCUMENTS, "phnn fit --help", "phnn test --help",
+                                               "phnn predict --help", "phnn inspect --help"}
+    assert any(c.startswith("phnn inspect --config") for c in commands)  # broken once by the config order
+    assert any(c.startswith("phnn predict") and "predict_path" in c for c in commands)
+    assert commands_in_markdown("text `phnn test` and `phnn fit --x 1`\n\n    phnn a \\\n      --b c  # note\n") == \
+        ["phnn fit --x 1", "phnn a --b c  # note"]
+
+
+def walk_and_check(root: Path, l3das21_root: Path, expensive: bool) -> None:
+    """Run the docs in `root`: every command exits 0, one run folder per fit, no stray files."""
+    make_workspace(root, l3das21_root)
+    before = {p.name for p in root.iterdir()}
+    with inside(root):
+        walk, outcomes = walk_docs(root, run_in_process, expensive=expensive)
+    failed = [f"{o.source}: {o.command}\n  ran: phnn {shlex.join(o.argv)}\n  exit {o.code}:\n{o.output[-2500:]}"
+              for o in outcomes if o.code not in (None, 0)]
+    assert not failed, "\n\n".join(failed)
+    ran = [o for o in outcomes if o.code == 0]
+    assert len(ran) >= 15 and {o.argv[0] for o in ran} >= {"fit", "validate", "test", "predict", "inspect", "synth"}
+    assert expensive == any(o.argv[0] == "export" for o in ran)  # the README exports to ONNX
+    assert not [o for o in outcomes if o.skipped and o.skipped.startswith("placeholder")]
+    # one run folder per fit, and nothing else in the checkout but what the commands were told to write
+    assert len(versions(root)) == len(fits_of(outcomes)) == len(walk.runs)
+    assert {p.name for p in root.iterdir()} - before <= {"runs"} | named_outputs(outcomes)
+
+
+def test_every_documented_command_runs(tmp_path: Path, l3das21_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    skip_checksums(monkeypatch)
+    walk_and_check(tmp_path / "checkout", l3das21_root, expensive=False)
+
+
+@pytest.mark.slow
+def test_every_documented_command_runs_the_expensive_ones_too(tmp_path: Path, l3das21_root: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    skip_checksums(monkeypatch)
+    walk_and_check(tmp_path / "checkout", l3das21_root, expensive=True)
+
+
+# ---- the walk-through as a script ---------------------------------------------------------------------------
+
+WARNING = re.compile(r"^\S+\.py:\d+: ")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Walk through the docs of a checkout; count run folders and warnings.")
+    parser.add_argument("--repo", type=Path, default=REPO, help="the checkout whose docs and code to use")
+    parser.add_argument("--work", type=Path, default=Path("docs_walk"), help="scratch folder (must not exist)")
+    args = parser.parse_args(argv)
+    repo = args.repo.resolve()
+    root = make_workspace(args.work.resolve(), repo=repo)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(repo), str(TESTS)])}
+    sitecustomize = root.parent / f".{root.name}_site"
+    sitecustomize.mkdir(exist_ok=True)
+    (sitecustomize / "sitecustomize.py").write_text(  # the tiny dataset files carry no real checksums
+        "import torchvision.datasets.cifar as c, torchvision.datasets.svhn as s\n"
+        "c.check_integrity = s.check_integrity = lambda *a, **k: True\n")
+    env["PYTHONPATH"] += os.pathsep + str(sitecustomize)
+
+    def run(command: list[str]) -> tuple[int, str]:
+        done = subprocess.run([sys.executable, "-m", "phnn", *command], cwd=root, env=env, capture_output=True,
+                              text=True)
+        return done.returncode, done.stderr
+
+    walk, outcomes = walk_docs(root, run, repo)
+    total_warnings = 0
+    for outcome in outcomes:
+        if outcome.skipped:
+            print(f"skip  {outcome.command[:100]}  ({outcome.skipped})")
+            continue
+        warnings = [line for line in outcome.output.splitlines() if WARNING.match(line)]
+        total_warnings += len(warnings)
+        print(f"exit {outcome.code}  warnings {len(warnings)}  phnn {shlex.join(outcome.argv)[:110]}")
+        for line in warnings:
+            print(f"        {line[:160]}")
+    print(f"\nfits that trained: {len(fits_of(outcomes))}; run folders: {len(versions(root))}; "
+          f"warning lines: {total_warnings}; failed commands: {sum(o.code not in (None, 0) for o in outcomes)}")
+    print("top level of the checkout:", sorted(p.name for p in root.iterdir()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
