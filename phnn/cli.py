@@ -1,7 +1,7 @@
 """The `phnn` command: LightningCLI subcommands (fit, validate, test, predict) plus phnn's own tools.
 
     phnn fit --config configs/experiment/cifar10_resnet18_large_phc4.yaml --data.root data/cifar10
-    phnn test --config runs/cifar10_resnet18_large_phc4/version_0/config.yaml --ckpt_path runs/cifar10_resnet18_large_phc4/version_0/checkpoints/best.ckpt
+    phnn test --config RUN/config.yaml --ckpt_path RUN/checkpoints/best.ckpt     # RUN: the fit's run folder
     phnn fit --model ImageClassifier --data ImageFolderDataModule --data.root data/my_images --model.n 3
 
 `main(args)` is what the console script and the tests call, in-process; it returns the exit code.

@@ -37,7 +37,8 @@ def algebra_panels(algebra: Tensor) -> list[list[tuple[str, Tensor]]]:
     if n == 4:
         aligned, residual = align(algebra, hamilton())
         rows.append([(f"aligned A{i + 1}", aligned[i]) for i in range(n)]
-                    + [(f"aligned Σ A_i\n(residual {residual:.2f})", aligned.sum(0)), ("Hamilton Σ A_i", hamilton().sum(0))])
+                    + [(f"aligned Σ A_i\n(residual {residual:.2f})", aligned.sum(0)),
+                       ("Hamilton Σ A_i", hamilton().sum(0))])
     return rows
 
 

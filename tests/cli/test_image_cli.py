@@ -131,7 +131,8 @@ def test_predict_without_a_writer_says_so(in_tmp: Path, image_folder_splits: Pat
     run = in_tmp / RUN / "version_0"
     monkeypatch.setattr(ImageClassifier, "prediction_writer", None)
     capsys.readouterr()
-    code = main(["predict", "--config", str(run / "config.yaml"), "--ckpt_path", str(run / "checkpoints" / "last.ckpt")])
+    last = run / "checkpoints" / "last.ckpt"
+    code = main(["predict", "--config", str(run / "config.yaml"), "--ckpt_path", str(last)])
     assert code == 2
     assert "ImageClassifier has no prediction writer" in capsys.readouterr().err
     assert not (run / "predictions").exists()

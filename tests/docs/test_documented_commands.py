@@ -51,15 +51,15 @@ class Walk:
     runs: list[Path] = field(default_factory=list)
 
     def last_run(self, data: str = "") -> str:
-        """The run folder of the latest fit (whose name starts with `data`, when given)."""
-        chosen = [run for run in self.runs if run.parent.name.startswith(data)]
+        """The run folder of the latest fit (on a DataModule whose name contains `data`, when given)."""
+        chosen = [run for run in self.runs if data in (run / "config.yaml").read_text()]
         if not chosen:
             raise LookupError(f"no fit{' on ' + data if data else ''} ran before this command")
         return str(chosen[-1].relative_to(self.root))
 
     def predict_inputs(self) -> str:
         """Files to predict on that suit the latest run: the synthetic dev clips, or the images."""
-        sed = self.last_run().split("/")[1].startswith("l3das21")
+        sed = "L3DAS21DataModule" in (self.root / self.last_run() / "config.yaml").read_text()
         return f"{SED_ROOT}/L3DAS_Task2_dev/data" if sed else IMAGES
 
 
@@ -72,7 +72,8 @@ PLACEHOLDERS: dict[str, Callable[[Walk], str]] = {
     "PATH": Walk.predict_inputs,                                # "your clips / images"
     "OUT": lambda walk: "out",                                  # "an output folder of yours"
     "/data/svhn": lambda walk: "data/svhn",                     # an absolute data root
-    "demo_output/runs/demo/version_0": lambda walk: walk.last_run("l3das21"),  # what `make demo` trains
+    "my_images": lambda walk: IMAGES,                           # your images, at the top of a checkout
+    "demo_output/runs/demo/version_0": lambda walk: walk.last_run("L3DAS21DataModule"),  # what `make demo` trains
 }
 
 # Arguments appended to each kind of command: the smallest run that still goes through every step,
@@ -130,19 +131,22 @@ def commands_in_markdown(text: str) -> list[str]:
 
 
 def commands_in_help(text: str) -> list[str]:
-    """The `phnn ...` lines under the last "Examples:" line of a help text."""
+    """The block of `phnn ...` lines right under the last "Examples:" line of a help text."""
     lines = text.splitlines()
     starts = [i for i, line in enumerate(lines) if line.strip() == "Examples:"]
-    if not starts:
-        return []
-    return [line.strip() for line in lines[starts[-1] + 1:] if line.strip().startswith("phnn ")]
+    commands: list[str] = []
+    for line in lines[starts[-1] + 1:] if starts else []:
+        if not line.strip().startswith("phnn "):
+            break
+        commands.append(line.strip())
+    return commands
 
 
 def help_text(command: str) -> str:
     from phnn.cli import main
 
     output = io.StringIO()
-    with contextlib.redirect_stdout(output):
+    with contextlib.redirect_stdout(output), contextlib.suppress(SystemExit):  # (older phnn let it escape)
         main([command, "--help"])
     return output.getvalue()
 
@@ -236,7 +240,8 @@ def walk_docs(root: Path, run: Callable[[list[str]], tuple[int, str]], repo: Pat
         seen.add(tuple(argv))
         before = set(versions(root))
         code, output = run(argv)
-        walk.runs += [p for p in versions(root) if p not in before]
+        if argv[0] == "fit":
+            walk.runs += [p for p in versions(root) if p not in before and (p / "config.yaml").is_file()]
         outcomes.append(Outcome(source, command, argv, code, output=output))
     return walk, outcomes
 

@@ -264,7 +264,8 @@ class L3DAS21DataModule(pl.LightningDataModule):
                  ov_subsets: tuple[int, ...] | list[int] = (1, 2, 3), val_fraction: float = 0.1, seed: int = 0,
                  segment_seconds: float = 5.0, segment_overlap: float = 0.5, batch_size: int = 16,
                  num_workers: int | None = 0, cache_dir: str | Path | None = None, predict_path: str | None = None,
-                 magnitude_scale: Literal["linear", "div512", "log1p"] = "linear", return_doa: bool = False, progress: bool = True) -> None:
+                 magnitude_scale: Literal["linear", "div512", "log1p"] = "linear", return_doa: bool = False,
+                 progress: bool = True) -> None:
         super().__init__()
         self.save_hyperparameters()
         for name, value in self.hparams.items():  # paths as text: checkpoints stay loadable with weights_only
