@@ -201,7 +201,9 @@ class PHTask(LightningModule, ABC):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Refuse another task's checkpoint (before its weights are looked at); when resuming a fit,
-        continue the random streams where the checkpoint left them."""
+        continue the random streams where the checkpoint left them, so the next epoch draws (shuffles,
+        augments) what it would have drawn without the interruption (Lightning isolates the sanity
+        check's draws; the training loader's first draw comes after this hook)."""
         from phnn.tasks.identity import check_task  # it names phnn's tasks, which import this module
 
         check_task("the checkpoint", checkpoint, type(self))
@@ -209,6 +211,13 @@ class PHTask(LightningModule, ABC):
         self.example_input_shape = record.get("input_shape")
         if record.get("rng") and self._trainer is not None and self.trainer.state.fn == "fit":
             restore_rng_states(record["rng"])
+
+    def on_train_start(self) -> None:
+        """A resumed fit follows its own length: `CosineAnnealingLR(T_max=None)` restored from a
+        checkpoint anneals over this run's `trainer.max_epochs`, not the one that wrote it."""
+        for config in self.trainer.lr_scheduler_configs:
+            if getattr(config.scheduler, "follows_run", False):
+                config.scheduler.T_max = self._run_length()
 
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory(self.parameters())
