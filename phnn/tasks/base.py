@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from phnn.nn import PHLayer
 from phnn.nn.report import parameter_report
-from phnn.tasks.spec import from_spec, to_spec
+from phnn.tasks.spec import from_spec, to_plain, to_spec
 
 SchedulerInterval = Literal["epoch", "step"]
 _INTERVALS = ("epoch", "step")
@@ -198,6 +198,9 @@ class PHTask(LightningModule, ABC):
             "input": datamodule.describe_input() if hasattr(datamodule, "describe_input") else None,
             "rng": collect_rng_states(),
         }
+        for key in ("hyper_parameters", "datamodule_hyper_parameters"):  # e.g. a root given as a Path
+            if key in checkpoint:
+                checkpoint[key] = to_plain(checkpoint[key])
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Refuse another task's checkpoint (before its weights are looked at); when resuming a fit,
