@@ -164,6 +164,10 @@ def test_command_line_values_win_over_the_checkpoint(run: Path, tmp_path: Path, 
     given = run_cli([*args, "--model.label_smoothing", "0.25"])
     assert given.model.loss_fn.label_smoothing == 0.25
     assert "model.label_smoothing: 0.25 as given (the checkpoint has 0.0)" in capsys.readouterr().err
+    # a given value that reshapes the network cannot win: refused, saying which weights and why
+    error = fails([*args, "--model.model_kwargs", "{width: 16}"], capsys)
+    assert "model.model_kwargs: {'width': 16} as given (the checkpoint has None)" in error
+    assert "weights do not fit this ImageClassifier" in error and "model.0.bias: (8,) in the checkpoint, (16,) here" in error
 
 
 def test_missing_dataset_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
