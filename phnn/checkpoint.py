@@ -135,11 +135,13 @@ class SafeCheckpointIO(TorchCheckpointIO):
 
 
 def find_last_checkpoint(run_root: Path) -> Path:
-    """The newest `version_*/checkpoints/last.ckpt` under `run_root` (what `--ckpt_path last` resumes)."""
-    candidates = sorted(run_root.glob("version_*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
+    """The newest `last.ckpt` of the runs under `run_root` (`version_*/checkpoints/`, or `checkpoints/`
+    for a run without loggers): what `--ckpt_path last` resumes."""
+    patterns = ("version_*/checkpoints/last.ckpt", "checkpoints/last.ckpt")
+    candidates = sorted((p for pattern in patterns for p in run_root.glob(pattern)), key=lambda p: p.stat().st_mtime)
     if not candidates:
-        raise CheckpointError(f"--ckpt_path last: no {run_root}/version_*/checkpoints/last.ckpt to resume from; "
-                              "give the checkpoint's path instead")
+        raise CheckpointError(f"--ckpt_path last: no last.ckpt under {run_root} (version_*/checkpoints/ or "
+                              "checkpoints/) to resume from; give the checkpoint's path instead")
     return candidates[-1]
 
 

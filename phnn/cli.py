@@ -123,7 +123,7 @@ def _build_cli_class() -> type:
                 args = logger.get("init_args") if isinstance(logger, Namespace) else None
                 if args is not None and args.get("save_dir") is not None:
                     return Path(args.save_dir) / (args.get("name") or "")
-            return Path(trainer.get("default_root_dir") or ".") / "lightning_logs"
+            return Path(trainer.get("default_root_dir") or ".")
 
         def before_instantiate_classes(self) -> None:
             config = self.config.get(str(self.subcommand), self.config)

@@ -110,3 +110,19 @@ def test_full_disk_leaves_the_previous_checkpoint_whole(tmp_path: Path, image_fo
     assert last.read_bytes() == before  # untouched
     new_folder = last_of(tmp_path, 1).parent
     assert not new_folder.exists() or not any(new_folder.iterdir())  # no truncated file, no temporary file
+
+
+def test_ckpt_path_last_is_the_newest_last_checkpoint_of_the_run_name(tmp_path: Path) -> None:
+    from phnn.checkpoint import find_last_checkpoint
+    from phnn.errors import CheckpointError
+
+    with pytest.raises(CheckpointError) as error:
+        find_last_checkpoint(tmp_path)
+    assert "no last.ckpt under" in str(error.value) and "give the checkpoint's path" in str(error.value)
+    files = [tmp_path / "version_0" / "checkpoints" / "last.ckpt", tmp_path / "version_1" / "checkpoints" / "last.ckpt",
+             tmp_path / "checkpoints" / "last.ckpt"]  # the last: a run without loggers
+    for age, path in zip((30, 10, 20), files):
+        path.parent.mkdir(parents=True)
+        path.write_bytes(b"x")
+        os.utime(path, (1e9 - age, 1e9 - age))
+    assert find_last_checkpoint(tmp_path) == files[1]
