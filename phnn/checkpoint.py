@@ -145,12 +145,22 @@ def find_last_checkpoint(run_root: Path) -> Path:
     return candidates[-1]
 
 
+def _overlay(saved: Any, given: Any) -> Any:
+    """`given` over `saved`, dict by dict (so `--model.optimizer.init_args.lr` keeps the saved momentum),
+    unless `given` names another class."""
+    if not (isinstance(saved, dict) and isinstance(given, dict)) or given.get("class_path", saved.get("class_path")) \
+            != saved.get("class_path"):
+        return given
+    return {**saved, **{key: _overlay(saved.get(key), value) for key, value in given.items()}}
+
+
 def merge_hyperparameters(saved: dict[str, Any], given: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """The checkpoint's hyperparameters with the values the user gave (config files, command line)
     in their place, and a note for each given value that differs from the checkpoint's."""
-    notes = [f"model.{key}: {value!r} as given (the checkpoint has {saved[key]!r})"
-             for key, value in given.items() if key in saved and saved[key] != value]
-    return {**saved, **given}, notes
+    merged = _overlay(saved, given)
+    notes = [f"model.{key}: {merged[key]!r} as given (the checkpoint has {saved[key]!r})"
+             for key in given if key in saved and saved[key] != merged[key]]
+    return merged, notes
 
 
 def apply_checkpoint_hyperparameters(parser: Any, config: Any, subcommand: str, argv: list[str]) -> Any:

@@ -218,8 +218,8 @@ def _run(argv: list[str]) -> int:
     try:
         cli = run_cli(argv)
     except SIGTERMException:
-        print(f"phnn {argv[0]}: stopped by SIGTERM; the state was saved in the run's checkpoints/last.ckpt "
-              "(resume with --ckpt_path last or that file)", file=sys.stderr)
+        saved = "; the state was saved in the run's checkpoints/last.ckpt (resume with --ckpt_path last)"
+        print(f"phnn {argv[0]}: stopped by SIGTERM{saved if argv[0] == 'fit' else ''}", file=sys.stderr)
         return EXIT_SIGTERM
     except SystemExit as exit_:  # --help, --print_config and parse errors end here
         return exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)

@@ -161,8 +161,10 @@ def test_command_line_values_win_over_the_checkpoint(run: Path, tmp_path: Path, 
     capsys.readouterr()
     plain = run_cli(args)
     assert plain.model.loss_fn.label_smoothing == 0.0 and "as given" not in capsys.readouterr().err
-    given = run_cli([*args, "--model.label_smoothing", "0.25"])
+    given = run_cli([*args, "--model.label_smoothing", "0.25", "--model.optimizer.init_args.lr", "0.01"])
     assert given.model.loss_fn.label_smoothing == 0.25
+    assert given.model.hparams["optimizer"]["init_args"] | {"lr": 0.1} == plain.model.hparams["optimizer"]["init_args"]
+    assert given.model.hparams["optimizer"]["init_args"]["lr"] == 0.01
     assert "model.label_smoothing: 0.25 as given (the checkpoint has 0.0)" in capsys.readouterr().err
     # a given value that reshapes the network cannot win: refused, saying which weights and why
     error = fails([*args, "--model.model_kwargs", "{width: 16}"], capsys)
@@ -206,3 +208,17 @@ def test_export_out_that_is_a_folder(run: Path, tmp_path: Path, capsys: pytest.C
     error = fails(["export", str(run / "checkpoints" / "last.ckpt"), "--format", "onnx", "--out", str(tmp_path)],
                   capsys)
     assert f"--out {tmp_path} is a folder" in error and "model.onnx" in error
+
+
+def test_given_values_are_laid_over_the_checkpoint_dict_by_dict() -> None:
+    from phnn.checkpoint import merge_hyperparameters
+
+    saved = {"threshold": 0.5, "optimizer": {"class_path": "torch.optim.SGD", "init_args": {"lr": 0.1, "momentum": 0.9}}}
+    merged, notes = merge_hyperparameters(saved, {"optimizer": {"init_args": {"lr": 0.01}}, "threshold": 0.5})
+    assert merged == {"threshold": 0.5, "optimizer": {"class_path": "torch.optim.SGD",
+                                                      "init_args": {"lr": 0.01, "momentum": 0.9}}}
+    assert notes == ["model.optimizer: {'class_path': 'torch.optim.SGD', 'init_args': {'lr': 0.01, 'momentum': 0.9}} "
+                     "as given (the checkpoint has {'class_path': 'torch.optim.SGD', 'init_args': {'lr': 0.1, "
+                     "'momentum': 0.9}})"]
+    other = {"class_path": "torch.optim.Adam", "init_args": {"lr": 0.001}}
+    assert merge_hyperparameters(saved, {"optimizer": other})[0]["optimizer"] == other  # another class: replaced
