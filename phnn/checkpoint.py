@@ -49,8 +49,9 @@ def _class_paths(value: Any) -> Iterator[Any]:
 def _torch_load(path: Path, map_location: Any) -> Any:
     """`torch.load(weights_only=True)`, its failures turned into `CheckpointError`s that say what is wrong."""
     if path.is_dir():
-        raise CheckpointError(f"{path}: is a folder, not a checkpoint file; give a .ckpt file "
-                              f"(e.g. {path / 'last.ckpt'})")
+        inside = sorted(path.rglob("*.ckpt"))
+        raise CheckpointError(f"{path}: is a folder, not a checkpoint file; give a .ckpt file"
+                              + (f" (e.g. {inside[-1]})" if inside else ""))
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     if path.stat().st_size == 0:
