@@ -91,7 +91,7 @@ def read_checkpoint(path: str | os.PathLike[str], map_location: Any = "cpu",
                               "phnn does not import classes a checkpoint names")
     for key in ("hyper_parameters", "datamodule_hyper_parameters"):
         hparams = checkpoint.get(key) or {}
-        unsafe = [p for p in _class_paths(hparams) if not is_safe_class_path(p)]
+        unsafe = [p for p in _class_paths(hparams) if p is not None and not is_safe_class_path(p)]
         if unsafe:
             raise CheckpointError(f"{path}: its {key} name {unsafe}, outside {list(SAFE_CLASS_MODULES)}; phnn "
                                   "does not import classes from elsewhere that a checkpoint names")

@@ -148,6 +148,9 @@ def test_a_task_built_in_python_saves_plain_data(tmp_path: Path, image_folder_mo
     own = ImageClassifier("tiny_cnn", "phc", n=2, num_classes=3, in_channels=4, lr_scheduler=None,
                           optimizer=lambda params: torch.optim.Adam(params, lr=1e-3))
     assert own.hparams["optimizer"]["class_path"] is None
+    torch.save({"phnn": {"task": "phnn.tasks.image.ImageClassifier"}, "hyper_parameters": dict(own.hparams)},
+               tmp_path / "lambda.ckpt")
+    assert read_checkpoint(tmp_path / "lambda.ckpt")["hyper_parameters"]["optimizer"]["unrecorded"].startswith("<function")
     rebuilt = ImageClassifier(**{k: v for k, v in own.hparams.items()})
     with pytest.raises(ValueError) as error:
         rebuilt.configure_optimizers()
