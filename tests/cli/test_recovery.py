@@ -126,3 +126,21 @@ def test_ckpt_path_last_is_the_newest_last_checkpoint_of_the_run_name(tmp_path: 
         path.write_bytes(b"x")
         os.utime(path, (1e9 - age, 1e9 - age))
     assert find_last_checkpoint(tmp_path) == files[1]
+
+
+def test_checkpoints_are_flushed_before_they_are_renamed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import phnn.io
+    from phnn.checkpoint import SafeCheckpointIO
+
+    events: list[str] = []
+    real_fsync, real_replace = os.fsync, os.replace
+    monkeypatch.setattr(phnn.io.os, "fsync", lambda fd: events.append(f"fsync {os.readlink(f'/proc/self/fd/{fd}')}")
+                        or real_fsync(fd))
+    monkeypatch.setattr(phnn.io.os, "replace", lambda a, b: events.append(f"replace {b}") or real_replace(a, b))
+    target = tmp_path / "checkpoints" / "last.ckpt"
+    SafeCheckpointIO().save_checkpoint({"state_dict": {"w": torch.ones(2)}}, target)
+    assert len(events) == 3
+    assert events[0].startswith(f"fsync {target.parent}/.last.ckpt.tmp-")  # the data, under its temporary name
+    assert events[1:] == [f"replace {target}", f"fsync {target.parent}"]  # then the rename, then the folder entry
+    assert torch.equal(torch.load(target, weights_only=True)["state_dict"]["w"], torch.ones(2))
+    assert not list(target.parent.glob(TEMPORARY_GLOB))
