@@ -47,6 +47,11 @@ def test_last_checkpoint_is_the_last_epoch_even_when_the_metric_never_improves(
     assert checkpoint(folder / "best.ckpt")["epoch"] == 0
     assert checkpoint(folder / "last.ckpt")["epoch"] == 2
     assert not list(folder.glob(TEMPORARY_GLOB))
+    # resumed for longer, the run-following cosine schedule follows the new length, not the saved T_max = 3
+    assert main(["fit", *tiny(image_folder_splits, "--trainer.max_epochs=4", "--model.optimizer.lr=0.0"),
+                 "--ckpt_path", "last"]) == 0
+    resumed = checkpoint(last_of(tmp_path, 1))
+    assert resumed["epoch"] == 3 and resumed["lr_schedulers"][0]["T_max"] == 4
 
 
 def test_sigkill_and_sigterm_during_fit_then_resume(tmp_path: Path, image_folder_splits: Path,
