@@ -15,7 +15,7 @@ import torch
 from lightning.pytorch import Trainer
 
 import cli_helpers  # noqa: F401  registers the tiny_cnn backbone
-from phnn.checkpoint import load_task, read_checkpoint
+from phnn.checkpoint import SafeCheckpointIO, load_task, read_checkpoint
 from phnn.cli import main, run_cli
 from phnn.errors import CheckpointError
 from phnn.tasks import ImageClassifier
@@ -65,10 +65,14 @@ def test_a_pickle_payload_never_runs(run: Path, tmp_path: Path, capsys: pytest.C
     state["phnn"]["input"] = Payload(marker)
     crafted = tmp_path / "crafted.ckpt"
     torch.save(state, crafted)
-    for args in uses(run, crafted):
+    asked_unsafe = uses(run, crafted)[0] + ["--weights_only", "false"]  # Lightning's option cannot unlock it
+    for args in [*uses(run, crafted), asked_unsafe]:
         error = fails(args, capsys)
         assert "refused to load" in error and str(crafted) in error, error
         assert not marker.exists(), f"phnn {args[0]} ran the payload"
+    with pytest.raises(CheckpointError):  # the Trainer's checkpoint IO, asked by Lightning for an unsafe load
+        SafeCheckpointIO().load_checkpoint(crafted, weights_only=False)
+    assert not marker.exists()
 
 
 def test_a_checkpoint_cannot_name_modules_to_import(run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
