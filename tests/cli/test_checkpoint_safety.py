@@ -185,7 +185,8 @@ def test_missing_dataset_folder(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert "L3DAS21 folder" in error and "nowhere" in error and "phnn synth" in error
 
 
-@pytest.mark.parametrize(("code", "hint"), [(errno.EROFS, "read-only"), (errno.EACCES, "permission denied")])
+@pytest.mark.parametrize(("code", "hint"), [(errno.EROFS, "Read-only file system (write somewhere else)"),
+                                           (errno.EACCES, "Permission denied (check the owner and mode")])
 def test_unwritable_disk(tmp_path: Path, image_folder_module: Path, monkeypatch: pytest.MonkeyPatch, code: int,
                          hint: str, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.chdir(tmp_path)
