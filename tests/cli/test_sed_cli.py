@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import shutil
 from pathlib import Path
 
@@ -115,3 +116,58 @@ def test_inspect_and_export_a_sed_checkpoint(trained: dict[str, Path], tmp_path:
     assert features["channels"] == ["A_magnitude_W", "A_magnitude_Y", "A_magnitude_Z", "A_magnitude_X"]
     assert np.asarray(features["normalization"]["mean"]).shape == (4, 256)  # training-split statistics
     assert meta["input_shape"][1:3] == [4, 256]
+
+
+def test_test_and_score_on_predict_files_agree(trained: dict[str, Path], l3das21_root: Path, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture) -> None:
+    """`phnn test` on the dev split and `phnn score` on the files `phnn predict` wrote for the same clips:
+    the same numbers (same windows, stitching, detections, event times and metric code)."""
+    import torch
+
+    # the 1-epoch model's scores sit near its prior 0.03: a checkpoint whose threshold detects some frames
+    # (LightningCLI takes the model's arguments from the checkpoint, so they are set there)
+    checkpoint = torch.load(trained["ckpt"], weights_only=False)
+    checkpoint["hyper_parameters"]["threshold"] = 0.03
+    ckpt = tmp_path / "low_threshold.ckpt"
+    torch.save(checkpoint, ckpt)
+    assert main(["test", "--config", str(trained["config"]), "--ckpt_path", str(ckpt),
+                 f"--trainer.logger.init_args.save_dir={tmp_path / 'runs'}"]) == 0
+    (metrics,) = (tmp_path / "runs").rglob("metrics.csv")
+    with open(metrics, newline="") as file:
+        logged = {k: float(v) for row in csv.DictReader(file) for k, v in row.items() if v and k.startswith("test/")}
+    dev = l3das21_root / "L3DAS_Task2_dev"
+    assert predict({**trained, "ckpt": ckpt}, dev / "data", tmp_path / "pred") == 0
+    assert sum(p.stat().st_size for p in (tmp_path / "pred").glob("*_frames.csv")) > 0  # something was detected
+    capsys.readouterr()
+    assert main(["score", str(tmp_path / "pred"), "--labels", str(dev / "labels")]) == 0
+    assert "l3das21_official class_only" in capsys.readouterr().out
+    scores = json.loads((tmp_path / "pred" / "scores.json").read_text())
+    assert scores["missing"] == scores["extra"] == scores["unreadable"] == [] and len(scores["clips_scored"]) == 2
+    official = scores["l3das21_official"]["class_only"]["overall"]
+    one = scores["one_to_one"]["class_only"]["overall"]
+    pairs = {"f_score_l3das21": official["f_score"], "precision_l3das21": official["precision"],
+             "recall_l3das21": official["recall"], "f_score": one["f_score"], "precision": one["precision"],
+             "recall": one["recall"], "error_rate": scores["dcase_segment"]["overall"]["error_rate"],
+             "segment_f1": scores["dcase_segment"]["overall"]["f1"],
+             "event_f1": scores["dcase_event"]["overall"]["f1"],
+             "event_error_rate": scores["dcase_event"]["overall"]["error_rate"]}
+    for name, value in pairs.items():
+        assert logged[f"test/{name}"] == pytest.approx(value, abs=1e-6), name
+    assert 0 < one["f_score"] < 1 and scores["one_to_one"]["location"] is None
+
+
+def test_score_lists_missing_extra_and_unreadable_files(l3das21_root: Path, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture) -> None:
+    labels = l3das21_root / "L3DAS_Task2_dev" / "labels"
+    stems = sorted(p.stem.removeprefix("label_") for p in labels.glob("*.csv"))
+    pred = tmp_path / "pred"
+    pred.mkdir()
+    (pred / f"{stems[0]}.csv").write_text("3,2,0.5,0.1,0.0\n4,2,0.5,0.1,0.0\n")  # official rows, located
+    (pred / "stranger.csv").write_text("1,1\n")
+    (pred / "broken_frames.csv").write_text("1,Knock\n")
+    assert main(["score", str(pred), "--labels", str(labels), "--json", str(tmp_path / "s.json")]) == 1
+    err = capsys.readouterr().err
+    assert f"missing: {stems[1]}" in err and "extra: stranger" in err  # broken: listed as unreadable
+    assert "broken_frames.csv, line 1: field class='Knock' is not a number" in err
+    scores = json.loads((tmp_path / "s.json").read_text())
+    assert scores["l3das21_official"]["location"]["overall"]["tp"] >= 0  # coordinates → location-sensitive too
