@@ -80,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("demo_output"), help="output folder (default demo_output)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the data and of the training run")
     parser.add_argument("--epochs", type=int, default=None, help="override trainer.max_epochs of demo.yaml")
+    parser.add_argument("--label-grid", choices=("official", "nearest"), default="official",
+                        help="label frames as the official csv_to_matrix_task2 (default) or round(t / 0.1)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (default 1: the demo network's many small GRU ops run faster on one "
                              "thread, and a busy machine is not oversubscribed)")
@@ -101,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     _write_json(paths, {
         "seed_everything": args.seed,
         "trainer": {"default_root_dir": str(out), "logger": loggers},
-        "data": {"init_args": {"root": str(out / "data"), "cache_dir": str(out / "cache")}},
+        "data": {"init_args": {"root": str(out / "data"), "cache_dir": str(out / "cache"),
+                               "label_grid": args.label_grid}},
         "writer": {"init_args": {"output_dir": str(out / "predictions")}},
     })
     config = ["--config", str(DEMO_CONFIG), "--config", str(paths)]
@@ -141,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
           + (f", e.g. {example.name}, {example.stem}_frames.csv, {example.stem}.png" if example else "") + ")")
     phnn_command = Path(sys.executable).parent / "phnn"  # the console script of this environment
     print(f"\n  score the prediction files (official L3DAS21, one-to-one, DCASE):\n    {phnn_command} score "
-          f"{out / 'predictions'} --labels {out / 'data' / 'L3DAS_Task2_dev' / 'labels'}")
+          f"{out / 'predictions'} --labels {out / 'data' / 'L3DAS_Task2_dev' / 'labels'} --label-grid {args.label_grid}")
     print(f"\n  again on your own clips:\n    {phnn_command} predict --config {run_config} --ckpt_path {checkpoint} "
           f"--data.predict_path YOUR_CLIPS --writer.output_dir OUT")
     return 0
