@@ -129,7 +129,7 @@ def low_threshold(trained: dict[str, Path], folder: Path) -> Path:
     return folder / "low_threshold.ckpt"
 
 
-def test_metrics(runs: Path) -> dict[str, float]:
+def logged_test_metrics(runs: Path) -> dict[str, float]:
     (metrics,) = runs.rglob("metrics.csv")
     with open(metrics, newline="") as file:
         return {k: float(v) for row in csv.DictReader(file) for k, v in row.items() if v and k.startswith("test/")}
@@ -142,7 +142,7 @@ def test_test_and_score_on_predict_files_agree(trained: dict[str, Path], l3das21
     ckpt = low_threshold(trained, tmp_path)
     assert main(["test", "--config", str(trained["config"]), "--ckpt_path", str(ckpt),
                  f"--trainer.logger.init_args.save_dir={tmp_path / 'runs'}"]) == 0
-    logged = test_metrics(tmp_path / "runs")
+    logged = logged_test_metrics(tmp_path / "runs")
     dev = l3das21_root / "L3DAS_Task2_dev"
     assert predict({**trained, "ckpt": ckpt}, dev / "data", tmp_path / "pred") == 0
     assert sum(p.stat().st_size for p in (tmp_path / "pred").glob("*_frames.csv")) > 0  # something was detected
@@ -200,7 +200,7 @@ def test_ddp_test_scores_every_clip_once(trained: dict[str, Path], tmp_path: Pat
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    one, two = test_metrics(tmp_path / "one"), test_metrics(tmp_path / "two")
+    one, two = logged_test_metrics(tmp_path / "one"), logged_test_metrics(tmp_path / "two")
     assert set(one) == set(two) and "test/f_score_l3das21" in one
     for name, value in one.items():
         assert two[name] == pytest.approx(value, abs=1e-6), name
