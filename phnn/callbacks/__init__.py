@@ -1,7 +1,8 @@
-"""Lightning callbacks: prediction writers and timing."""
+"""Lightning callbacks: prediction writers, timing, and the last checkpoint."""
 
 from phnn.callbacks.image_writer import ImagePredictionWriter
+from phnn.callbacks.last_checkpoint import LastCheckpoint
 from phnn.callbacks.sed_writer import SEDPredictionWriter
 from phnn.callbacks.timing import Timing
 
-__all__ = ["ImagePredictionWriter", "SEDPredictionWriter", "Timing"]
+__all__ = ["ImagePredictionWriter", "LastCheckpoint", "SEDPredictionWriter", "Timing"]

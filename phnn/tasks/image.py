@@ -44,6 +44,7 @@ class ImageClassifier(PHTask):
     (and the batch's `paths` when it has them, for `ImagePredictionWriter`).
     """
 
+    kind = "image classification"
     monitor = "val/acc"
     monitor_mode = "max"
     prediction_writer = "phnn.callbacks.ImagePredictionWriter"

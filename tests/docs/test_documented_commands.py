@@ -73,7 +73,10 @@ PLACEHOLDERS: dict[str, Callable[[Walk], str]] = {
     "OUT": lambda walk: "out",                                  # "an output folder of yours"
     "/data/svhn": lambda walk: "data/svhn",                     # an absolute data root
     "my_images": lambda walk: IMAGES,                           # your images, at the top of a checkout
-    "demo_output/runs/demo/version_0": lambda walk: walk.last_run("L3DAS21DataModule"),  # what `make demo` trains
+    # what `make demo` writes: its run, its predictions, its synthetic data
+    "demo_output/runs/demo/version_0": lambda walk: walk.last_run("L3DAS21DataModule"),
+    "demo_output/predictions": lambda walk: walk.last_run("L3DAS21DataModule") + "/predictions",
+    "demo_output/data": lambda walk: SED_ROOT,
 }
 
 # Arguments appended to each kind of command: the smallest run that still goes through every step,
