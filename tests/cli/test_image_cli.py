@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -229,3 +230,16 @@ def test_print_config_shows_defaults(image_folder: Path, capsys: pytest.CaptureF
 def test_bad_arguments_return_an_error_code(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["fit", "--model", "NoSuchTask"]) == 2
     assert "NoSuchTask" in capsys.readouterr().err
+
+
+def test_a_normal_fit_prints_at_most_one_warning_line(tmp_path: Path, image_folder: Path) -> None:
+    """As a user runs it: its own process, default workers (sized to the CPUs) and seed."""
+    command = [sys.executable, "-m", "phnn", "fit", "--model", "ImageClassifier", "--model.backbone", "resnet18",
+               "--model.family", "real", "--data", "ImageFolderDataModule", f"--data.root={image_folder}",
+               "--data.image_size=8", "--trainer.max_epochs=1"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), str(REPO)]), "PYTHONWARNINGS": ""}
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    warning_lines = [line for line in done.stderr.splitlines() if re.match(r"\S+\.py:\d+: ", line)]
+    assert len(warning_lines) <= 1, "\n".join(warning_lines)
+    assert "Run folder: runs/imagefolder_resnet18_real/version_0" in done.stdout
