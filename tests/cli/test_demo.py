@@ -22,6 +22,7 @@ def test_demo_runs_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, c
     printed = capsys.readouterr().out
     assert "test F (one-to-one" in printed and "test F (L3DAS21" in printed and "test DCASE ER" in printed
     assert "score " in printed and "--labels" in printed
-    assert list((tmp_path / "demo" / "runs" / "demo").glob("version_*/checkpoints/best.ckpt"))
+    (run,) = (tmp_path / "demo" / "runs" / "demo").glob("version_*")  # fit, test and predict: one run folder
+    assert (run / "checkpoints" / "best.ckpt").is_file() and (run / "test" / "metrics.json").is_file()
     predictions = tmp_path / "demo" / "predictions"
     assert len(list(predictions.glob("*_frames.csv"))) == 2 and len(list(predictions.glob("*.png"))) == 2
