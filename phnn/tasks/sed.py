@@ -136,10 +136,12 @@ class SoundEventDetector(PHTask):
         result = {"stem": item.get("stem"), "path": str(paths[0]), "paths": [str(p) for p in paths]}
         if item.get("error"):
             return {**result, "error": str(item["error"])}
-        features = torch.as_tensor(item["features"], device=self.device, dtype=self.dtype)
-        if features.dim() == 4 and features.shape[0] == 1:
+        features = item["features"]  # a tensor, or a lazy clip (`.shape` and `[..., a:b]`) streamed by window
+        if not hasattr(features, "shape"):
+            features = torch.as_tensor(features)
+        if len(features.shape) == 4 and features.shape[0] == 1:
             features = features[0]
-        if features.dim() != 3 or features.shape[0] != self.in_channels:
+        if len(features.shape) != 3 or features.shape[0] != self.in_channels:
             return {**result, "error": f"expected features with {self.in_channels} channels (the model was trained "
                                        f"on {self.in_channels}); got shape {tuple(features.shape)}"}
         scores = self.clip_scores(features)
@@ -151,18 +153,20 @@ class SoundEventDetector(PHTask):
 
     @torch.no_grad()
     def clip_scores(self, features: Tensor) -> Tensor:
-        """Sigmoid scores (ceil(T_stft / 8), outputs) for one clip's features (C, F, T_stft)."""
+        """Sigmoid scores (ceil(T_stft / 8), outputs) for one clip's features (C, F, T_stft).
+
+        Only ``features.shape`` and slices ``features[..., a:b]`` along the last axis are used, one
+        window at a time, so ``features`` may be a lazy clip that computes each window on demand."""
         step = STFT_FRAMES_PER_LABEL_FRAME
-        pad = -features.shape[-1] % step
-        if pad:
-            features = F.pad(features, (0, pad))
-        frames = features.shape[-1] // step
-        total = torch.zeros(frames, self.model.head[-1].out_features, device=features.device)
-        count = torch.zeros(frames, 1, device=features.device)
+        frames = -(-features.shape[-1] // step)
+        total = torch.zeros(frames, self.model.head[-1].out_features, device=self.device)
+        count = torch.zeros(frames, 1, device=self.device)
         stride = self.window - self.overlap
         for start in range(0, max(frames - self.overlap, 1), stride):
             stop = min(start + self.window, frames)
-            window = features[None, ..., start * step:stop * step]
+            window = features[None, ..., start * step:stop * step].to(self.device, self.dtype)
+            if window.shape[-1] < (stop - start) * step:
+                window = F.pad(window, (0, (stop - start) * step - window.shape[-1]))
             total[start:stop] += torch.sigmoid(self.model(window)[0]).float()
             count[start:stop] += 1
         return total / count

@@ -7,6 +7,8 @@
   frames past the end are dropped. This is Python's ``round`` on the float quotient ``t / 0.1``, exactly
   as in the original L3DAS21 tools: round half to even on whatever that quotient is in floating point
   (0.25 s → 2, 0.35 s → 3 since 0.35 / 0.1 = 3.4999999999999996, 1.45 s → 14), so our targets match theirs.
+  An event that starts at or after the end of the clip's last label frame is a ValueError naming the file
+  and row (such a label belongs to another clip, or the clip is truncated): never dropped silently.
 * Slot: per frame, the number of sounds of the same class already active there (CSV row order).
 * SED target ``(T_label, 42)``: column ``3·class + slot``.
 * DOA target ``(T_label, 126)``: columns ``[x of the 42 slots, y of the 42, z of the 42]``, metres / 2
@@ -103,7 +105,12 @@ def events_to_targets(
     doa = np.zeros((num_frames, 3 * slots), dtype=np.float32)
     position = np.empty(3, dtype=np.float32)
     for row_number, event in enumerate(events, start=1):
-        first = seconds_to_frame(event.start)
+        if event.start >= num_frames * LABEL_HOP_SECONDS:
+            raise ValueError(
+                f"{source}, row {row_number}: event {CLASSES[event.class_index]} starts at Start={event.start} s, "
+                f"past the end of its clip ({num_frames} label frames = {num_frames * LABEL_HOP_SECONDS:g} s); "
+                f"fix the label file or use the clip it belongs to")
+        first = min(seconds_to_frame(event.start), num_frames - 1)
         last = min(seconds_to_frame(event.end), num_frames - 1)
         position[:] = (event.x, event.y, event.z)
         position /= DOA_SCALE_METRES
