@@ -8,10 +8,12 @@ checkpoint), builds its network in `__init__`, and implements `step(batch, stage
 from __future__ import annotations
 
 import math
+import random
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from typing import Any, ClassVar, Literal
 
+import numpy as np
 import torch
 from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
@@ -20,6 +22,7 @@ from torch import Tensor, nn
 
 from phnn.nn import PHLayer
 from phnn.nn.report import parameter_report
+from phnn.tasks.spec import from_spec, to_spec
 
 SchedulerInterval = Literal["epoch", "step"]
 _INTERVALS = ("epoch", "step")
@@ -56,6 +59,23 @@ class CosineAnnealingLR(torch.optim.lr_scheduler.CosineAnnealingLR):
         super().__init__(optimizer, T_max=1 if T_max is None else T_max, eta_min=eta_min)
 
 
+def collect_rng_states() -> dict[str, Any]:
+    """The states of torch's, numpy's and Python's global random generators, as plain data."""
+    kind, keys, position, has_gauss, cached = np.random.get_state()
+    return {"torch": torch.get_rng_state(), "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), position,
+                                                      has_gauss, cached], "python": random.getstate()}
+
+
+def restore_rng_states(states: dict[str, Any]) -> None:
+    """Set the generators to `collect_rng_states()`'s record, so a resumed fit draws what an
+    uninterrupted one would have (shuffling, augmentation, dropout)."""
+    torch.set_rng_state(states["torch"])
+    kind, keys, position, has_gauss, cached = states["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), position, has_gauss, cached))
+    version, internal, gauss = states["python"]
+    random.setstate((version, tuple(internal), gauss))
+
+
 def learned_algebras(module: nn.Module) -> list[Tensor]:
     """Every trainable `algebra` of a PH layer in `module` (fixed algebras are buffers and are skipped)."""
     return [
@@ -87,6 +107,8 @@ class PHTask(LightningModule, ABC):
             loss (the published runs used 0.001 when it was on); 0 turns it off.
     """
 
+    #: what the task does, in words (error messages name tasks by it)
+    kind: ClassVar[str] = "phnn task"
     #: the metric that selects the best checkpoint, and whether bigger is better
     monitor: ClassVar[str] = "val/loss"
     monitor_mode: ClassVar[Literal["min", "max"]] = "min"
@@ -110,10 +132,13 @@ class PHTask(LightningModule, ABC):
         if not algebra_l1 >= 0.0:
             raise ValueError(f"{name}: algebra_l1 must be >= 0; got {algebra_l1!r}")
         self.save_hyperparameters()
+        # plain data in the checkpoint (class paths, not classes): it loads with weights_only=True
+        for key in ("optimizer", "lr_scheduler"):
+            self.hparams[key] = to_spec(self.hparams.get(key))
         self.num_classes = num_classes
         self.in_channels = in_channels
-        self.optimizer_factory = optimizer
-        self.scheduler_factory = lr_scheduler
+        self.optimizer_factory = from_spec(optimizer, torch.optim.Optimizer, "optimizer")
+        self.scheduler_factory = from_spec(lr_scheduler, torch.optim.lr_scheduler.LRScheduler, "lr_scheduler")
         self.scheduler_interval = scheduler_interval
         self.algebra_l1 = float(algebra_l1)
         self.example_input_shape: list[int] | None = None
@@ -171,10 +196,19 @@ class PHTask(LightningModule, ABC):
             "datamodule": None if datamodule is None else f"{type(datamodule).__module__}.{type(datamodule).__qualname__}",
             "input_shape": self.example_input_shape,
             "input": datamodule.describe_input() if hasattr(datamodule, "describe_input") else None,
+            "rng": collect_rng_states(),
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.example_input_shape = checkpoint.get("phnn", {}).get("input_shape")
+        """Refuse another task's checkpoint (before its weights are looked at); when resuming a fit,
+        continue the random streams where the checkpoint left them."""
+        from phnn.tasks.identity import check_task  # it names phnn's tasks, which import this module
+
+        check_task("the checkpoint", checkpoint, type(self))
+        record = checkpoint["phnn"]
+        self.example_input_shape = record.get("input_shape")
+        if record.get("rng") and self._trainer is not None and self.trainer.state.fn == "fit":
+            restore_rng_states(record["rng"])
 
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory(self.parameters())
