@@ -100,7 +100,8 @@ def test_part_file_from_an_earlier_run_is_resumed(serve, tmp_path: Path) -> None
     payload = make_zip(top="")  # archives without the top folder work too
     server = serve(payload)
     (tmp_path / f"{NAME}.part").write_bytes(payload[:1000])
-    assert phnn_main(["download", "l3das21", "--set", "dev", "--out", str(tmp_path), "--url-base", server.url]) == 0
+    assert phnn_main(["download", "l3das21", "--set", "dev", "--out", str(tmp_path), "--url-base", server.url,
+                      "--md5", hashlib.md5(payload).hexdigest()]) == 0
     assert server.ranges == ["bytes=1000-"]
     assert (tmp_path / "L3DAS_Task2_dev" / "labels" / "label_split0_ov1_1.csv").is_file()
 
@@ -109,14 +110,16 @@ def test_corrupt_archive_is_reported_and_removed(serve, tmp_path: Path, capsys: 
     payload = bytearray(make_zip())
     payload[200:260] = b"x" * 60  # damage file data: the CRC check catches it
     server = serve(bytes(payload))
-    assert phnn_main(["download", "l3das21", "--set", "dev", "--out", str(tmp_path), "--url-base", server.url]) == 1
-    assert f"{NAME}: corrupt download: member" in capsys.readouterr().err
+    assert phnn_main(["download", "l3das21", "--set", "dev", "--out", str(tmp_path), "--url-base", server.url,
+                      "--no-verify"]) == 1
+    err = capsys.readouterr().err
+    assert f"{NAME} is not verified (--no-verify)" in err and f"{NAME}: corrupt download: member" in err
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(ValueError, match=r"corrupt download: md5 [0-9a-f]{32}, expected 0{32}"):
         fetch("l3das21", "dev", tmp_path, url_base=server.url, md5="0" * 32, progress=False)
     serve_garbage = serve(b"this is not a zip file")
     with pytest.raises(ValueError, match="not a valid zip archive"):
-        fetch("l3das21", "dev", tmp_path, url_base=serve_garbage.url, progress=False)
+        fetch("l3das21", "dev", tmp_path, url_base=serve_garbage.url, progress=False, no_verify=True)
 
 
 def test_archive_without_the_layout_is_rejected(serve, tmp_path: Path) -> None:
@@ -125,7 +128,7 @@ def test_archive_without_the_layout_is_rejected(serve, tmp_path: Path) -> None:
         zf.writestr("readme.txt", "hello")
     server = serve(buffer.getvalue())
     with pytest.raises(ValueError, match="no L3DAS_Task2_dev/data folder inside"):
-        fetch("l3das21", "dev", tmp_path, url_base=server.url, progress=False)
+        fetch("l3das21", "dev", tmp_path, url_base=server.url, progress=False, no_verify=True)
     assert not (tmp_path / "L3DAS_Task2_dev").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
@@ -133,7 +136,7 @@ def test_archive_without_the_layout_is_rejected(serve, tmp_path: Path) -> None:
 def test_http_error_and_unknown_set(serve, tmp_path: Path) -> None:
     server = serve(b"")
     with pytest.raises(RuntimeError, match="HTTP 404"):
-        fetch("l3das21", "dev", tmp_path, url_base=server.url + "/missing", progress=False)
+        fetch("l3das21", "dev", tmp_path, url_base=server.url + "/missing", progress=False, no_verify=True)
     with pytest.raises(ValueError, match="set='eval'"):
         fetch("l3das21", "eval", tmp_path)
 
@@ -155,7 +158,8 @@ def test_existing_folder_without_data_is_reported_not_overwritten(serve, tmp_pat
     labels = tmp_path / "L3DAS_Task2_dev" / "labels"
     labels.mkdir(parents=True)
     (labels / "mine.csv").write_text("copied by hand\n")
-    args = ["download", "l3das21", "--set", "dev", "--out", str(tmp_path), "--url-base", server.url]
+    args = ["download", "l3das21", "--set", "dev", "--out", str(tmp_path), "--url-base", server.url,
+            "--md5", hashlib.md5(payload).hexdigest()]
     assert phnn_main(args) == 1
     err = capsys.readouterr().err
     assert f"{tmp_path / 'L3DAS_Task2_dev'} already exists without a data/ folder (it holds labels)" in err

@@ -1,7 +1,7 @@
 """Reading clips safely: every sample checked, every length consistent, any sample rate in bounded memory.
 
-A wav file is opened as an ``AudioFile``, which refuses, with one line naming the file, the value and
-the fix:
+A wav file is opened as an ``AudioFile``, which refuses, with a ``DataFileError`` (a ValueError) of
+one line naming the file, the value and the fix:
 
 * a file libsndfile cannot read, or with another channel count than expected;
 * a truncated file: the WAV header declares more sample data than the file holds (libsndfile would
@@ -42,6 +42,8 @@ import numpy as np
 import soundfile
 import torch
 
+from phnn.errors import DataFileError
+
 READ_BLOCK = 1 << 16  # samples per read when a file is scanned
 
 
@@ -74,7 +76,7 @@ def check_samples(block: np.ndarray, path: str | Path, first_sample: int, sample
     if not finite.all():
         channel, index = (int(i[0]) for i in np.nonzero(~finite))
         sample = first_sample + index
-        raise ValueError(
+        raise DataFileError(
             f"{path}: sample {sample} (t = {sample / sample_rate:.3f} s) of channel {channel} is "
             f"{block[channel, index]}; audio must be finite: repair or re-export the file, or leave it out")
     if max_abs is not None and block.size:
@@ -82,7 +84,7 @@ def check_samples(block: np.ndarray, path: str | Path, first_sample: int, sample
         if peak > max_abs:
             channel, index = (int(i[0]) for i in np.nonzero(np.abs(block) == peak))
             sample = first_sample + index
-            raise ValueError(
+            raise DataFileError(
                 f"{path}: sample {sample} (t = {sample / sample_rate:.3f} s) of channel {channel} is "
                 f"{block[channel, index]:g}, beyond ±{max_abs:g}, where the float16 feature cache overflows; "
                 f"scale the audio to [-1, 1] (or use data.magnitude_scale: log1p)")
@@ -96,19 +98,19 @@ class AudioFile:
         try:
             info = soundfile.info(str(self.path))
         except (RuntimeError, OSError, soundfile.LibsndfileError) as error:
-            raise ValueError(f"{self.path}: cannot read audio ({error})") from None
+            raise DataFileError(f"{self.path}: cannot read audio ({error})") from None
         self.channels, self.frames, self.sample_rate = int(info.channels), int(info.frames), int(info.samplerate)
         if expected_channels is not None and self.channels != expected_channels:
-            raise ValueError(f"{self.path}: {self.channels} channel(s), expected {expected_channels} "
+            raise DataFileError(f"{self.path}: {self.channels} channel(s), expected {expected_channels} "
                              f"(first-order Ambisonics per mic)")
         shortfall = _riff_data_shortfall(self.path)
         if shortfall is not None:
             declared, present = shortfall
-            raise ValueError(
+            raise DataFileError(
                 f"{self.path}: truncated: its header declares {declared} bytes of samples but the file holds "
                 f"{present} ({present / max(declared, 1):.1%}); copy or download the file again")
         if self.frames == 0:
-            raise ValueError(f"{self.path}: the clip has 0 samples; a clip needs at least one sample")
+            raise DataFileError(f"{self.path}: the clip has 0 samples; a clip needs at least one sample")
 
     def read(self, start: int, stop: int) -> np.ndarray:
         """Samples ``start … stop - 1`` as ``(channels, stop - start)`` float32, zeros outside the file."""
@@ -120,9 +122,9 @@ class AudioFile:
                     handle.seek(first)
                     data = handle.read(last - first, dtype="float32", always_2d=True)
             except (RuntimeError, OSError, soundfile.LibsndfileError) as error:
-                raise ValueError(f"{self.path}: cannot read audio ({error})") from None
+                raise DataFileError(f"{self.path}: cannot read audio ({error})") from None
             if data.shape[0] != last - first:
-                raise ValueError(f"{self.path}: truncated: read {first + data.shape[0]} of the {self.frames} samples "
+                raise DataFileError(f"{self.path}: truncated: read {first + data.shape[0]} of the {self.frames} samples "
                                  f"its header declares; copy or download the file again")
             out[:, first - start : last - start] = data.T
         return out
@@ -135,7 +137,7 @@ class AudioFile:
 
 
 @lru_cache(maxsize=8)
-def _polyphase_table(up: int, down: int) -> tuple[torch.Tensor, int]:
+def _polyphase_table(up: int, down: int) -> tuple[np.ndarray, int]:
     """``(up, taps)`` float32 table of the resampling filter and its half-length (see the module docstring).
 
     Phase ``r`` holds ``h(r - half + k·up)`` for ``k = 0 … taps - 1``; ``h`` is the Kaiser-windowed
@@ -154,7 +156,7 @@ def _polyphase_table(up: int, down: int) -> tuple[torch.Tensor, int]:
         window = np.i0(beta * np.sqrt(np.clip(1.0 - (t / half) ** 2, 0.0, None))) / np.i0(beta)
         rows = np.where(inside, cutoff * np.sinc(cutoff * t) * window, 0.0)
         table[low : low + len(r)] = rows / rows.sum(axis=1, keepdims=True)  # unit DC gain in every phase
-    return torch.from_numpy(table), half
+    return table, half
 
 
 class Resampler:
@@ -180,21 +182,21 @@ class Resampler:
     def __call__(self, samples: np.ndarray | torch.Tensor, offset: int, start: int, stop: int) -> torch.Tensor:
         """Outputs ``start … stop - 1`` from ``samples``: ``(channels, n)``, the input samples from
         ``offset`` on; input samples outside them count as zeros."""
-        x = torch.as_tensor(samples, dtype=torch.float32)
+        x = np.asarray(samples, dtype=np.float32)
         need_first, need_stop = self.input_range(start, stop)
         before, after = max(offset - need_first, 0), max(need_stop - offset - x.shape[-1], 0)
         if before or after:
-            x, offset = torch.nn.functional.pad(x, (before, after)), offset - before
+            x, offset = np.pad(x, ((0, 0), (before, after))), offset - before
         taps = self.table.shape[1]
-        out = torch.empty(x.shape[0], max(stop - start, 0))
+        out = np.empty((x.shape[0], max(stop - start, 0)), dtype=np.float32)
+        # numpy, single-threaded: torch's gather and sum spin their OpenMP threads on a busy machine (4x slower)
         for low in range(start, stop, self.BLOCK):
-            m = torch.arange(low, min(low + self.BLOCK, stop), dtype=torch.int64)
+            m = np.arange(low, min(low + self.BLOCK, stop), dtype=np.int64)
             position = m * self.down + self.half
-            newest = position // self.up - offset  # index in `samples` of the newest input sample used
-            weights = self.table[position % self.up]  # (block, taps)
-            index = newest[:, None] - torch.arange(taps)[None, :]
-            out[:, low - start : low - start + len(m)] = (x[:, index] * weights).sum(-1)
-        return out
+            newest = position // self.up - offset  # index in `x` of the newest input sample used
+            index = newest[:, None] - np.arange(taps)[None, :]
+            out[:, low - start : low - start + len(m)] = np.einsum("cbk,bk->cb", x[:, index], self.table[position % self.up])
+        return torch.from_numpy(out)
 
 
 class ClipAudio:
@@ -214,13 +216,13 @@ class ClipAudio:
         first = self.files[0]
         for file in self.files[1:]:
             if file.sample_rate != first.sample_rate:
-                raise ValueError(f"{file.path}: sample rate {file.sample_rate} Hz differs from {first.path} "
+                raise DataFileError(f"{file.path}: sample rate {file.sample_rate} Hz differs from {first.path} "
                                  f"({first.sample_rate} Hz)")
             if file.frames != first.frames:
-                raise ValueError(f"{file.path}: {file.frames} samples, but {first.path} has {first.frames}; "
+                raise DataFileError(f"{file.path}: {file.frames} samples, but {first.path} has {first.frames}; "
                                  f"the mic files of one clip must have the same length")
         if first.sample_rate != sample_rate and not resample:
-            raise ValueError(f"{first.path}: sample rate {first.sample_rate} Hz, expected {sample_rate} Hz")
+            raise DataFileError(f"{first.path}: sample rate {first.sample_rate} Hz, expected {sample_rate} Hz")
         self.original_rate, self.sample_rate, self.max_abs = first.sample_rate, sample_rate, max_abs
         self.resampler = Resampler(first.sample_rate, sample_rate) if first.sample_rate != sample_rate else None
         self.channels = sum(f.channels for f in self.files)

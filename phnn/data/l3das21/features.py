@@ -16,9 +16,12 @@ Cache: ``<cache_dir>/<key>/<split>/<stem>_<mic>.npy`` float16 ``(channels_per_mi
 plus ``<stem>.sed-v<TARGET_VERSION>.npy`` (uint8, ``(T, 42)``) and ``<stem>.doa-v<TARGET_VERSION>.npy``
 (float16, ``(T, 126)``); the key hashes the feature settings and ``FORMAT_VERSION``; ``TARGET_VERSION``
 changes when the label quantisation does (2: ``round(t / 0.1)`` as the original tools), so targets
-cached by an older version are rebuilt while features (and checkpoint feature keys) stay valid. Every file is written to a temporary name in
-the same folder and renamed, so a killed run leaves no half-written file under a final name and the
-next run skips what is complete. Clips are processed one at a time: memory does not grow with their
+cached by an older version are rebuilt while features (and checkpoint feature keys) stay valid.
+``<stem>.source.json``, written last, records the size and modification time of the clip's wavs and
+label CSV: a clip whose sources changed (or whose record is missing) is rebuilt, with a log line
+naming what changed. Every file is written to a temporary name in the same folder, flushed to the
+disk (fsync) and renamed, so a killed run or a power loss leaves no half-written file under a final
+name and the next run skips what is complete. Clips are processed one at a time: memory does not grow with their
 number.
 
 Normalisation: z-score per channel × frequency bin (statistics over all frames of the training
@@ -45,6 +48,7 @@ import torch
 from phnn.data.l3das21.audio import ClipAudio, load_clip
 from phnn.data.l3das21.labels import load_targets, num_label_frames
 from phnn.data.l3das21.layout import CHANNELS_PER_MIC, SAMPLE_RATE, Clip
+from phnn.errors import DataFileError
 from phnn.io import save_npy_atomic, write_text_atomic
 
 FORMAT_VERSION = 1
@@ -292,7 +296,7 @@ class FeatureCache:
         if todo:
             self._build_all(split, todo, progress, workers, report)
         if report.bad and bad_clips == "error":
-            raise ValueError(next(iter(report.bad.values())))
+            raise DataFileError(next(iter(report.bad.values())))
         return report
 
     def _build_all(self, split: str, todo: list[Clip], progress: bool, workers: int | None, report: BuildReport) -> None:
@@ -338,12 +342,12 @@ class FeatureCache:
             write_text_atomic(record, json.dumps({"sources": identity, "error": str(error)}))
             return clip.stem, str(error)
         for mic, features in arrays.items():
-            save_npy_atomic(self.feature_path(split, clip.stem, mic), features.half().numpy())
+            save_npy_atomic(self.feature_path(split, clip.stem, mic), features.half().numpy(), sync=True)
         if targets is not None:
             sed_path, doa_path = self.target_paths(split, clip.stem)
-            save_npy_atomic(doa_path, targets[1].astype(np.float16))
-            save_npy_atomic(sed_path, targets[0].astype(np.uint8))
-        write_text_atomic(record, json.dumps({"sources": identity, "error": None}))
+            save_npy_atomic(doa_path, targets[1].astype(np.float16), sync=True)
+            save_npy_atomic(sed_path, targets[0].astype(np.uint8), sync=True)
+        write_text_atomic(record, json.dumps({"sources": identity, "error": None}), sync=True)
         return clip.stem, None
 
     def num_frames(self, split: str, stem: str, mic: str = "A") -> int:

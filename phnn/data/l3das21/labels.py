@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from phnn.errors import DataFileError
 from phnn.data.l3das21.layout import CLASSES, MAX_SLOTS, NUM_CLASSES
 
 LABEL_HOP_SECONDS = 0.1
@@ -106,7 +107,7 @@ def events_to_targets(
     position = np.empty(3, dtype=np.float32)
     for row_number, event in enumerate(events, start=1):
         if event.start >= num_frames * LABEL_HOP_SECONDS:
-            raise ValueError(
+            raise DataFileError(
                 f"{source}, row {row_number}: event {CLASSES[event.class_index]} starts at Start={event.start} s, "
                 f"past the end of its clip ({num_frames} label frames = {num_frames * LABEL_HOP_SECONDS:g} s); "
                 f"fix the label file or use the clip it belongs to")
