@@ -1,26 +1,28 @@
-"""Sound event detection metrics for L3DAS21 Task 2, as torchmetrics Metrics.
+"""Sound event detection metrics for L3DAS21 Task 2, as torchmetrics Metrics (states summed across DDP ranks).
 
-Both metrics take binary predictions (already thresholded) and binary targets shaped
+`L3DAS21FrameScore` takes binary predictions (already thresholded) and binary targets shaped
 (B, T, classes · slots) — the 42 = 14 × 3 layout of phnn's SED targets, class-major
-(index = class · slots + slot) — or (B, T, classes, slots). T counts 100 ms label frames.
-Their states are counts with `dist_reduce_fx="sum"`, so they add up across batches and DDP ranks.
+(index = class · slots + slot) — or (B, T, classes, slots); T counts 100 ms label frames. It counts
+one-to-one or as the official L3DAS21 code (`phnn.metrics.frames`).
 
-Conventions for the corner cases (the same as the official L3DAS21 and sed_eval tools, which
-divide by `count + eps`):
-
-- precision, recall and F-score are 0 when their denominator is 0 (e.g. no events and no
-  detections give P = R = F = 0, not 1);
-- the DCASE error rate divides by max(N, 1): with no reference events it equals the number of
-  insertions (0 for a silent prediction), never inf or nan.
+`DCASEScore` takes event lists in seconds and counts as sed_eval does (`phnn.metrics.events`), except
+for the corner cases documented there: where sed_eval gives NaN (P, R or F with nothing to divide) or
+a huge number (ER with no reference event: I / eps), phnn reports 0, resp. I / max(N, 1).
 """
 
 from __future__ import annotations
 
-import itertools
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
 from torchmetrics import Metric
+
+from phnn.metrics.events import DCASECounts, Event, dcase_scores, event_counts, segment_counts
+from phnn.metrics.frames import COUNTINGS, PRF, Counting, match_frames
+
+DCASE_KINDS = {"segment": segment_counts, "event": event_counts}
 
 NUM_CLASSES = 14
 NUM_SLOTS = 3
@@ -54,116 +56,76 @@ def _ratio(num: Tensor, den: Tensor) -> Tensor:
     return torch.where(positive, num / torch.where(positive, den, torch.ones_like(den)), torch.zeros_like(num))
 
 
-def _location_matches(p: Tensor, t: Tensor, p_loc: Tensor, t_loc: Tensor, max_distance: float) -> Tensor:
-    """Maximum number of (pred, true) pairs per (B, T, C) cell, each used once, within `max_distance`.
-
-    Slots are few (3), so every assignment of predicted slots to true slots is enumerated:
-    an exact maximum matching, not a greedy one.
-    """
-    close = torch.cdist(p_loc.flatten(0, 2).double(), t_loc.flatten(0, 2).double()) < max_distance
-    close = close.view(*p.shape, p.shape[-1])  # (B, T, C, S_pred, S_true)
-    valid = close & p.unsqueeze(-1) & t.unsqueeze(-2)
-    slots = p.shape[-1]
-    best = torch.zeros(p.shape[:-1], dtype=torch.long, device=p.device)
-    index = torch.arange(slots, device=p.device)
-    for perm in itertools.permutations(range(slots)):
-        matched = valid[..., index, torch.tensor(perm, device=p.device)].sum(-1)
-        best = torch.maximum(best, matched)
-    return best
-
-
 class L3DAS21FrameScore(Metric):
-    """The L3DAS21 Task 2 frame metric (class matching per 100 ms frame): precision, recall, F.
+    """The L3DAS21 Task 2 frame metric: precision, recall and F per 100 ms frame, in one `counting`.
 
-    Per frame and class: TP = min(#pred, #true), FP = #pred − TP, FN = #true − TP, summed over
-    frames, classes and clips. When locations (B, T, C·S, 3) or (B, T, C, S, 3) are passed to
-    `update`, a prediction only matches a true event of the same class within `max_distance`
-    (same units as the locations; 2 m in the challenge), each true event at most once.
-    `compute()` returns {"precision", "recall", "f_score"}.
+    ``counting="one_to_one"``: each prediction matches at most one true event (phnn's ``f_score``);
+    ``counting="official"``: the official ``location_sensitive_detection`` counting, double counting
+    included (``f_score_l3das21``); see `phnn.metrics.frames`. When coordinates in metres
+    (B, T, C·S, 3) or (B, T, C, S, 3) are passed to `update`, a prediction only matches a true event
+    of its class closer than `spatial_threshold` (2 m in the challenge). Counts are kept per class
+    (states of shape (C,), summed across batches and DDP ranks). `compute()` returns {"precision",
+    "recall", "f_score"}; `per_class()` the same per class.
     """
 
     full_state_update = False
     higher_is_better = True
 
-    def __init__(self, num_classes: int = NUM_CLASSES, max_distance: float = 2.0, **kwargs) -> None:
+    def __init__(self, num_classes: int = NUM_CLASSES, counting: Counting = "one_to_one",
+                 spatial_threshold: float = 2.0, **kwargs) -> None:
         super().__init__(**kwargs)
+        if counting not in COUNTINGS:
+            raise ValueError(f"L3DAS21FrameScore: counting={counting!r}; expected one of {list(COUNTINGS)}")
         self.num_classes = num_classes
-        self.max_distance = max_distance
+        self.counting = counting
+        self.spatial_threshold = spatial_threshold
         for name in ("tp", "fp", "fn"):
-            self.add_state(name, default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+            self.add_state(name, default=torch.zeros(num_classes, dtype=torch.long), dist_reduce_fx="sum")
 
-    def update(self, preds: Tensor, target: Tensor, pred_locations: Tensor | None = None,
-               target_locations: Tensor | None = None) -> None:
+    def update(self, preds: Tensor, target: Tensor, pred_xyz: Tensor | None = None,
+               target_xyz: Tensor | None = None) -> None:
         p, t = _check_pair(preds, target, self.num_classes)
-        n_pred, n_true = p.sum(-1), t.sum(-1)
-        if (pred_locations is None) != (target_locations is None):
-            raise ValueError("pass both pred_locations and target_locations, or neither")
-        if pred_locations is None:
-            tp = torch.minimum(n_pred, n_true)
-        else:
-            locs = [loc.reshape(*p.shape, 3) for loc in (pred_locations, target_locations)]
-            tp = _location_matches(p, t, locs[0], locs[1], self.max_distance)
-        self.tp += tp.sum()
-        self.fp += (n_pred - tp).sum()
-        self.fn += (n_true - tp).sum()
+        xyz = [None if x is None else x.reshape(*p.shape, 3) for x in (pred_xyz, target_xyz)]
+        match = match_frames(p, t, self.counting, xyz[0], xyz[1], self.spatial_threshold)
+        self.tp += match.tp.sum((0, 1))
+        self.fp += match.fp.sum((0, 1))
+        self.fn += match.fn.sum((0, 1))
 
     def compute(self) -> dict[str, Tensor]:
-        precision = _ratio(self.tp, self.tp + self.fp)
-        recall = _ratio(self.tp, self.tp + self.fn)
-        f_score = _ratio(2 * precision * recall, precision + recall)
-        return {"precision": precision.float(), "recall": recall.float(), "f_score": f_score.float()}
+        scores = PRF[self.counting](self.tp.sum(), self.fp.sum(), self.fn.sum())
+        return {name: torch.tensor(value) for name, value in zip(("precision", "recall", "f_score"), scores)}
+
+    def per_class(self) -> list[dict[str, float]]:
+        """Precision, recall and F of each class (the synced counts; call after `compute`)."""
+        return [dict(zip(("precision", "recall", "f_score"), PRF[self.counting](tp, fp, fn)))
+                for tp, fp, fn in zip(self.tp.tolist(), self.fp.tolist(), self.fn.tolist())]
 
 
-class DCASESegmentScore(Metric):
-    """DCASE segment-based error rate and micro F1 on segments of `segment_frames` label frames.
+class DCASEScore(Metric):
+    """DCASE segment-based (1 s) or event-based (collars 200 ms / max(200 ms, 50 %)) metrics over clips.
 
-    Per segment and class, activity = any frame and any slot active. Per segment, with FN/FP
-    counted over classes: S = min(FN, FP), D = max(0, FN − FP), I = max(0, FP − FN);
-    ER = (ΣS + ΣD + ΣI) / N (N = active reference (segment, class) pairs); F1 = 2TP / (2TP + FP + FN)
-    over all (segment, class) pairs.
-
-    Segments start at the first frame of each batch item: every item is taken as a clip, or a
-    window that starts on a segment boundary (windows of whole seconds do). A trailing partial
-    segment (T not a multiple of `segment_frames`) is counted as a segment of its own.
-    `compute()` returns {"error_rate", "f1", "substitutions", "deletions", "insertions"} (the
-    last three as rates, i.e. divided by N like the error rate).
+    `update(reference, estimated)` takes one clip's event lists ``[(onset s, offset s, class), ...]``
+    (see `phnn.metrics.events`, which counts as sed_eval does); the counts are one long vector state,
+    summed across clips and DDP ranks. `compute()` returns {"error_rate", "f1", "precision", "recall",
+    "substitution_rate", "deletion_rate", "insertion_rate"}; `scores(class_names)` adds per-class ones.
     """
 
     full_state_update = False
     higher_is_better = False
 
-    def __init__(self, num_classes: int = NUM_CLASSES, segment_frames: int = 10, **kwargs) -> None:
+    def __init__(self, num_classes: int = NUM_CLASSES, kind: str = "segment", **kwargs) -> None:
         super().__init__(**kwargs)
-        if segment_frames < 1:
-            raise ValueError(f"DCASESegmentScore: segment_frames must be ≥ 1; got {segment_frames}")
-        self.num_classes = num_classes
-        self.segment_frames = segment_frames
-        for name in ("tp", "fp", "fn", "substitutions", "deletions", "insertions", "reference"):
-            self.add_state(name, default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+        if kind not in DCASE_KINDS:
+            raise ValueError(f"DCASEScore: kind={kind!r}; expected one of {sorted(DCASE_KINDS)}")
+        self.num_classes, self.kind = num_classes, kind
+        self.add_state("counts", default=torch.zeros(3 + 5 * num_classes, dtype=torch.long), dist_reduce_fx="sum")
 
-    def _segments(self, x: Tensor) -> Tensor:
-        """(B, T, C, S) → (B, ceil(T / segment_frames), C) class activity per segment."""
-        active = x.any(-1)
-        pad = -active.shape[1] % self.segment_frames
-        if pad:
-            active = torch.cat([active, active.new_zeros(active.shape[0], pad, active.shape[2])], dim=1)
-        return active.view(active.shape[0], -1, self.segment_frames, active.shape[2]).any(2)
+    def update(self, reference: Sequence[Event], estimated: Sequence[Event]) -> None:
+        counts = DCASE_KINDS[self.kind](reference, estimated, self.num_classes)
+        self.counts += torch.from_numpy(counts.as_vector()).to(self.counts.device)
 
-    def update(self, preds: Tensor, target: Tensor) -> None:
-        p, t = (self._segments(x) for x in _check_pair(preds, target, self.num_classes))
-        fn = (t & ~p).sum(-1)
-        fp = (p & ~t).sum(-1)
-        self.tp += (p & t).sum()
-        self.fp += fp.sum()
-        self.fn += fn.sum()
-        self.substitutions += torch.minimum(fn, fp).sum()
-        self.deletions += (fn - fp).clamp(min=0).sum()
-        self.insertions += (fp - fn).clamp(min=0).sum()
-        self.reference += t.sum()
+    def scores(self, class_names: Sequence[str] | None = None) -> dict[str, Any]:
+        return dcase_scores(DCASECounts.from_vector(self.counts.tolist(), self.num_classes), class_names)
 
     def compute(self) -> dict[str, Tensor]:
-        n = self.reference.clamp(min=1).double()
-        rates = {name: getattr(self, name).double() / n for name in ("substitutions", "deletions", "insertions")}
-        error_rate = sum(rates.values())
-        f1 = _ratio(2 * self.tp, 2 * self.tp + self.fp + self.fn)
-        return {"error_rate": error_rate.float(), "f1": f1.float(), **{k: v.float() for k, v in rates.items()}}
+        return {name: torch.tensor(value) for name, value in self.scores()["overall"].items()}

@@ -1,10 +1,16 @@
 """`SoundEventDetector`: L3DAS21 Task 2 sound event detection with a SEDnet of any layer family.
 
-Training and evaluation batches are `(features [B, C, 256, 8·T], targets [B, T, 42])`; the loss is
-BCE-with-logits on the 42 = 14 classes × 3 slots outputs. Validation and test log the L3DAS21
-frame metric and the DCASE 1-second segment metrics. Prediction takes one clip at a time (a dict
-from the DataModule), runs the network over windows of the whole clip, stitches the window scores
-(overlapping frames are averaged) and returns a dict for `SEDPredictionWriter`.
+Training batches are `(features [B, C, 256, 8·T], targets [B, T, 42])`; the loss is BCE-with-logits
+on the 42 = 14 classes × 3 slots outputs. Validation, test and prediction take one whole clip at a
+time (a dict from the DataModule) and score it with `clip_scores`: the network over windows of the
+clip, the window scores stitched (overlapping frames averaged). So `phnn test` scores exactly what
+`phnn predict` writes, and `phnn score` on those files gives the same numbers.
+
+Validation and test log the L3DAS21 frame metric in both countings (`f_score`, `precision`, `recall`:
+one-to-one, used for model selection; `…_l3das21`: the official counting), the DCASE segment-based
+(1 s) `error_rate` and `segment_f1` and the event-based `event_f1` and `event_error_rate`, computed on
+the detected events against the label CSV's events (as `phnn score` does), and the loss (BCE of the
+stitched scores).
 """
 
 from __future__ import annotations
@@ -17,11 +23,14 @@ import torch.nn.functional as F
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor
 
-from phnn.metrics import DCASESegmentScore, L3DAS21FrameScore
+from phnn.data.l3das21.formats import detected_events
+from phnn.metrics import DCASEScore, L3DAS21FrameScore
 from phnn.models import create_model
 from phnn.tasks.base import PHTask, SchedulerInterval
 
 STFT_FRAMES_PER_LABEL_FRAME = 8
+# counting of the L3DAS21 frame metric (see phnn.metrics.frames) → suffix of its logged names
+FRAME_SCORES: dict[str, str] = {"one_to_one": "", "official": "_l3das21"}
 LABEL_FRAME_SECONDS = 0.1
 
 
@@ -86,14 +95,20 @@ class SoundEventDetector(PHTask):
         self.threshold = threshold
         self.window = predict_window_frames
         self.overlap = predict_overlap_frames
-        self.val_frame, self.test_frame = L3DAS21FrameScore(num_classes), L3DAS21FrameScore(num_classes)
-        self.val_segment, self.test_segment = DCASESegmentScore(num_classes), DCASESegmentScore(num_classes)
+        # f_score: one-to-one matching (model selection); f_score_l3das21: the official counting
+        self.val_frame, self.test_frame = (torch.nn.ModuleDict({counting: L3DAS21FrameScore(num_classes, counting)
+                                                                for counting in FRAME_SCORES})
+                                           for _ in range(2))
+        self.val_dcase, self.test_dcase = (torch.nn.ModuleDict({kind: DCASEScore(num_classes, kind)
+                                                                for kind in ("segment", "event")}) for _ in range(2))
 
     def forward(self, features: Tensor) -> Tensor:
         """Logits (B, T, num_classes · slots) for features (B, C, 256, 8·T)."""
         return self.model(features)
 
     def step(self, batch: Any, stage: str) -> Tensor:
+        if stage in ("val", "test"):
+            return self.evaluate_clip(batch, stage)
         features, targets = batch
         logits = self(features)
         if logits.shape != targets.shape:
@@ -101,22 +116,40 @@ class SoundEventDetector(PHTask):
                              f"{tuple(targets.shape)}; features need {STFT_FRAMES_PER_LABEL_FRAME} STFT frames "
                              f"per label frame")
         loss = F.binary_cross_entropy_with_logits(logits, targets.float())
-        self.log(f"{stage}/loss", loss, prog_bar=stage != "test", on_step=stage == "train", on_epoch=True,
-                 batch_size=features.shape[0], sync_dist=stage != "train")
-        if stage in ("val", "test"):
-            detections = torch.sigmoid(logits) > self.threshold
-            getattr(self, f"{stage}_frame").update(detections, targets)
-            getattr(self, f"{stage}_segment").update(detections, targets)
+        self.log(f"{stage}/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=features.shape[0])
+        return loss
+
+    def evaluate_clip(self, item: dict[str, Any], stage: str) -> Tensor:
+        """Score one whole clip as `predict_clip` does and update the stage's metrics."""
+        targets = torch.as_tensor(item["sed"], device=self.device).float()
+        scores = self.clip_scores(item["features"])[: targets.shape[0]]
+        if scores.shape != targets.shape:
+            raise ValueError(f"SoundEventDetector: clip {item.get('stem')!r}: scores {tuple(scores.shape)} do not match "
+                             f"targets {tuple(targets.shape)}")
+        loss = F.binary_cross_entropy(scores.clamp(1e-7, 1 - 1e-7), targets)
+        self.log(f"{stage}/loss", loss, prog_bar=stage == "val", on_epoch=True, batch_size=1, sync_dist=True)
+        detections = scores > self.threshold
+        for metric in getattr(self, f"{stage}_frame").values():
+            metric.update(detections[None], targets[None])
+        estimated = [(onset, offset, cls) for onset, offset, cls, _ in detected_events(
+            scores.cpu().numpy(), detections.cpu().numpy(), float(item["duration"]), item["label_grid"],
+            self.num_classes)]
+        for metric in getattr(self, f"{stage}_dcase").values():
+            metric.update(item["events"], estimated)
         return loss
 
     def _log_scores(self, stage: str) -> None:
-        frame, segment = getattr(self, f"{stage}_frame"), getattr(self, f"{stage}_segment")
-        scores, errors = frame.compute(), segment.compute()
-        self.log_dict({f"{stage}/f_score": scores["f_score"], f"{stage}/precision": scores["precision"],
-                       f"{stage}/recall": scores["recall"], f"{stage}/error_rate": errors["error_rate"],
-                       f"{stage}/segment_f1": errors["f1"]}, prog_bar=stage == "val")
-        frame.reset()
-        segment.reset()
+        values = {}
+        for counting, metric in getattr(self, f"{stage}_frame").items():
+            values.update({f"{stage}/{name}{FRAME_SCORES[counting]}": value for name, value in metric.compute().items()})
+            metric.reset()
+        dcase = getattr(self, f"{stage}_dcase")
+        segment, event = dcase["segment"].compute(), dcase["event"].compute()
+        values.update({f"{stage}/error_rate": segment["error_rate"], f"{stage}/segment_f1": segment["f1"],
+                       f"{stage}/event_error_rate": event["error_rate"], f"{stage}/event_f1": event["f1"]})
+        for metric in dcase.values():
+            metric.reset()
+        self.log_dict(values, prog_bar=stage == "val")
 
     def on_validation_epoch_end(self) -> None:
         self._log_scores("val")
@@ -137,10 +170,8 @@ class SoundEventDetector(PHTask):
         result = {"stem": item.get("stem"), "path": str(paths[0]), "paths": [str(p) for p in paths]}
         if item.get("error"):
             return {**result, "error": str(item["error"])}
-        features = item["features"]  # a tensor, or a lazy clip (`.shape` and `[..., a:b]`) streamed by window
-        if not hasattr(features, "shape"):
-            features = torch.as_tensor(features)
-        if len(features.shape) == 4 and features.shape[0] == 1:
+        features = item["features"]
+        if isinstance(features, Tensor) and features.dim() == 4 and features.shape[0] == 1:
             features = features[0]
         if len(features.shape) != 3 or features.shape[0] != self.in_channels:
             return {**result, "error": f"expected features with {self.in_channels} channels (the model was trained "
@@ -150,14 +181,15 @@ class SoundEventDetector(PHTask):
         scores = scores[:frames]
         duration = float(item.get("duration", frames * LABEL_FRAME_SECONDS))
         return {**result, "scores": scores.cpu(), "detections": (scores > self.threshold).cpu(),
-                "duration": duration, "error": None}
+                "duration": duration, "label_grid": item.get("label_grid", "official"), "error": None}
 
     @torch.no_grad()
-    def clip_scores(self, features: Tensor) -> Tensor:
+    def clip_scores(self, features: Any) -> Tensor:
         """Sigmoid scores (ceil(T_stft / 8), outputs) for one clip's features (C, F, T_stft).
 
-        Only ``features.shape`` and slices ``features[..., a:b]`` along the last axis are used, one
-        window at a time, so ``features`` may be a lazy clip that computes each window on demand."""
+        Uses only ``features.shape`` and slices ``features[..., a:b]`` along the STFT frame axis, so
+        a lazy object (e.g. a memmap-backed `CachedClipFeatures`) works as well as a tensor.
+        """
         step = STFT_FRAMES_PER_LABEL_FRAME
         frames = -(-features.shape[-1] // step)
         total = torch.zeros(frames, self.model.head[-1].out_features, device=self.device)
@@ -165,9 +197,10 @@ class SoundEventDetector(PHTask):
         stride = self.window - self.overlap
         for start in range(0, max(frames - self.overlap, 1), stride):
             stop = min(start + self.window, frames)
-            window = features[None, ..., start * step:stop * step].to(self.device, self.dtype)
-            if window.shape[-1] < (stop - start) * step:
-                window = F.pad(window, (0, (stop - start) * step - window.shape[-1]))
-            total[start:stop] += torch.sigmoid(self.model(window)[0]).float()
+            window = torch.as_tensor(features[..., start * step:stop * step], device=self.device, dtype=self.dtype)
+            missing = (stop - start) * step - window.shape[-1]
+            if missing:
+                window = F.pad(window, (0, missing))
+            total[start:stop] += torch.sigmoid(self.model(window[None])[0]).float()
             count[start:stop] += 1
         return total / count

@@ -65,13 +65,14 @@ def test_empty_clip_and_non_finite_samples_are_named(tmp_path: Path) -> None:
 
 
 def test_samples_that_overflow_the_float16_cache_are_refused(tmp_path: Path) -> None:
-    # an unnormalised float wav (int16 values): its linear magnitudes would be inf in float16
-    loud = np.repeat(1000 * np.sin(2 * np.pi * 1000 * np.arange(16000) / 32000)[None], 4, 0)
+    # a float wav far out of range: its linear magnitudes (|X| / Σ window, about half the amplitude of
+    # a tone) would be inf in float16
+    loud = np.repeat(2e5 * np.sin(2 * np.pi * 1000 * np.arange(16000) / 32000)[None], 4, 0)
     path = write_float_wav(tmp_path / "loud.wav", loud)
     linear = FeatureSettings()
-    assert linear.max_sample == pytest.approx(65504 / 276.48, rel=1e-3)
+    assert linear.max_sample == 65504 and FeatureSettings(magnitude_scale="div512").max_sample == 65504 * 512
     assert not torch.isfinite(stft_features(torch.from_numpy(loud)).half()).all()  # what the check prevents
-    with pytest.raises(DataFileError, match=r"loud\.wav: sample \d+ .* beyond ±236\.9\d*, where the float16 feature "
+    with pytest.raises(DataFileError, match=r"loud\.wav: sample \d+ .* beyond ±65504, where the float16 feature "
                                             r"cache overflows; scale the audio to \[-1, 1\]"):
         load_clip(path, max_abs=linear.max_sample)
     assert FeatureSettings(magnitude_scale="log1p").max_sample is None  # log1p cannot overflow: accepted

@@ -2,21 +2,26 @@
 
 Features of a clip with ``N`` samples at 32 kHz (``T = ceil(N / 3200)`` label frames):
 
-* the waveform is zero-padded at the end to ``3200·T + 112`` samples and cut into Hamming-windowed
-  frames of 512 samples every 400 samples, *not centred*: STFT frame ``8t + k`` starts at sample
-  ``3200t + 400k``, so exactly 8 STFT frames belong to label frame ``t`` (the published hop 400 /
-  overlap 112), and a 60 s clip gives 4800 frames for its 600 label frames;
+* the official framing of ``spectrum_fast`` (``scipy.signal.stft`` with its defaults
+  ``boundary="zeros"``, ``padded=True``; Hamming window of 512, overlap 112 = hop 400): STFT frame
+  ``j`` is centred on sample ``400·j`` (the first starts 256 samples before the clip, in zeros);
+  the official function drops the last frame, leaving ``ceil(N / 400)``: 4800 frames for a 60 s
+  clip, 8 per label frame. phnn keeps ``8·T`` frames (the waveform is zero-padded at the end when
+  ``N`` is not a multiple of 3200), so exactly 8 STFT frames belong to label frame ``t``; the frames
+  the official function computes are equal to its own, frame for frame;
 * the DC bin is dropped → 256 frequency bins;
-* per channel: magnitude (``magnitude_scale``: ``linear`` = ``|X|`` as published, ``div512`` =
-  ``|X|/512``, ``log1p`` = ``log(1 + |X|)``), then, with ``phase=True``, the phase / π.
+* per channel: magnitude as scipy scales it (``|X| / Σ window``), then ``magnitude_scale``:
+  ``linear`` as published, ``div512`` divides it by 512 (the original PHNN code), ``log1p`` =
+  ``log(1 + |X|)`` of the unscaled magnitude; with ``phase=True``, then the phase / π.
   A mic gives 4 (magnitude) or 8 (magnitude, then phase) channels; mics A+B are concatenated
   (A first) → 4, 8 or 16 channels.
 
 Cache: ``<cache_dir>/<key>/<split>/<stem>_<mic>.npy`` float16 ``(channels_per_mic, 256, 8T)``,
 plus ``<stem>.sed-v<TARGET_VERSION>.npy`` (uint8, ``(T, 42)``) and ``<stem>.doa-v<TARGET_VERSION>.npy``
 (float16, ``(T, 126)``); the key hashes the feature settings and ``FORMAT_VERSION``; ``TARGET_VERSION``
-changes when the label quantisation does (2: ``round(t / 0.1)`` as the original tools), so targets
-cached by an older version are rebuilt while features (and checkpoint feature keys) stay valid.
+changes when the label quantisation does, and the target names carry the ``label_grid``
+(``<stem>.sed-official-v3.npy``), so targets of another grid or version are never read as current
+ones. ``FORMAT_VERSION`` 2 is the official (centred) framing: caches of the older framing are rebuilt.
 ``<stem>.source.json``, written last, records the size and modification time of the clip's wavs and
 label CSV: a clip whose sources changed (or whose record is missing) is rebuilt, with a log line
 naming what changed. Every file is written to a temporary name in the same folder, flushed to the
@@ -46,22 +51,22 @@ import numpy as np
 import torch
 
 from phnn.data.l3das21.audio import ClipAudio, load_clip
-from phnn.data.l3das21.labels import load_targets, num_label_frames
+from phnn.data.l3das21.labels import LabelGrid, check_label_grid, load_targets, num_label_frames
 from phnn.data.l3das21.layout import CHANNELS_PER_MIC, SAMPLE_RATE, Clip
 from phnn.errors import DataFileError
 from phnn.io import save_npy_atomic, write_text_atomic
 
-FORMAT_VERSION = 1
-TARGET_VERSION = 2  # label quantisation of the cached targets (see labels.seconds_to_frame)
+FORMAT_VERSION = 2  # 2: the official centred framing of scipy.signal.stft (1: frames starting at 400·j)
+TARGET_VERSION = 3  # label quantisation of the cached targets (3: named label grids, see labels.py)
 FREQ_BINS = 256
 STFT_FRAMES_PER_LABEL = 8
-FRAME_OFFSET = 0  # samples of STFT frame 0 before the clip start (0: frame j starts at sample hop·j)
 FLOAT16_MAX = 65504.0
 
-MAGNITUDE_SCALES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-    "linear": lambda m: m,
-    "div512": lambda m: m / 512.0,
-    "log1p": torch.log1p,
+# (scipy-scaled magnitude |X| / Σ window, Σ window) → feature
+MAGNITUDE_SCALES: dict[str, Callable[[torch.Tensor, float], torch.Tensor]] = {
+    "linear": lambda m, window_sum: m,
+    "div512": lambda m, window_sum: m / 512.0,
+    "log1p": lambda m, window_sum: torch.log1p(m * window_sum),
 }
 
 
@@ -91,12 +96,10 @@ class FeatureSettings:
 
     @property
     def max_sample(self) -> float | None:
-        """Largest |sample| whose features surely fit the float16 cache: a magnitude is at most
-        |sample| · Σ window (≈ 276.5 for Hamming 512); None when the scale cannot overflow (log1p)."""
-        bound = {"linear": 1.0, "div512": 512.0}.get(self.magnitude_scale)
-        if bound is None:
-            return None
-        return FLOAT16_MAX * bound / float(torch.hamming_window(self.n_fft, dtype=torch.float64).sum())
+        """Largest |sample| whose features surely fit the float16 cache: the scipy-scaled magnitude
+        ``|X| / Σ window`` is at most the largest |sample|; None when the scale cannot overflow (log1p)."""
+        scale = {"linear": 1.0, "div512": 512.0}.get(self.magnitude_scale)
+        return None if scale is None else FLOAT16_MAX * scale
 
     def key(self) -> str:
         text = json.dumps({"format": FORMAT_VERSION, **asdict(self)}, sort_keys=True)
@@ -109,8 +112,9 @@ def num_stft_frames(num_samples: int, settings: FeatureSettings = FeatureSetting
 
 
 def first_sample(frame: int, settings: FeatureSettings = FeatureSettings()) -> int:
-    """The first sample of STFT frame ``frame`` (negative or past the clip: zeros)."""
-    return frame * settings.hop_length - FRAME_OFFSET
+    """The first sample of STFT frame ``frame``, centred on sample ``hop · frame`` (negative or past the
+    clip: zeros, scipy's ``boundary="zeros"``)."""
+    return frame * settings.hop_length - settings.n_fft // 2
 
 
 def stft_frames(read: Callable[[int, int], torch.Tensor], start: int, stop: int,
@@ -125,12 +129,13 @@ def stft_frames(read: Callable[[int, int], torch.Tensor], start: int, stop: int,
     with torch.no_grad():
         wave = read(first_sample(start, settings), first_sample(stop - 1, settings) + settings.n_fft).float()
         window = torch.hamming_window(settings.n_fft, dtype=wave.dtype, device=wave.device)
-        spec = torch.stft(
-            wave, settings.n_fft, settings.hop_length, window=window, center=False, return_complex=True
-        )[:, 1:, :]
+        spec = torch.stft(wave, settings.n_fft, settings.hop_length, window=window, center=False,
+                          return_complex=True)[:, 1:, :]
+        window_sum = float(window.sum())
         real, imag = torch.view_as_real(spec).unbind(-1)
         # |z| as sqrt(re² + im²): 4x faster than complex abs (hypot), same values for audio ranges
-        magnitude = MAGNITUDE_SCALES[settings.magnitude_scale]((real * real + imag * imag).sqrt_())
+        magnitude = (real * real + imag * imag).sqrt_().div_(window_sum)
+        magnitude = MAGNITUDE_SCALES[settings.magnitude_scale](magnitude, window_sum)
         if not settings.phase:
             return magnitude
         phase = spec.angle() / math.pi
@@ -231,8 +236,11 @@ class FeatureCache:
 
     STATS_CHUNK = 1024  # STFT frames per step of the statistics pass (bounds its memory)
 
-    def __init__(self, cache_dir: str | Path, settings: FeatureSettings = FeatureSettings()) -> None:
+    def __init__(self, cache_dir: str | Path, settings: FeatureSettings = FeatureSettings(),
+                 label_grid: LabelGrid = "official") -> None:
+        check_label_grid(label_grid)
         self.settings = settings
+        self.label_grid = label_grid
         self.folder = Path(cache_dir) / settings.key()
 
     def feature_path(self, split: str, stem: str, mic: str) -> Path:
@@ -240,7 +248,8 @@ class FeatureCache:
 
     def target_paths(self, split: str, stem: str) -> tuple[Path, Path]:
         folder = self.folder / split
-        return folder / f"{stem}.sed-v{TARGET_VERSION}.npy", folder / f"{stem}.doa-v{TARGET_VERSION}.npy"
+        tag = f"{self.label_grid}-v{TARGET_VERSION}"
+        return folder / f"{stem}.sed-{tag}.npy", folder / f"{stem}.doa-{tag}.npy"
 
     def record_path(self, split: str, stem: str) -> Path:
         return self.folder / split / f"{stem}.source.json"
@@ -335,8 +344,8 @@ class FeatureCache:
             arrays = {mic: stft_features(wave[i * CHANNELS_PER_MIC : (i + 1) * CHANNELS_PER_MIC], self.settings)
                       for i, mic in enumerate(clip.audio)}
             del wave
-            frames = audio.num_samples
-            targets = load_targets(clip.labels, num_label_frames(frames, self.settings.sample_rate)) \
+            samples, rate = audio.num_samples, self.settings.sample_rate
+            targets = load_targets(clip.labels, num_label_frames(samples, rate), self.label_grid, samples / rate) \
                 if clip.labels is not None else None
         except ValueError as error:
             write_text_atomic(record, json.dumps({"sources": identity, "error": str(error)}))
