@@ -58,17 +58,17 @@ def _torch_load(path: Path, map_location: Any) -> Any:
                               "use another one, e.g. the run's last.ckpt or best.ckpt")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as error:
-        if "Weights only load failed" in str(error):
-            detail = next((line.strip() for line in str(error).splitlines() if "Unsupported" in line), "")
+    except Exception as error:  # torch reports a damaged file as UnpicklingError, RuntimeError, KeyError, ...
+        text = str(error)
+        unsafe = next((line.strip() for line in text.splitlines() if "Unsupported global" in line
+                       or "unrecognized function" in line), None)
+        if isinstance(error, pickle.UnpicklingError) and unsafe:
             raise CheckpointError(
                 f"{path}: refused to load: the checkpoint holds Python objects besides tensors and plain data "
-                f"({detail or 'not allowed by torch.load(weights_only=True)'}); loading them could run code. "
-                "phnn checkpoints never need that: use a checkpoint written by `phnn fit`") from None
-        raise CheckpointError(f"{path}: not a readable checkpoint ({error}); is it truncated or another kind of "
-                              "file?") from None
-    except Exception as error:  # torch reports a damaged file as RuntimeError, KeyError, EOFError, ...
-        reason = str(error).split(". ")[0] or type(error).__name__
+                f"({unsafe}); loading them could run code. phnn checkpoints never need that: use a checkpoint "
+                "written by `phnn fit`") from None
+        reason = next((line.strip() for line in text.splitlines() if "Unsupported operand" in line),
+                      text.split(". ")[0] or type(error).__name__)
         raise CheckpointError(f"{path}: truncated or not a checkpoint ({reason}); use another checkpoint, e.g. "
                               "the run's last.ckpt or best.ckpt") from None
 

@@ -110,7 +110,7 @@ def _build_cli_class() -> type:
             config = self.config.get(str(subcommand)) if subcommand else None
             if config is None or not config.get("ckpt_path"):
                 return
-            if config.ckpt_path == "last" and subcommand == "fit":
+            if config.ckpt_path == "last":
                 config.ckpt_path = str(find_last_checkpoint(self._run_root(config.trainer)))
             if config.ckpt_path not in ("best", "last", "hpc", "registry"):
                 self.config = apply_checkpoint_hyperparameters(self.parser, self.config, subcommand, self._argv)

@@ -20,9 +20,10 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor, nn
 
+from phnn.errors import CheckpointError
 from phnn.nn import PHLayer
 from phnn.nn.report import parameter_report
-from phnn.tasks.spec import from_spec, to_spec
+from phnn.tasks.spec import from_spec, to_plain, to_spec
 
 SchedulerInterval = Literal["epoch", "step"]
 _INTERVALS = ("epoch", "step")
@@ -198,17 +199,45 @@ class PHTask(LightningModule, ABC):
             "input": datamodule.describe_input() if hasattr(datamodule, "describe_input") else None,
             "rng": collect_rng_states(),
         }
+        for key in ("hyper_parameters", "datamodule_hyper_parameters"):  # e.g. a root given as a Path
+            if key in checkpoint:
+                checkpoint[key] = to_plain(checkpoint[key])
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Refuse another task's checkpoint (before its weights are looked at); when resuming a fit,
-        continue the random streams where the checkpoint left them."""
+        continue the random streams where the checkpoint left them, so the next epoch draws (shuffles,
+        augments) what it would have drawn without the interruption (Lightning isolates the sanity
+        check's draws; the training loader's first draw comes after this hook)."""
         from phnn.tasks.identity import check_task  # it names phnn's tasks, which import this module
 
         check_task("the checkpoint", checkpoint, type(self))
+        self._check_weights_fit(checkpoint.get("state_dict") or {})
         record = checkpoint["phnn"]
         self.example_input_shape = record.get("input_shape")
         if record.get("rng") and self._trainer is not None and self.trainer.state.fn == "fit":
             restore_rng_states(record["rng"])
+
+    def _check_weights_fit(self, saved: dict[str, Tensor]) -> None:
+        """A `CheckpointError` (not torch's page of missing keys) when the checkpoint's weights do not
+        fit this network, e.g. when a setting given with `--ckpt_path` changes its shape."""
+        own = self.state_dict()
+        problems = [f"{key}: {tuple(value.shape)} in the checkpoint, {tuple(own[key].shape)} here"
+                    for key, value in saved.items() if key in own and own[key].shape != value.shape]
+        problems += [f"{key}: only in the checkpoint" for key in saved if key not in own]
+        problems += [f"{key}: missing from the checkpoint" for key in own if key not in saved]
+        if problems:
+            more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+            raise CheckpointError(
+                f"the checkpoint's weights do not fit this {type(self).__name__}: {'; '.join(problems[:3])}{more}. "
+                "A setting that shapes the network differs from the run that wrote it: leave it out, or use that "
+                "run's config.yaml")
+
+    def on_train_start(self) -> None:
+        """A resumed fit follows its own length: `CosineAnnealingLR(T_max=None)` restored from a
+        checkpoint anneals over this run's `trainer.max_epochs`, not the one that wrote it."""
+        for config in self.trainer.lr_scheduler_configs:
+            if getattr(config.scheduler, "follows_run", False):
+                config.scheduler.T_max = self._run_length()
 
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory(self.parameters())

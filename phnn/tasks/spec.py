@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import functools
 import importlib
+import os
 from collections.abc import Callable
 from typing import Any
+
+import torch
 
 #: the only modules whose classes a checkpoint may name (optimizer, scheduler, task)
 SAFE_CLASS_MODULES = ("phnn", "torch.optim")
@@ -61,3 +64,19 @@ def from_spec(spec: Any, base: type, what: str) -> Callable[..., Any] | None:
     if not (isinstance(cls, type) and issubclass(cls, base)):
         raise ValueError(f"{what} class_path {path!r} is not a {base.__qualname__}")
     return functools.partial(cls, **(spec.get("init_args") or {}))
+
+
+def to_plain(value: Any) -> Any:
+    """`value` with every part a checkpoint can hold under `torch.load(weights_only=True)`: paths
+    become strings, classes their class path, other objects their repr (recorded, never rebuilt)."""
+    if isinstance(value, dict):
+        return {key: to_plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(to_plain(item) for item in value)
+    if value is None or isinstance(value, (str, int, float, bool, torch.Tensor)):
+        return value
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, type):
+        return f"{value.__module__}.{value.__qualname__}"
+    return repr(value)

@@ -94,7 +94,7 @@ def test_event_past_the_clip_end_is_reported(dev_root: Path, tmp_path: Path) -> 
         handle.write(f"{clip.stem},4.2,4.9,Knock,1.0,0.5,0.0\n")  # the clip is 4 s long
     rows = len(clip.labels.read_text().splitlines()) - 1
     with pytest.raises(DataFileError, match=rf"label_{clip.stem}\.csv, row {rows}: event Knock starts at Start=4\.2 s, "
-                                            r"past the end of its clip \(40 label frames = 4 s\)"):
+                                            r"at or past the end of its clip \(4 s\); fix the label file"):
         load_targets(clip.labels, 40)
     with pytest.raises(DataFileError, match=rf"label_{clip.stem}\.csv, row {rows}"):
         FeatureCache(tmp_path / "cache").build("dev", [clip], progress=False)
