@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -31,19 +30,12 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from features import peak_rss_mb  # noqa: E402  (bench/features.py: VmHWM of this process)
 
 RATES = (8000, 11025, 16001, 22050, 44100, 48000, 95999, 96000)
 QUICK_RATES = (16001, 44100, 96000)
-
-
-def peak_rss_mb() -> float:
-    """VmHWM of this process (unlike ru_maxrss it does not inherit the parent's peak across fork+exec)."""
-    status = Path("/proc/self/status")
-    if status.exists():
-        for line in status.read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def write_clip(path: Path, rate: int, seconds: float, seed: int = 0) -> Path:
