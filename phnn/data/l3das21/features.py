@@ -50,7 +50,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from phnn.data.l3das21.audio import ClipAudio, load_clip
+from phnn.data.l3das21.audio import ClipAudio, load_clip  # load_clip: re-exported (the one feature path)
 from phnn.data.l3das21.labels import LabelGrid, check_label_grid, load_targets, num_label_frames
 from phnn.data.l3das21.layout import CHANNELS_PER_MIC, SAMPLE_RATE, Clip
 from phnn.errors import DataFileError
