@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor
+from torchmetrics import MeanMetric
 
 from phnn.data.l3das21.formats import detected_events
 from phnn.metrics import DCASEScore, L3DAS21FrameScore
@@ -99,6 +100,7 @@ class SoundEventDetector(PHTask):
         self.val_frame, self.test_frame = (torch.nn.ModuleDict({counting: L3DAS21FrameScore(num_classes, counting)
                                                                 for counting in FRAME_SCORES})
                                            for _ in range(2))
+        self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
         self.val_dcase, self.test_dcase = (torch.nn.ModuleDict({kind: DCASEScore(num_classes, kind)
                                                                 for kind in ("segment", "event")}) for _ in range(2))
 
@@ -127,7 +129,7 @@ class SoundEventDetector(PHTask):
             raise ValueError(f"SoundEventDetector: clip {item.get('stem')!r}: scores {tuple(scores.shape)} do not match "
                              f"targets {tuple(targets.shape)}")
         loss = F.binary_cross_entropy(scores.clamp(1e-7, 1 - 1e-7), targets)
-        self.log(f"{stage}/loss", loss, prog_bar=stage == "val", on_epoch=True, batch_size=1, sync_dist=True)
+        getattr(self, f"{stage}_loss").update(loss, weight=targets.shape[0])  # mean over frames, across ranks
         detections = scores > self.threshold
         for metric in getattr(self, f"{stage}_frame").values():
             metric.update(detections[None], targets[None])
@@ -139,7 +141,9 @@ class SoundEventDetector(PHTask):
         return loss
 
     def _log_scores(self, stage: str) -> None:
-        values = {}
+        loss = getattr(self, f"{stage}_loss")
+        values = {f"{stage}/loss": loss.compute()}
+        loss.reset()
         for counting, metric in getattr(self, f"{stage}_frame").items():
             values.update({f"{stage}/{name}{FRAME_SCORES[counting]}": value for name, value in metric.compute().items()})
             metric.reset()
