@@ -124,18 +124,11 @@ def test_inspect_and_export_a_sed_checkpoint(trained: dict[str, Path], tmp_path:
     assert meta["input_shape"][1:3] == [4, 256]
 
 
-def low_threshold(trained: dict[str, Path], folder: Path) -> Path:
-    """The 1-epoch model's scores sit near its prior 0.03: a copy of its checkpoint whose threshold detects
-    some frames (LightningCLI takes the model's arguments from the checkpoint, so they are set there)."""
-    import torch
-
-    checkpoint = torch.load(trained["ckpt"], weights_only=False)
-    checkpoint["hyper_parameters"]["threshold"] = 0.03
-    torch.save(checkpoint, folder / "low_threshold.ckpt")
-    return folder / "low_threshold.ckpt"
+# the 1-epoch model's scores sit near its prior 0.03: a threshold that detects some frames
+LOW_THRESHOLD = "--model.init_args.threshold=0.03"
 
 
-def test_metrics(runs: Path) -> dict[str, float]:
+def logged_test_metrics(runs: Path) -> dict[str, float]:
     (metrics,) = runs.rglob("metrics.csv")
     with open(metrics, newline="") as file:
         return {k: float(v) for row in csv.DictReader(file) for k, v in row.items() if v and k.startswith("test/")}
@@ -145,12 +138,11 @@ def test_test_and_score_on_predict_files_agree(trained: dict[str, Path], l3das21
                                                capsys: pytest.CaptureFixture) -> None:
     """`phnn test` on the dev split and `phnn score` on the files `phnn predict` wrote for the same clips:
     the same numbers (same windows, stitching, detections, event times and metric code)."""
-    ckpt = low_threshold(trained, tmp_path)
-    assert main(["test", "--config", str(trained["config"]), "--ckpt_path", str(ckpt),
+    assert main(["test", "--config", str(trained["config"]), "--ckpt_path", str(trained["ckpt"]), LOW_THRESHOLD,
                  f"--trainer.logger.init_args.save_dir={tmp_path / 'runs'}"]) == 0
-    logged = test_metrics(tmp_path / "runs")
+    logged = logged_test_metrics(tmp_path / "runs")
     dev = l3das21_root / "L3DAS_Task2_dev"
-    assert predict({**trained, "ckpt": ckpt}, dev / "data", tmp_path / "pred") == 0
+    assert predict(trained, dev / "data", tmp_path / "pred", LOW_THRESHOLD) == 0
     assert sum(p.stat().st_size for p in (tmp_path / "pred").glob("*_frames.csv")) > 0  # something was detected
     capsys.readouterr()
     assert main(["score", str(tmp_path / "pred"), "--labels", str(dev / "labels")]) == 0
@@ -197,16 +189,15 @@ def test_ddp_test_scores_every_clip_once(trained: dict[str, Path], tmp_path: Pat
 
     root = tmp_path / "data"
     synthesize(root, train_clips=1, dev_clips=3, duration=2.0, seed=3)
-    ckpt = low_threshold(trained, tmp_path)
-    common = ["test", "--config", str(trained["config"]), "--ckpt_path", str(ckpt), f"--data.root={root}",
-              f"--data.cache_dir={tmp_path / 'cache'}"]
+    common = ["test", "--config", str(trained["config"]), "--ckpt_path", str(trained["ckpt"]), LOW_THRESHOLD,
+              f"--data.root={root}", f"--data.cache_dir={tmp_path / 'cache'}"]
     assert main([*common, f"--trainer.logger.init_args.save_dir={tmp_path / 'one'}"]) == 0
     command = [sys.executable, "-m", "phnn", *common, f"--trainer.logger.init_args.save_dir={tmp_path / 'two'}",
                "--trainer.strategy=ddp", "--trainer.devices=2"]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    one, two = test_metrics(tmp_path / "one"), test_metrics(tmp_path / "two")
+    one, two = logged_test_metrics(tmp_path / "one"), logged_test_metrics(tmp_path / "two")
     assert set(one) == set(two) and "test/f_score_l3das21" in one
     for name, value in one.items():
         assert two[name] == pytest.approx(value, abs=1e-6), name
