@@ -13,7 +13,7 @@ says ``--no-verify``; the zip's CRCs are checked in every case.
 
 Extraction trusts nothing in the archive: members must stay inside the folder (no absolute paths,
 no ``..``, no links), the total uncompressed size must stay under ``max_bytes`` and each member's
-compression ratio under ``MAX_RATIO`` (zip bombs), counted on the bytes actually written, not only
+compression ratio (members over 1 MiB) under ``MAX_RATIO`` (zip bombs), counted on the bytes actually written, not only
 on the sizes the archive declares. It goes into a private folder (``tempfile.mkdtemp``, mode 0700,
 in ``<out>``), and the finished ``L3DAS_Task2_<set>`` folder is renamed into place, so no
 half-extracted folder is ever visible under its final name.
