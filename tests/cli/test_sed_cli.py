@@ -124,8 +124,8 @@ def test_inspect_and_export_a_sed_checkpoint(trained: dict[str, Path], tmp_path:
     assert meta["input_shape"][1:3] == [4, 256]
 
 
-# The 1-epoch model's scores sit near its prior 0.03: a threshold that detects some frames (a value given
-# on the command line wins over the checkpoint's).
+# The 1-epoch model's scores sit near its prior 0.03: a threshold that detects some frames. Given on the
+# command line, it wins over the value the checkpoint and config.yaml hold.
 LOW_THRESHOLD = "--model.init_args.threshold=0.03"
 
 
@@ -139,8 +139,7 @@ def test_test_and_score_on_predict_files_agree(trained: dict[str, Path], l3das21
                                                capsys: pytest.CaptureFixture) -> None:
     """`phnn test` on the dev split and `phnn score` on the files `phnn predict` wrote for the same clips:
     the same numbers (same windows, stitching, detections, event times and metric code)."""
-    ckpt = trained["ckpt"]
-    assert main(["test", "--config", str(trained["config"]), "--ckpt_path", str(ckpt), LOW_THRESHOLD,
+    assert main(["test", "--config", str(trained["config"]), "--ckpt_path", str(trained["ckpt"]), LOW_THRESHOLD,
                  f"--trainer.logger.init_args.save_dir={tmp_path / 'runs'}"]) == 0
     logged = logged_test_metrics(tmp_path / "runs")
     dev = l3das21_root / "L3DAS_Task2_dev"
@@ -192,8 +191,7 @@ def test_ddp_test_scores_every_clip_once(trained: dict[str, Path], tmp_path: Pat
     root = tmp_path / "data"
     synthesize(root, train_clips=1, dev_clips=3, duration=2.0, seed=3)
     common = ["test", "--config", str(trained["config"]), "--ckpt_path", str(trained["ckpt"]), LOW_THRESHOLD,
-              f"--data.root={root}",
-              f"--data.cache_dir={tmp_path / 'cache'}"]
+              f"--data.root={root}", f"--data.cache_dir={tmp_path / 'cache'}"]
     assert main([*common, f"--trainer.logger.init_args.save_dir={tmp_path / 'one'}"]) == 0
     command = [sys.executable, "-m", "phnn", *common, f"--trainer.logger.init_args.save_dir={tmp_path / 'two'}",
                "--trainer.strategy=ddp", "--trainer.devices=2"]
