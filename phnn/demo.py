@@ -44,7 +44,7 @@ def _synthesize(root: Path, seed: int) -> None:
         return
     print(f"[demo] synthesising {DATA['train_clips']} train + {DATA['dev_clips']} dev clips of "
           f"{DATA['duration']:.0f} s in {root}")
-    synthesize(root, seed=seed, mic_b=False, progress=True, **DATA)
+    synthesize(root, seed=seed, mic_b=False, progress=True, overwrite=True, **DATA)  # the demo's own folder
     _write_json(stamp, settings)
 
 
