@@ -219,6 +219,7 @@ def _reason(item: dict[str, str]) -> str:
 
 
 def main(argv: list[str]) -> int:
+    """Score prediction files against the L3DAS21 label CSVs."""
     parser = argparse.ArgumentParser(
         prog="phnn score", description=__doc__.splitlines()[0].split(": ", 1)[1],
         epilog="Example: phnn score demo_output/predictions --labels demo_output/data/L3DAS_Task2_dev/labels")
