@@ -25,6 +25,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -353,9 +354,10 @@ def main(argv: list[str] | None = None) -> int:
     env["PYTHONPATH"] += os.pathsep + str(sitecustomize)
 
     def run(command: list[str]) -> tuple[int, str]:
+        start = time.perf_counter()
         done = subprocess.run([sys.executable, "-m", "phnn", *command], cwd=root, env=env, capture_output=True,
                               text=True)
-        return done.returncode, done.stderr
+        return done.returncode, f"[{time.perf_counter() - start:.1f} s]\n{done.stderr}"
 
     walk, outcomes = walk_docs(root, run, repo)
     total_warnings = 0
@@ -365,7 +367,8 @@ def main(argv: list[str] | None = None) -> int:
             continue
         warnings = [line for line in outcome.output.splitlines() if WARNING.match(line)]
         total_warnings += len(warnings)
-        print(f"exit {outcome.code}  warnings {len(warnings)}  phnn {shlex.join(outcome.argv)[:110]}")
+        seconds = outcome.output.split("\n", 1)[0]
+        print(f"exit {outcome.code}  warnings {len(warnings)}  {seconds}  phnn {shlex.join(outcome.argv)[:100]}")
         for line in warnings:
             print(f"        {line[:160]}")
     print(f"\nfits that trained: {len(fits_of(outcomes))}; run folders: {len(versions(root))}; "
