@@ -8,8 +8,9 @@ Batches (fit / validate / test)::
     (features [B, C, 256, 8·T] float32, normalised,   sed [B, T, 42] float32)
     (features, sed, doa [B, T, 126] float32)            with return_doa=True
 
-``C`` = ``in_channels`` = 4 per mic (A or A+B) × 2 with ``phase`` (channel order: A magnitude,
-[A phase], B magnitude, [B phase]). Training items are windows of ``segment_seconds`` (``T`` label
+``C`` = ``in_channels`` = 4 per mic (A or A+B) × (1 + ``phase`` + ``intensity``), in the official
+order (all mics' magnitudes, then their phases, then their intensities; each group W, Y, Z, X per mic,
+A before B; see ``features.group_channels``). Training items are windows of ``segment_seconds`` (``T`` label
 frames of 100 ms) taken every ``segment_seconds·(1 − segment_overlap)``; a clip shorter than a
 window is zero-padded (features at the mean, no events). Validation and test windows tile each
 clip without overlap, so every frame is scored exactly once; a clip's last, shorter window is
@@ -51,6 +52,7 @@ from phnn.data.l3das21.features import (
     FeatureCache,
     FeatureSettings,
     Normalizer,
+    group_channels,
     load_clip,
     stft_features,
 )
@@ -106,7 +108,8 @@ class WindowDataset(Dataset):
         clip_index, start, length = self.windows[index]
         features, sed, doa = self._open(clip_index)
         stft = slice(start * STFT_FRAMES_PER_LABEL, (start + length) * STFT_FRAMES_PER_LABEL)
-        x = self.normalizer(torch.from_numpy(np.concatenate([f[:, :, stft] for f in features]).astype(np.float32)))
+        groups = len(self.cache.settings.kinds)
+        x = self.normalizer(torch.from_numpy(group_channels([f[:, :, stft] for f in features], groups).astype(np.float32)))
         targets = [torch.from_numpy(sed[start : start + length].astype(np.float32))]
         if self.return_doa:
             targets.append(torch.from_numpy(doa[start : start + length].astype(np.float32)))
@@ -243,7 +246,9 @@ class L3DAS21DataModule(pl.LightningDataModule):
     Args:
         root: folder holding ``L3DAS_Task2_train`` / ``L3DAS_Task2_dev``.
         mics: ``"A"`` (4 channels) or ``"AB"`` (8 channels).
-        phase: add the phase channels (doubles the channel count).
+        phase: add the phase channels (4 per mic).
+        intensity: add the normalised intensity channels (4 per mic: the signed direction cosines of
+            the dominant sound per bin; what localisation needs, see ``features``).
         ov_subsets: which overlap subsets (1, 2, 3) to use.
         val_fraction: share of training clips held out for validation (seeded by ``seed``, by clip).
         segment_seconds: window length of the items, a positive whole number of seconds (evaluation
@@ -259,7 +264,8 @@ class L3DAS21DataModule(pl.LightningDataModule):
                  ov_subsets: tuple[int, ...] | list[int] = (1, 2, 3), val_fraction: float = 0.1, seed: int = 0,
                  segment_seconds: float = 5.0, segment_overlap: float = 0.5, batch_size: int = 16,
                  num_workers: int = 0, cache_dir: str | Path | None = None, predict_path: str | None = None,
-                 magnitude_scale: str = "linear", return_doa: bool = False, progress: bool = True) -> None:
+                 magnitude_scale: str = "linear", return_doa: bool = False, progress: bool = True,
+                 intensity: bool = False) -> None:
         super().__init__()
         self.save_hyperparameters()
         for name, value in self.hparams.items():  # paths as text: checkpoints stay loadable with weights_only
@@ -278,7 +284,7 @@ class L3DAS21DataModule(pl.LightningDataModule):
         self.window_frames = round(segment_seconds * FRAMES_PER_SECOND)
         if batch_size < 1:
             raise ValueError(f"batch_size={batch_size}: expected >= 1")
-        self.settings = FeatureSettings(phase=phase, magnitude_scale=magnitude_scale)
+        self.settings = FeatureSettings(phase=phase, magnitude_scale=magnitude_scale, intensity=intensity)
         self.root = Path(root)
         self.cache = FeatureCache(Path(cache_dir) if cache_dir is not None else self.root / ".phnn_cache", self.settings)
         self.ov_subsets = tuple(ov_subsets)
@@ -403,8 +409,7 @@ class L3DAS21DataModule(pl.LightningDataModule):
 
     def describe_input(self) -> dict[str, Any]:
         """What a deployed model needs to build its input from audio (stored in checkpoints/exports)."""
-        channels = [f"{mic}{kind}_{acn}" for mic in self.mics
-                    for kind in (("_magnitude", "_phase") if self.settings.phase else ("_magnitude",))
+        channels = [f"{mic}_{kind}_{acn}" for kind in self.settings.kinds for mic in self.mics
                     for acn in ("W", "Y", "Z", "X")]
         return {
             "kind": "l3das21_stft",
@@ -439,7 +444,7 @@ class L3DAS21DataModule(pl.LightningDataModule):
             raise ValueError(
                 f"checkpoint statistics are for in_channels={state_dict.get('in_channels')} "
                 f"(mics={state_dict.get('mics')!r}, feature key {state_dict.get('feature_key')}), but this DataModule "
-                f"has in_channels={self.in_channels} (mics={''.join(self.mics)!r}, phase={self.settings.phase}, "
+                f"has in_channels={self.in_channels} (mics={''.join(self.mics)!r}, features {list(self.settings.kinds)}, "
                 f"magnitude_scale={self.settings.magnitude_scale!r}, key {self.settings.key()}); use the run's config"
             )
         self.normalizer.set(state_dict["mean"], state_dict["std"])
