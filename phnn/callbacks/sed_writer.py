@@ -6,8 +6,10 @@ For each predicted clip `<stem>` in `output_dir`:
     <stem>_frames.csv   frame,class  (no header; class as its index)   (L3DAS21 Task 2 submission rows)
     <stem>.png          class scores over time, detected events outlined   (if plot=True)
 
-Frame i of the 100 ms label grid covers [0.1·i, 0.1·(i+1)) s; an event is a run of consecutive
-active frames of one class slot, its confidence the mean score over the run. Every file is
+Both CSV formats are those of `phnn.data.l3das21.formats`, which `phnn score` reads back. An event
+is a run of consecutive active frames of one class slot, its confidence the mean score over the
+run; its onset and offset are the times the item's ``label_grid`` (official unless the item says
+otherwise) maps onto the run's first and last frame (`phnn.data.l3das21.labels.frame_seconds`). Every file is
 written to a temporary name in `output_dir` and renamed, so a killed run never leaves a half
 file and an existing output is replaced whole. Items that carry an error (unreadable or invalid
 clip) are recorded in `failures` as "path: message" and skipped; the CLI reports them and exits
@@ -16,7 +18,6 @@ non-zero.
 
 from __future__ import annotations
 
-import csv
 import io
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,29 +26,15 @@ from typing import Any
 import numpy as np
 from lightning.pytorch.callbacks import BasePredictionWriter
 
+from phnn.data.l3das21.formats import detections_to_events, find_events, slots_to_rows, write_event_file, write_frame_file
 from phnn.data.l3das21.layout import CLASSES
 from phnn.io import atomic_open
-
-EVENT_COLUMNS = ("filename", "onset", "offset", "event_label", "confidence")
-
 
 def _as_array(value: Any, name: str, stem: str) -> np.ndarray:
     array = value.detach().float().cpu().numpy() if hasattr(value, "detach") else np.asarray(value, dtype=float)
     if array.ndim != 2:
         raise ValueError(f"prediction {stem!r}: {name} must be (frames, classes·slots); got shape {array.shape}")
     return array
-
-
-def find_events(scores: np.ndarray, detections: np.ndarray, num_classes: int) -> list[tuple[int, int, int, float]]:
-    """Runs of active frames per class slot → (class, first_frame, last_frame, mean score), by onset."""
-    slots = detections.shape[1] // num_classes
-    active = np.pad(detections.astype(bool), ((1, 1), (0, 0)))
-    events = []
-    for column in np.flatnonzero(active.any(0)):
-        edges = np.flatnonzero(np.diff(active[:, column].astype(np.int8)))
-        for start, stop in zip(edges[::2], edges[1::2]):  # active frames start … stop - 1
-            events.append((int(column) // slots, int(start), int(stop) - 1, float(scores[start:stop, column].mean())))
-    return sorted(events, key=lambda event: (event[1], event[0], event[2]))
 
 
 class SEDPredictionWriter(BasePredictionWriter):
@@ -82,34 +69,16 @@ class SEDPredictionWriter(BasePredictionWriter):
                              f"have the same shape, with a multiple of {len(self.class_names)} columns")
         duration = float(item.get("duration", scores.shape[0] * self.frame_seconds))
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        events = find_events(scores, detections, len(self.class_names))
         filename = Path(str(item.get("path", stem))).name
-
-        def write_events(file: io.IOBase) -> None:
-            writer = csv.writer(file)
-            writer.writerow(EVENT_COLUMNS)
-            for cls, first, last, confidence in events:
-                onset = first * self.frame_seconds
-                offset = min((last + 1) * self.frame_seconds, duration)
-                writer.writerow([filename, f"{onset:.3f}", f"{offset:.3f}", self.class_names[cls], f"{confidence:.4f}"])
-
-        def write_frames(file: io.IOBase) -> None:
-            # as the official L3DAS21 submission files: no header, one row per active frame and sound,
-            # the class as its index in the 14-class list (x, y, z would follow with a localisation head)
-            writer = csv.writer(file)
-            slots = detections.shape[1] // len(self.class_names)
-            for frame, column in zip(*np.nonzero(detections)):
-                writer.writerow([int(frame), int(column // slots)])
-
+        events = detections_to_events(scores, detections, filename, duration, item.get("label_grid", "official"),
+                                      self.class_names)
         paths = [self.output_dir / f"{stem}.csv", self.output_dir / f"{stem}_frames.csv"]
-        with atomic_open(paths[0], "w", newline="") as file:
-            write_events(file)
-        with atomic_open(paths[1], "w", newline="") as file:
-            write_frames(file)
+        write_event_file(paths[0], events)
+        write_frame_file(paths[1], slots_to_rows(detections, len(self.class_names)))
         if self.plot:
             paths.append(self.output_dir / f"{stem}.png")
             with atomic_open(paths[2], "wb") as file:
-                self._plot(file, stem, scores, events, duration)
+                self._plot(file, stem, scores, find_events(scores, detections, len(self.class_names)), duration)
         self.written.extend(paths)
         return paths
 

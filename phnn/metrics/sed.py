@@ -16,11 +16,11 @@ divide by `count + eps`):
 
 from __future__ import annotations
 
-import itertools
-
 import torch
 from torch import Tensor
 from torchmetrics import Metric
+
+from phnn.metrics.frames import COUNTINGS, PRF, Counting, match_frames
 
 NUM_CLASSES = 14
 NUM_SLOTS = 3
@@ -54,64 +54,49 @@ def _ratio(num: Tensor, den: Tensor) -> Tensor:
     return torch.where(positive, num / torch.where(positive, den, torch.ones_like(den)), torch.zeros_like(num))
 
 
-def _location_matches(p: Tensor, t: Tensor, p_loc: Tensor, t_loc: Tensor, max_distance: float) -> Tensor:
-    """Maximum number of (pred, true) pairs per (B, T, C) cell, each used once, within `max_distance`.
-
-    Slots are few (3), so every assignment of predicted slots to true slots is enumerated:
-    an exact maximum matching, not a greedy one.
-    """
-    close = torch.cdist(p_loc.flatten(0, 2).double(), t_loc.flatten(0, 2).double()) < max_distance
-    close = close.view(*p.shape, p.shape[-1])  # (B, T, C, S_pred, S_true)
-    valid = close & p.unsqueeze(-1) & t.unsqueeze(-2)
-    slots = p.shape[-1]
-    best = torch.zeros(p.shape[:-1], dtype=torch.long, device=p.device)
-    index = torch.arange(slots, device=p.device)
-    for perm in itertools.permutations(range(slots)):
-        matched = valid[..., index, torch.tensor(perm, device=p.device)].sum(-1)
-        best = torch.maximum(best, matched)
-    return best
-
-
 class L3DAS21FrameScore(Metric):
-    """The L3DAS21 Task 2 frame metric (class matching per 100 ms frame): precision, recall, F.
+    """The L3DAS21 Task 2 frame metric: precision, recall and F per 100 ms frame, in one `counting`.
 
-    Per frame and class: TP = min(#pred, #true), FP = #pred − TP, FN = #true − TP, summed over
-    frames, classes and clips. When locations (B, T, C·S, 3) or (B, T, C, S, 3) are passed to
-    `update`, a prediction only matches a true event of the same class within `max_distance`
-    (same units as the locations; 2 m in the challenge), each true event at most once.
-    `compute()` returns {"precision", "recall", "f_score"}.
+    ``counting="one_to_one"``: each prediction matches at most one true event (phnn's ``f_score``);
+    ``counting="official"``: the official ``location_sensitive_detection`` counting, double counting
+    included (``f_score_l3das21``); see `phnn.metrics.frames`. When coordinates in metres
+    (B, T, C·S, 3) or (B, T, C, S, 3) are passed to `update`, a prediction only matches a true event
+    of its class closer than `spatial_threshold` (2 m in the challenge). Counts are kept per class
+    (states of shape (C,), summed across batches and DDP ranks). `compute()` returns {"precision",
+    "recall", "f_score"}; `per_class()` the same per class.
     """
 
     full_state_update = False
     higher_is_better = True
 
-    def __init__(self, num_classes: int = NUM_CLASSES, max_distance: float = 2.0, **kwargs) -> None:
+    def __init__(self, num_classes: int = NUM_CLASSES, counting: Counting = "one_to_one",
+                 spatial_threshold: float = 2.0, **kwargs) -> None:
         super().__init__(**kwargs)
+        if counting not in COUNTINGS:
+            raise ValueError(f"L3DAS21FrameScore: counting={counting!r}; expected one of {list(COUNTINGS)}")
         self.num_classes = num_classes
-        self.max_distance = max_distance
+        self.counting = counting
+        self.spatial_threshold = spatial_threshold
         for name in ("tp", "fp", "fn"):
-            self.add_state(name, default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+            self.add_state(name, default=torch.zeros(num_classes, dtype=torch.long), dist_reduce_fx="sum")
 
-    def update(self, preds: Tensor, target: Tensor, pred_locations: Tensor | None = None,
-               target_locations: Tensor | None = None) -> None:
+    def update(self, preds: Tensor, target: Tensor, pred_xyz: Tensor | None = None,
+               target_xyz: Tensor | None = None) -> None:
         p, t = _check_pair(preds, target, self.num_classes)
-        n_pred, n_true = p.sum(-1), t.sum(-1)
-        if (pred_locations is None) != (target_locations is None):
-            raise ValueError("pass both pred_locations and target_locations, or neither")
-        if pred_locations is None:
-            tp = torch.minimum(n_pred, n_true)
-        else:
-            locs = [loc.reshape(*p.shape, 3) for loc in (pred_locations, target_locations)]
-            tp = _location_matches(p, t, locs[0], locs[1], self.max_distance)
-        self.tp += tp.sum()
-        self.fp += (n_pred - tp).sum()
-        self.fn += (n_true - tp).sum()
+        xyz = [None if x is None else x.reshape(*p.shape, 3) for x in (pred_xyz, target_xyz)]
+        match = match_frames(p, t, self.counting, xyz[0], xyz[1], self.spatial_threshold)
+        self.tp += match.tp.sum((0, 1))
+        self.fp += match.fp.sum((0, 1))
+        self.fn += match.fn.sum((0, 1))
 
     def compute(self) -> dict[str, Tensor]:
-        precision = _ratio(self.tp, self.tp + self.fp)
-        recall = _ratio(self.tp, self.tp + self.fn)
-        f_score = _ratio(2 * precision * recall, precision + recall)
-        return {"precision": precision.float(), "recall": recall.float(), "f_score": f_score.float()}
+        scores = PRF[self.counting](self.tp.sum(), self.fp.sum(), self.fn.sum())
+        return {name: torch.tensor(value) for name, value in zip(("precision", "recall", "f_score"), scores)}
+
+    def per_class(self) -> list[dict[str, float]]:
+        """Precision, recall and F of each class (the synced counts; call after `compute`)."""
+        return [dict(zip(("precision", "recall", "f_score"), PRF[self.counting](tp, fp, fn)))
+                for tp, fp, fn in zip(self.tp.tolist(), self.fp.tolist(), self.fn.tolist())]
 
 
 class DCASESegmentScore(Metric):

@@ -22,6 +22,8 @@ from phnn.models import create_model
 from phnn.tasks.base import PHTask, SchedulerInterval
 
 STFT_FRAMES_PER_LABEL_FRAME = 8
+# counting of the L3DAS21 frame metric (see phnn.metrics.frames) → suffix of its logged names
+FRAME_SCORES: dict[str, str] = {"one_to_one": "", "official": "_l3das21"}
 LABEL_FRAME_SECONDS = 0.1
 
 
@@ -85,7 +87,10 @@ class SoundEventDetector(PHTask):
         self.threshold = threshold
         self.window = predict_window_frames
         self.overlap = predict_overlap_frames
-        self.val_frame, self.test_frame = L3DAS21FrameScore(num_classes), L3DAS21FrameScore(num_classes)
+        # f_score: one-to-one matching (model selection); f_score_l3das21: the official counting
+        self.val_frame, self.test_frame = (torch.nn.ModuleDict({counting: L3DAS21FrameScore(num_classes, counting)
+                                                                for counting in FRAME_SCORES})
+                                           for _ in range(2))
         self.val_segment, self.test_segment = DCASESegmentScore(num_classes), DCASESegmentScore(num_classes)
 
     def forward(self, features: Tensor) -> Tensor:
@@ -104,17 +109,20 @@ class SoundEventDetector(PHTask):
                  batch_size=features.shape[0], sync_dist=stage != "train")
         if stage in ("val", "test"):
             detections = torch.sigmoid(logits) > self.threshold
-            getattr(self, f"{stage}_frame").update(detections, targets)
+            for metric in getattr(self, f"{stage}_frame").values():
+                metric.update(detections, targets)
             getattr(self, f"{stage}_segment").update(detections, targets)
         return loss
 
     def _log_scores(self, stage: str) -> None:
-        frame, segment = getattr(self, f"{stage}_frame"), getattr(self, f"{stage}_segment")
-        scores, errors = frame.compute(), segment.compute()
-        self.log_dict({f"{stage}/f_score": scores["f_score"], f"{stage}/precision": scores["precision"],
-                       f"{stage}/recall": scores["recall"], f"{stage}/error_rate": errors["error_rate"],
-                       f"{stage}/segment_f1": errors["f1"]}, prog_bar=stage == "val")
-        frame.reset()
+        frames, segment = getattr(self, f"{stage}_frame"), getattr(self, f"{stage}_segment")
+        values = {}
+        for counting, metric in frames.items():
+            values.update({f"{stage}/{name}{FRAME_SCORES[counting]}": value for name, value in metric.compute().items()})
+            metric.reset()
+        errors = segment.compute()
+        values.update({f"{stage}/error_rate": errors["error_rate"], f"{stage}/segment_f1": errors["f1"]})
+        self.log_dict(values, prog_bar=stage == "val")
         segment.reset()
 
     def on_validation_epoch_end(self) -> None:

@@ -23,7 +23,7 @@ def test_frame_score_counts_per_class_slots() -> None:
     preds = slots(2, [(0, 2, 0), (0, 5, 0), (1, 2, 0), (1, 2, 1), (1, 2, 2)])
     metric = L3DAS21FrameScore()
     metric.update(preds.flatten(2), target.flatten(2))  # the (B, T, 42) layout
-    assert (metric.tp.item(), metric.fp.item(), metric.fn.item()) == (2, 3, 1)
+    assert (metric.tp.sum().item(), metric.fp.sum().item(), metric.fn.sum().item()) == (2, 3, 1)
     out = metric.compute()
     p, r = 2 / 5, 2 / 3
     assert out["precision"].item() == pytest.approx(p)
@@ -37,7 +37,7 @@ def test_frame_score_when_precision_plus_recall_is_below_one() -> None:
     preds = slots(10, [(f, 0, 0) for f in range(3)] + [(f, 1, 0) for f in range(3, 10)])
     metric = L3DAS21FrameScore()
     metric.update(preds, target)
-    assert (metric.tp.item(), metric.fp.item(), metric.fn.item()) == (3, 7, 7)
+    assert (metric.tp.sum().item(), metric.fp.sum().item(), metric.fn.sum().item()) == (3, 7, 7)
     out = metric.compute()
     assert out["precision"].item() == pytest.approx(0.3)
     assert out["recall"].item() == pytest.approx(0.3)
@@ -48,7 +48,7 @@ def test_frame_score_slot_position_does_not_matter_and_accumulates() -> None:
     metric = L3DAS21FrameScore()
     metric.update(slots(1, [(0, 0, 2)]), slots(1, [(0, 0, 0)]))
     metric.update(slots(1, [(0, 1, 0)]), slots(1, [(0, 3, 0)]))
-    assert (metric.tp.item(), metric.fp.item(), metric.fn.item()) == (1, 1, 1)
+    assert (metric.tp.sum().item(), metric.fp.sum().item(), metric.fn.sum().item()) == (1, 1, 1)
     assert metric.compute()["f_score"].item() == pytest.approx(0.5)
 
 
@@ -62,9 +62,9 @@ def test_frame_score_with_locations_needs_distance_below_threshold() -> None:
     # pred slot 0 near true slot 1, pred slot 1 far from both true events
     p_loc[0, 0, 4, 0] = torch.tensor([4.0, 0.0, 0.0])
     p_loc[0, 0, 4, 1] = torch.tensor([10.0, 0.0, 0.0])
-    metric = L3DAS21FrameScore(max_distance=2.0)
+    metric = L3DAS21FrameScore(spatial_threshold=2.0)
     metric.update(preds, target, p_loc, t_loc)
-    assert (metric.tp.item(), metric.fp.item(), metric.fn.item()) == (1, 1, 1)
+    assert (metric.tp.sum().item(), metric.fp.sum().item(), metric.fn.sum().item()) == (1, 1, 1)
 
 
 def test_location_matching_is_a_maximum_matching() -> None:
@@ -78,7 +78,7 @@ def test_location_matching_is_a_maximum_matching() -> None:
     p_loc[0, 0, 1, 1] = torch.tensor([-1.0, 0.0, 0.0])
     metric = L3DAS21FrameScore()
     metric.update(preds, target, p_loc, t_loc)
-    assert metric.tp.item() == 2
+    assert metric.tp.sum().item() == 2
 
 
 def test_frame_score_without_events_is_zero_not_nan() -> None:

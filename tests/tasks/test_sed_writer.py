@@ -32,15 +32,20 @@ def read_csv(path: Path) -> list[list[str]]:
         return list(csv.reader(file))
 
 
-def test_event_and_frame_csv(tmp_path: Path) -> None:
+@pytest.mark.parametrize("grid, times", [
+    # official: frame f ↔ (f + 1) / 10 s (quantised k ≥ 1 lands on frame k − 1); nearest: f ↔ f / 10 s
+    ("official", [("0.400", "0.700"), ("0.600", "0.600"), ("1.900", "1.950")]),  # offset clipped to the duration
+    ("nearest", [("0.300", "0.600"), ("0.500", "0.500"), ("1.800", "1.900")]),
+])
+def test_event_and_frame_csv(tmp_path: Path, grid: str, times: list[tuple[str, str]]) -> None:
     writer = SEDPredictionWriter(tmp_path / "out", plot=False)
-    writer.write_on_batch_end(None, None, [fake_prediction()], [0], None, 0, 0)
+    writer.write_on_batch_end(None, None, [{**fake_prediction(), "label_grid": grid}], [0], None, 0, 0)
     rows = read_csv(tmp_path / "out" / "clip1.csv")
     assert rows[0] == ["filename", "onset", "offset", "event_label", "confidence"]
     assert rows[1:] == [
-        ["clip1_A.wav", "0.300", "0.700", CLASSES[2], f"{(0.8 * 3 + 1.0) / 4:.4f}"],
-        ["clip1_A.wav", "0.500", "0.600", CLASSES[2], "0.6000"],
-        ["clip1_A.wav", "1.800", "1.950", CLASSES[13], "0.9000"],  # offset clipped to the duration
+        ["clip1_A.wav", *times[0], CLASSES[2], f"{(0.8 * 3 + 1.0) / 4:.4f}"],
+        ["clip1_A.wav", *times[1], CLASSES[2], "0.6000"],
+        ["clip1_A.wav", *times[2], CLASSES[13], "0.9000"],
     ]
     frames = read_csv(tmp_path / "out" / "clip1_frames.csv")
     # the official submission rows: no header, class index

@@ -1,12 +1,20 @@
-"""L3DAS21 label CSVs → frame targets on the 100 ms grid.
+"""L3DAS21 label CSVs → frame targets on the 100 ms grid, in one of two named conventions.
 
 * ``T_label = ceil(num_samples / 3200)`` at 32 kHz (``ceil(duration / 0.1)``): a trailing partial
   frame still gets a label frame, so the features (8 STFT frames per label frame, see
   ``features.py``) cover every sample.
-* A sound covers frames ``round(Start / 0.1)`` … ``round(End / 0.1)`` inclusive, clipped to the clip;
-  frames past the end are dropped. This is Python's ``round`` on the float quotient ``t / 0.1``, exactly
-  as in the original L3DAS21 tools: round half to even on whatever that quotient is in floating point
-  (0.25 s → 2, 0.35 s → 3 since 0.35 / 0.1 = 3.4999999999999996, 1.45 s → 14), so our targets match theirs.
+* ``label_grid`` says which frames a sound ``Start`` … ``End`` covers (inclusive, clipped to the clip):
+
+  - ``official`` (default): the official ``csv_to_matrix_task2``, bit for bit: ``t`` is quantised to
+    ``q = round(t / 0.1) · 0.1`` and mapped to ``int(np.interp(q, (0, dur), (0, N − 1)))`` with the
+    clip's own duration ``dur`` and ``N = int(dur / 0.1)`` (the official function is called with
+    ``dur=int(file_size)``; 60 s clips give N = 600). The interp scales by (N − 1) / N, so a quantised
+    ``k ≥ 1`` lands on frame ``k − 1`` (and 0 on 0): the official targets lead ``round(t / 0.1)``
+    by one frame. It is the default because models trained here are scored against the official
+    targets (and published numbers were): a model must be trained on the grid it is scored on.
+  - ``nearest``: ``round(t / 0.1)`` (Python's round of the float quotient: 0.25 s → 2, 0.35 s → 3
+    since 0.35 / 0.1 = 3.4999999999999996, 1.45 s → 14); the frame nearest in time.
+
 * Slot: per frame, the number of sounds of the same class already active there (CSV row order).
 * SED target ``(T_label, 42)``: column ``3·class + slot``.
 * DOA target ``(T_label, 126)``: columns ``[x of the 42 slots, y of the 42, z of the 42]``, metres / 2
@@ -19,6 +27,7 @@ import csv
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -29,6 +38,8 @@ FRAMES_PER_SECOND = 10  # 1 / LABEL_HOP_SECONDS, kept exact for rounding
 REQUIRED_COLUMNS: tuple[str, ...] = ("Start", "End", "Class", "X", "Y", "Z")
 DOA_SCALE_METRES = 2.0
 _CLASS_INDEX = {name: i for i, name in enumerate(CLASSES)}
+LabelGrid = Literal["official", "nearest"]
+LABEL_GRIDS: tuple[str, ...] = ("official", "nearest")
 
 
 @dataclass(frozen=True)
@@ -49,9 +60,43 @@ def num_label_frames(num_samples: int, sample_rate: int) -> int:
     return max(1, math.ceil(num_samples / hop - 1e-9))
 
 
+def check_label_grid(label_grid: str) -> None:
+    if label_grid not in LABEL_GRIDS:
+        raise ValueError(f"label_grid={label_grid!r}: expected one of {list(LABEL_GRIDS)}")
+
+
 def seconds_to_frame(seconds: float) -> int:
-    """``round(seconds / 0.1)`` exactly as the original tools (banker's rounding on the float quotient)."""
+    """``round(seconds / 0.1)`` (the ``nearest`` grid: banker's rounding on the float quotient)."""
     return round(seconds / LABEL_HOP_SECONDS)
+
+
+def official_frame(seconds: float, duration: float) -> int:
+    """The official ``csv_to_matrix_task2`` frame of a time, for a clip of ``duration`` seconds."""
+    frames = max(1, int(duration / LABEL_HOP_SECONDS))
+    quantised = round(float(seconds) / LABEL_HOP_SECONDS) * LABEL_HOP_SECONDS
+    return int(np.interp(quantised, (0, duration), (0, frames - 1)))
+
+
+def event_frames(start: float, end: float, label_grid: LabelGrid, duration: float) -> tuple[int, int]:
+    """First and last label frame (inclusive, not yet clipped to the clip) of a sound on ``label_grid``."""
+    check_label_grid(label_grid)
+    if label_grid == "official":
+        return official_frame(start, duration), official_frame(end, duration)
+    return seconds_to_frame(start), seconds_to_frame(end)
+
+
+def frame_seconds(first: int, last: int, label_grid: LabelGrid, duration: float) -> tuple[float, float]:
+    """Onset and offset (s) of a run of active frames: the times ``label_grid`` maps onto its ends.
+
+    ``nearest``: frame f ↔ f / 10 s. ``official``: frame f ↔ (f + 1) / 10 s (a quantised k ≥ 1 lands
+    on k − 1), except an onset on frame 0, which is 0 s (0 s and 0.1 s both land there). The offset
+    is at most ``duration``. Dividing by 10 keeps whole tenths exact (3 / 10 == 0.3).
+    """
+    check_label_grid(label_grid)
+    shift = 1 if label_grid == "official" else 0
+    onset = 0.0 if first == 0 else (first + shift) / FRAMES_PER_SECOND
+    offset = min((last + shift) / FRAMES_PER_SECOND, duration)
+    return min(onset, offset), offset
 
 
 def read_events(path: str | Path) -> list[Event]:
@@ -94,17 +139,20 @@ def _parse_row(path: Path, row_number: int, row: dict[str, str | None]) -> Event
     return Event(numbers["Start"], numbers["End"], _CLASS_INDEX[label], numbers["X"], numbers["Y"], numbers["Z"])
 
 
-def events_to_targets(
-    events: list[Event], num_frames: int, source: str | Path = "<events>"
-) -> tuple[np.ndarray, np.ndarray]:
-    """SED ``(num_frames, 42)`` and DOA ``(num_frames, 126)`` float32 targets (see the module docstring)."""
+def events_to_targets(events: list[Event], num_frames: int, source: str | Path = "<events>",
+                      label_grid: LabelGrid = "official", duration: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """SED ``(num_frames, 42)`` and DOA ``(num_frames, 126)`` float32 targets (see the module docstring).
+
+    ``duration``: the clip's length in seconds (default ``num_frames · 0.1``), used by the official grid.
+    """
+    duration = num_frames * LABEL_HOP_SECONDS if duration is None else duration
     slots = NUM_CLASSES * MAX_SLOTS
     sed = np.zeros((num_frames, slots), dtype=np.float32)
     doa = np.zeros((num_frames, 3 * slots), dtype=np.float32)
     position = np.empty(3, dtype=np.float32)
     for row_number, event in enumerate(events, start=1):
-        first = seconds_to_frame(event.start)
-        last = min(seconds_to_frame(event.end), num_frames - 1)
+        first, last = event_frames(event.start, event.end, label_grid, duration)
+        last = min(last, num_frames - 1)
         position[:] = (event.x, event.y, event.z)
         position /= DOA_SCALE_METRES
         for frame in range(first, last + 1):
@@ -121,6 +169,7 @@ def events_to_targets(
     return sed, doa
 
 
-def load_targets(path: str | Path, num_frames: int) -> tuple[np.ndarray, np.ndarray]:
-    """Read a label CSV and quantise it for a clip of ``num_frames`` label frames."""
-    return events_to_targets(read_events(path), num_frames, path)
+def load_targets(path: str | Path, num_frames: int, label_grid: LabelGrid = "official",
+                 duration: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Read a label CSV and quantise it on ``label_grid`` for a clip of ``num_frames`` label frames."""
+    return events_to_targets(read_events(path), num_frames, path, label_grid, duration)
