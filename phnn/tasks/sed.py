@@ -1,9 +1,14 @@
-"""`SoundEventDetector`: L3DAS21 Task 2 sound event detection with a SEDnet of any layer family.
+"""`SoundEventDetector`: L3DAS21 Task 2 sound event detection — and, with `localize=True`, localisation
+(SELD) — with a SEDnet of any layer family.
 
-Training and evaluation batches are `(features [B, C, 256, 8·T], targets [B, T, 42])`; the loss is
-BCE-with-logits on the 42 = 14 classes × 3 slots outputs. Validation and test log the L3DAS21
-frame metric and the DCASE 1-second segment metrics. Prediction takes one clip at a time (a dict
-from the DataModule), runs the network over windows of the whole clip, stitches the window scores
+Training and evaluation batches are `(features [B, C, 256, 8·T], targets [B, T, 42])`, plus
+`doa [B, T, 126]` (metres / 2, the DataModule's `return_doa`) when localising. The loss is
+`sed_loss_weight · BCE-with-logits` on the 42 = 14 classes × 3 slots outputs, plus, when localising,
+`doa_loss_weight · MSE` between the tanh DOA outputs and the DOA targets (defaults 1 and 5, as the
+official baseline; `doa_loss_mask` restricts the MSE to the active target slots). Validation and
+test log the L3DAS21 frame metric and the DCASE 1-second segment metrics, and when localising the
+SELD metrics of `phnn.metrics.seld` beside them. Prediction takes one clip at a time (a dict from
+the DataModule), runs the network over windows of the whole clip, stitches the window outputs
 (overlapping frames are averaged) and returns a dict for `SEDPredictionWriter`.
 """
 
@@ -17,7 +22,9 @@ import torch.nn.functional as F
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor
 
+from phnn.data.l3das21.labels import DOA_SCALE_METRES
 from phnn.metrics import DCASESegmentScore, L3DAS21FrameScore
+from phnn.metrics.seld import SELDScores
 from phnn.models import create_model
 from phnn.tasks.base import PHTask, SchedulerInterval
 
@@ -38,6 +45,13 @@ class SoundEventDetector(PHTask):
         widths, gru_hidden, gru_layers, fc_width, fc_layers, dropout: SEDnet sizes (published
             defaults; smaller for the demo and tests).
         output_prior: initial output probability (output bias = logit(prior)); None: torch init.
+        localize: add the DOA head and train detection and localisation together (needs batches
+            with DOA targets: `data.return_doa: true`); the best checkpoint is then chosen by
+            `val/seld_f_score` (location-sensitive, one-to-one).
+        sed_loss_weight, doa_loss_weight: weights of the BCE and of the DOA MSE (baseline: 1 and 5).
+        doa_loss_mask: average the DOA MSE over active target slots only (the baseline averages over
+            every slot, pulling inactive slots towards the origin).
+        spatial_threshold: metres within which a detection counts as localised (2 m in L3DAS21).
         slots: simultaneous sounds per class in the targets (3 in L3DAS21).
         threshold: a class slot is detected when its sigmoid score exceeds this.
         predict_window_frames: prediction window, in 100 ms label frames (600 = 60 s).
@@ -67,6 +81,11 @@ class SoundEventDetector(PHTask):
         threshold: float = 0.5,
         predict_window_frames: int = 600,
         predict_overlap_frames: int = 0,
+        localize: bool = False,
+        sed_loss_weight: float = 1.0,
+        doa_loss_weight: float = 5.0,
+        doa_loss_mask: bool = False,
+        spatial_threshold: float = 2.0,
         optimizer: OptimizerCallable = torch.optim.Adam,
         lr_scheduler: LRSchedulerCallable | None = None,
         scheduler_interval: SchedulerInterval = "epoch",
@@ -83,7 +102,18 @@ class SoundEventDetector(PHTask):
             "sednet", family=family, n=n, in_channels=in_channels, num_classes=num_classes, slots=slots,
             widths=tuple(widths), gru_hidden=gru_hidden, gru_layers=gru_layers, fc_width=fc_width,
             fc_layers=fc_layers, dropout=dropout, full_phm=full_phm,
-            output_prior=output_prior)
+            output_prior=output_prior, doa=localize)
+        if min(sed_loss_weight, doa_loss_weight) < 0 or not spatial_threshold > 0:
+            raise ValueError(f"SoundEventDetector: loss weights must be >= 0 and spatial_threshold > 0; got "
+                             f"{sed_loss_weight}, {doa_loss_weight}, {spatial_threshold}")
+        self.localize = localize
+        self.sed_outputs = num_classes * slots
+        self.loss_weights = (float(sed_loss_weight), float(doa_loss_weight))
+        self.doa_loss_mask = doa_loss_mask
+        if localize:
+            self.monitor = "val/seld_f_score"
+            self.val_seld = SELDScores(num_classes, spatial_threshold)
+            self.test_seld = SELDScores(num_classes, spatial_threshold)
         self.threshold = threshold
         self.window = predict_window_frames
         self.overlap = predict_overlap_frames
@@ -94,25 +124,59 @@ class SoundEventDetector(PHTask):
         self.val_segment, self.test_segment = DCASESegmentScore(num_classes), DCASESegmentScore(num_classes)
 
     def forward(self, features: Tensor) -> Tensor:
-        """Logits (B, T, num_classes · slots) for features (B, C, 256, 8·T)."""
+        """Network outputs (B, T, num_classes · slots) logits for features (B, C, 256, 8·T); when
+        localising followed by the 3 · num_classes · slots tanh DOA outputs (metres / 2)."""
         return self.model(features)
 
+    def split_outputs(self, outputs: Tensor) -> tuple[Tensor, Tensor | None]:
+        """(…, outputs) → SED part (…, 42) and DOA part (…, 126) or None without localisation."""
+        if not self.localize:
+            return outputs, None
+        return outputs[..., : self.sed_outputs], outputs[..., self.sed_outputs :]
+
+    def positions(self, doa: Tensor) -> Tensor:
+        """DOA outputs or targets (…, 126) `[x of 42, y of 42, z of 42]` / 2 m → metres (…, 42, 3)."""
+        return doa.unflatten(-1, (3, self.sed_outputs)).transpose(-1, -2) * DOA_SCALE_METRES
+
     def step(self, batch: Any, stage: str) -> Tensor:
-        features, targets = batch
-        logits = self(features)
+        features, targets = batch[0], batch[1]
+        if self.localize and len(batch) < 3:
+            raise ValueError("SoundEventDetector(localize=True): batches need DOA targets (features, sed, doa); "
+                             "set data.init_args.return_doa: true")
+        logits, doa = self.split_outputs(self(features))
         if logits.shape != targets.shape:
             raise ValueError(f"SoundEventDetector: network output {tuple(logits.shape)} does not match targets "
                              f"{tuple(targets.shape)}; features need {STFT_FRAMES_PER_LABEL_FRAME} STFT frames "
                              f"per label frame")
-        loss = F.binary_cross_entropy_with_logits(logits, targets.float())
-        self.log(f"{stage}/loss", loss, prog_bar=stage != "test", on_step=stage == "train", on_epoch=True,
-                 batch_size=features.shape[0], sync_dist=stage != "train")
+        sed_loss = F.binary_cross_entropy_with_logits(logits, targets.float())
+        log = {"batch_size": features.shape[0], "sync_dist": stage != "train", "on_epoch": True,
+               "on_step": stage == "train"}
+        loss = self.loss_weights[0] * sed_loss
+        if doa is not None:
+            doa_loss = self.doa_loss(doa, batch[2].to(doa.dtype), targets)
+            loss = loss + self.loss_weights[1] * doa_loss
+            self.log_dict({f"{stage}/sed_loss": sed_loss, f"{stage}/doa_loss": doa_loss}, **log)
+        self.log(f"{stage}/loss", loss, prog_bar=stage != "test", **log)
         if stage in ("val", "test"):
             detections = torch.sigmoid(logits) > self.threshold
             for metric in getattr(self, f"{stage}_frame").values():
                 metric.update(detections, targets)
             getattr(self, f"{stage}_segment").update(detections, targets)
+            if doa is not None:
+                getattr(self, f"{stage}_seld").update(detections, targets, self.positions(doa),
+                                                      self.positions(batch[2].to(doa.dtype)))
         return loss
+
+    def doa_loss(self, doa: Tensor, doa_targets: Tensor, targets: Tensor) -> Tensor:
+        """MSE of the DOA outputs: over every slot (baseline), or over active target slots (`doa_loss_mask`)."""
+        if doa.shape != doa_targets.shape:
+            raise ValueError(f"SoundEventDetector: DOA output {tuple(doa.shape)} does not match DOA targets "
+                             f"{tuple(doa_targets.shape)} (expected 3 coordinates per class slot)")
+        if not self.doa_loss_mask:
+            return F.mse_loss(doa, doa_targets)
+        active = targets.bool().repeat(1, 1, 3)  # the layout is [x of 42, y of 42, z of 42]
+        squared = (doa - doa_targets).square() * active
+        return squared.sum() / active.sum().clamp(min=1)
 
     def _log_scores(self, stage: str) -> None:
         frames, segment = getattr(self, f"{stage}_frame"), getattr(self, f"{stage}_segment")
@@ -124,6 +188,11 @@ class SoundEventDetector(PHTask):
         values.update({f"{stage}/error_rate": errors["error_rate"], f"{stage}/segment_f1": errors["f1"]})
         self.log_dict(values, prog_bar=stage == "val")
         segment.reset()
+        if self.localize:
+            seld = getattr(self, f"{stage}_seld")
+            self.log_dict({f"{stage}/{name}": value for name, value in seld.compute().items()},
+                          prog_bar=False)
+            seld.reset()
 
     def on_validation_epoch_end(self) -> None:
         self._log_scores("val")
@@ -134,7 +203,8 @@ class SoundEventDetector(PHTask):
     # --- prediction on whole clips ---------------------------------------------------------------
 
     def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> list[dict[str, Any]]:
-        """One dict per clip: stem, path(s), scores (T, 42), detections (T, 42), duration — or the error."""
+        """One dict per clip: stem, path(s), scores (T, 42), detections (T, 42), duration, and when
+        localising positions (T, 42, 3) in metres — or the error."""
         items = batch if isinstance(batch, (list, tuple)) else [batch]
         return [self.predict_clip(item) for item in items]
 
@@ -150,27 +220,36 @@ class SoundEventDetector(PHTask):
         if features.dim() != 3 or features.shape[0] != self.in_channels:
             return {**result, "error": f"expected features with {self.in_channels} channels (the model was trained "
                                        f"on {self.in_channels}); got shape {tuple(features.shape)}"}
-        scores = self.clip_scores(features)
-        frames = int(item.get("num_frames", scores.shape[0]))
-        scores = scores[:frames]
+        outputs = self.clip_scores(features)
+        frames = int(item.get("num_frames", outputs.shape[0]))
+        scores, doa = self.split_outputs(outputs[:frames])
         duration = float(item.get("duration", frames * LABEL_FRAME_SECONDS))
-        return {**result, "scores": scores.cpu(), "detections": (scores > self.threshold).cpu(),
+        positions = {} if doa is None else {"positions": self.positions(doa).cpu()}
+        return {**result, "scores": scores.cpu(), "detections": (scores > self.threshold).cpu(), **positions,
                 "duration": duration, "error": None}
+
+    def activate(self, outputs: Tensor) -> Tensor:
+        """Network outputs → sigmoid scores on the SED part; the DOA part is already tanh (metres / 2)."""
+        if not self.localize:
+            return torch.sigmoid(outputs)
+        return torch.cat([torch.sigmoid(outputs[..., : self.sed_outputs]), outputs[..., self.sed_outputs :]], -1)
 
     @torch.no_grad()
     def clip_scores(self, features: Tensor) -> Tensor:
-        """Sigmoid scores (ceil(T_stft / 8), outputs) for one clip's features (C, F, T_stft)."""
+        """Scores (ceil(T_stft / 8), outputs) for one clip's features (C, F, T_stft): the sigmoid SED
+        scores, followed by the DOA outputs (metres / 2) when localising (`split_outputs` parts them).
+        The one windowing/stitching path of prediction: both parts are averaged over overlaps."""
         step = STFT_FRAMES_PER_LABEL_FRAME
         pad = -features.shape[-1] % step
         if pad:
             features = F.pad(features, (0, pad))
         frames = features.shape[-1] // step
-        total = torch.zeros(frames, self.model.head[-1].out_features, device=features.device)
+        total = torch.zeros(frames, self.model.outputs, device=features.device)
         count = torch.zeros(frames, 1, device=features.device)
         stride = self.window - self.overlap
         for start in range(0, max(frames - self.overlap, 1), stride):
             stop = min(start + self.window, frames)
             window = features[None, ..., start * step:stop * step]
-            total[start:stop] += torch.sigmoid(self.model(window)[0]).float()
+            total[start:stop] += self.activate(self.model(window)[0]).float()
             count[start:stop] += 1
         return total / count

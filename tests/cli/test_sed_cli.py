@@ -112,6 +112,7 @@ def test_inspect_and_export_a_sed_checkpoint(trained: dict[str, Path], tmp_path:
     assert meta["max_abs_diff_vs_phnn"] <= 1e-5
     features = meta["input"]
     assert features["kind"] == "l3das21_stft" and len(features["classes"]) == 14
-    assert features["channels"] == ["A_magnitude_W", "A_magnitude_Y", "A_magnitude_Z", "A_magnitude_X"]
-    assert np.asarray(features["normalization"]["mean"]).shape == (4, 256)  # training-split statistics
-    assert meta["input_shape"][1:3] == [4, 256]
+    # the demo's SELD input: mic A magnitudes, then mic A intensities
+    assert features["channels"] == [f"A_{kind}_{c}" for kind in ("magnitude", "intensity") for c in "WYZX"]
+    assert np.asarray(features["normalization"]["mean"]).shape == (8, 256)  # training-split statistics
+    assert meta["input_shape"][1:3] == [8, 256]

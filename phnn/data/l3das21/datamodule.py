@@ -419,7 +419,9 @@ class L3DAS21DataModule(pl.LightningDataModule):
             "window": "hamming",
             "label_frame_seconds": 1 / FRAMES_PER_SECOND,
             "classes": list(CLASSES),
-            "outputs": "logits (sigmoid for scores) of shape (N, frames, classes × 3 slots)",
+            "outputs": "logits (sigmoid for scores) of shape (N, frames, classes × 3 slots)" + (
+                "; a localising model (SELD) follows them with 3 × as many DOA outputs (tanh, metres / 2): "
+                "x of every class slot, then y, then z" if self.return_doa else ""),
             "normalization": None if not self.normalizer.ready else {
                 "mean": self.normalizer.mean.tolist(), "std": self.normalizer.std.tolist(),
                 "formula": "(features - mean) / std per channel × frequency bin"},
