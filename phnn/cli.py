@@ -23,6 +23,7 @@ EXTRA_COMMANDS: dict[str, str] = {
     "download": "phnn.download:main",
     "inspect": "phnn.tools.commands:inspect_main",
     "export": "phnn.tools.commands:export_main",
+    "score": "phnn.tools.score:main",
 }
 
 DESCRIPTION = "phnn: train and use Parameterized Hypercomplex Neural Networks (PyTorch Lightning)."

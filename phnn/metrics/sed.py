@@ -1,26 +1,28 @@
-"""Sound event detection metrics for L3DAS21 Task 2, as torchmetrics Metrics.
+"""Sound event detection metrics for L3DAS21 Task 2, as torchmetrics Metrics (states summed across DDP ranks).
 
-Both metrics take binary predictions (already thresholded) and binary targets shaped
+`L3DAS21FrameScore` takes binary predictions (already thresholded) and binary targets shaped
 (B, T, classes · slots) — the 42 = 14 × 3 layout of phnn's SED targets, class-major
-(index = class · slots + slot) — or (B, T, classes, slots). T counts 100 ms label frames.
-Their states are counts with `dist_reduce_fx="sum"`, so they add up across batches and DDP ranks.
+(index = class · slots + slot) — or (B, T, classes, slots); T counts 100 ms label frames. It counts
+one-to-one or as the official L3DAS21 code (`phnn.metrics.frames`).
 
-Conventions for the corner cases (the same as the official L3DAS21 and sed_eval tools, which
-divide by `count + eps`):
-
-- precision, recall and F-score are 0 when their denominator is 0 (e.g. no events and no
-  detections give P = R = F = 0, not 1);
-- the DCASE error rate divides by max(N, 1): with no reference events it equals the number of
-  insertions (0 for a silent prediction), never inf or nan.
+`DCASEScore` takes event lists in seconds and counts as sed_eval does (`phnn.metrics.events`), except
+for the corner cases documented there: where sed_eval gives NaN (P, R or F with nothing to divide) or
+a huge number (ER with no reference event: I / eps), phnn reports 0, resp. I / max(N, 1).
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
 from torchmetrics import Metric
 
+from phnn.metrics.events import DCASECounts, Event, dcase_scores, event_counts, segment_counts
 from phnn.metrics.frames import COUNTINGS, PRF, Counting, match_frames
+
+DCASE_KINDS = {"segment": segment_counts, "event": event_counts}
 
 NUM_CLASSES = 14
 NUM_SLOTS = 3
@@ -99,56 +101,31 @@ class L3DAS21FrameScore(Metric):
                 for tp, fp, fn in zip(self.tp.tolist(), self.fp.tolist(), self.fn.tolist())]
 
 
-class DCASESegmentScore(Metric):
-    """DCASE segment-based error rate and micro F1 on segments of `segment_frames` label frames.
+class DCASEScore(Metric):
+    """DCASE segment-based (1 s) or event-based (collars 200 ms / max(200 ms, 50 %)) metrics over clips.
 
-    Per segment and class, activity = any frame and any slot active. Per segment, with FN/FP
-    counted over classes: S = min(FN, FP), D = max(0, FN − FP), I = max(0, FP − FN);
-    ER = (ΣS + ΣD + ΣI) / N (N = active reference (segment, class) pairs); F1 = 2TP / (2TP + FP + FN)
-    over all (segment, class) pairs.
-
-    Segments start at the first frame of each batch item: every item is taken as a clip, or a
-    window that starts on a segment boundary (windows of whole seconds do). A trailing partial
-    segment (T not a multiple of `segment_frames`) is counted as a segment of its own.
-    `compute()` returns {"error_rate", "f1", "substitutions", "deletions", "insertions"} (the
-    last three as rates, i.e. divided by N like the error rate).
+    `update(reference, estimated)` takes one clip's event lists ``[(onset s, offset s, class), ...]``
+    (see `phnn.metrics.events`, which counts as sed_eval does); the counts are one long vector state,
+    summed across clips and DDP ranks. `compute()` returns {"error_rate", "f1", "precision", "recall",
+    "substitution_rate", "deletion_rate", "insertion_rate"}; `scores(class_names)` adds per-class ones.
     """
 
     full_state_update = False
     higher_is_better = False
 
-    def __init__(self, num_classes: int = NUM_CLASSES, segment_frames: int = 10, **kwargs) -> None:
+    def __init__(self, num_classes: int = NUM_CLASSES, kind: str = "segment", **kwargs) -> None:
         super().__init__(**kwargs)
-        if segment_frames < 1:
-            raise ValueError(f"DCASESegmentScore: segment_frames must be ≥ 1; got {segment_frames}")
-        self.num_classes = num_classes
-        self.segment_frames = segment_frames
-        for name in ("tp", "fp", "fn", "substitutions", "deletions", "insertions", "reference"):
-            self.add_state(name, default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+        if kind not in DCASE_KINDS:
+            raise ValueError(f"DCASEScore: kind={kind!r}; expected one of {sorted(DCASE_KINDS)}")
+        self.num_classes, self.kind = num_classes, kind
+        self.add_state("counts", default=torch.zeros(3 + 5 * num_classes, dtype=torch.long), dist_reduce_fx="sum")
 
-    def _segments(self, x: Tensor) -> Tensor:
-        """(B, T, C, S) → (B, ceil(T / segment_frames), C) class activity per segment."""
-        active = x.any(-1)
-        pad = -active.shape[1] % self.segment_frames
-        if pad:
-            active = torch.cat([active, active.new_zeros(active.shape[0], pad, active.shape[2])], dim=1)
-        return active.view(active.shape[0], -1, self.segment_frames, active.shape[2]).any(2)
+    def update(self, reference: Sequence[Event], estimated: Sequence[Event]) -> None:
+        counts = DCASE_KINDS[self.kind](reference, estimated, self.num_classes)
+        self.counts += torch.from_numpy(counts.as_vector()).to(self.counts.device)
 
-    def update(self, preds: Tensor, target: Tensor) -> None:
-        p, t = (self._segments(x) for x in _check_pair(preds, target, self.num_classes))
-        fn = (t & ~p).sum(-1)
-        fp = (p & ~t).sum(-1)
-        self.tp += (p & t).sum()
-        self.fp += fp.sum()
-        self.fn += fn.sum()
-        self.substitutions += torch.minimum(fn, fp).sum()
-        self.deletions += (fn - fp).clamp(min=0).sum()
-        self.insertions += (fp - fn).clamp(min=0).sum()
-        self.reference += t.sum()
+    def scores(self, class_names: Sequence[str] | None = None) -> dict[str, Any]:
+        return dcase_scores(DCASECounts.from_vector(self.counts.tolist(), self.num_classes), class_names)
 
     def compute(self) -> dict[str, Tensor]:
-        n = self.reference.clamp(min=1).double()
-        rates = {name: getattr(self, name).double() / n for name in ("substitutions", "deletions", "insertions")}
-        error_rate = sum(rates.values())
-        f1 = _ratio(2 * self.tp, 2 * self.tp + self.fp + self.fn)
-        return {"error_rate": error_rate.float(), "f1": f1.float(), **{k: v.float() for k, v in rates.items()}}
+        return {name: torch.tensor(value) for name, value in self.scores()["overall"].items()}

@@ -1,15 +1,23 @@
 """`SoundEventDetector`: L3DAS21 Task 2 sound event detection — and, with `localize=True`, localisation
 (SELD) — with a SEDnet of any layer family.
 
-Training and evaluation batches are `(features [B, C, 256, 8·T], targets [B, T, 42])`, plus
-`doa [B, T, 126]` (metres / 2, the DataModule's `return_doa`) when localising. The loss is
-`sed_loss_weight · BCE-with-logits` on the 42 = 14 classes × 3 slots outputs, plus, when localising,
-`doa_loss_weight · MSE` between the tanh DOA outputs and the DOA targets (defaults 1 and 5, as the
-official baseline; `doa_loss_mask` restricts the MSE to the active target slots). Validation and
-test log the L3DAS21 frame metric and the DCASE 1-second segment metrics, and when localising the
-SELD metrics of `phnn.metrics.seld` beside them. Prediction takes one clip at a time (a dict from
-the DataModule), runs the network over windows of the whole clip, stitches the window outputs
-(overlapping frames are averaged) and returns a dict for `SEDPredictionWriter`.
+Training batches are `(features [B, C, 256, 8·T], targets [B, T, 42])`, plus `doa [B, T, 126]`
+(metres / 2, the DataModule's `return_doa`) when localising. The loss is `sed_loss_weight ·
+BCE-with-logits` on the 42 = 14 classes × 3 slots outputs, plus, when localising, `doa_loss_weight ·
+MSE` between the tanh DOA outputs and the DOA targets (defaults 1 and 5, as the official baseline;
+`doa_loss_mask` restricts the MSE to the active target slots). Validation, test and prediction take
+one whole clip at a time (a dict from the DataModule) and score it with `clip_scores`: the network
+over windows of the clip, the window outputs (SED scores and DOA outputs) stitched (overlapping
+frames averaged). So `phnn test` scores exactly what `phnn predict` writes, and `phnn score` on those
+files gives the same numbers.
+
+Validation and test log the L3DAS21 frame metric in both countings (`f_score`, `precision`, `recall`:
+one-to-one, used for model selection; `…_l3das21`: the official counting), the DCASE segment-based
+(1 s) `error_rate` and `segment_f1` and the event-based `event_f1` and `event_error_rate`, computed on
+the detected events against the label CSV's events (as `phnn score` does), and the loss (of the
+stitched outputs). When localising, also the SELD metrics of `phnn.metrics.seld` (`seld_f_score`,
+`seld_f_score_l3das21`, … , `doa_error_m`, `doa_error_deg`, `dcase_*`), and `val/seld_f_score`
+selects the best checkpoint.
 """
 
 from __future__ import annotations
@@ -21,9 +29,11 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor
+from torchmetrics import MeanMetric
 
+from phnn.data.l3das21.formats import detected_events
 from phnn.data.l3das21.labels import DOA_SCALE_METRES
-from phnn.metrics import DCASESegmentScore, L3DAS21FrameScore
+from phnn.metrics import DCASEScore, L3DAS21FrameScore
 from phnn.metrics.seld import SELDScores
 from phnn.models import create_model
 from phnn.tasks.base import PHTask, SchedulerInterval
@@ -121,7 +131,9 @@ class SoundEventDetector(PHTask):
         self.val_frame, self.test_frame = (torch.nn.ModuleDict({counting: L3DAS21FrameScore(num_classes, counting)
                                                                 for counting in FRAME_SCORES})
                                            for _ in range(2))
-        self.val_segment, self.test_segment = DCASESegmentScore(num_classes), DCASESegmentScore(num_classes)
+        self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
+        self.val_dcase, self.test_dcase = (torch.nn.ModuleDict({kind: DCASEScore(num_classes, kind)
+                                                                for kind in ("segment", "event")}) for _ in range(2))
 
     def forward(self, features: Tensor) -> Tensor:
         """Network outputs (B, T, num_classes · slots) logits for features (B, C, 256, 8·T); when
@@ -139,6 +151,8 @@ class SoundEventDetector(PHTask):
         return doa.unflatten(-1, (3, self.sed_outputs)).transpose(-1, -2) * DOA_SCALE_METRES
 
     def step(self, batch: Any, stage: str) -> Tensor:
+        if stage in ("val", "test"):
+            return self.evaluate_clip(batch, stage)
         features, targets = batch[0], batch[1]
         if self.localize and len(batch) < 3:
             raise ValueError("SoundEventDetector(localize=True): batches need DOA targets (features, sed, doa); "
@@ -149,22 +163,40 @@ class SoundEventDetector(PHTask):
                              f"{tuple(targets.shape)}; features need {STFT_FRAMES_PER_LABEL_FRAME} STFT frames "
                              f"per label frame")
         sed_loss = F.binary_cross_entropy_with_logits(logits, targets.float())
-        log = {"batch_size": features.shape[0], "sync_dist": stage != "train", "on_epoch": True,
-               "on_step": stage == "train"}
         loss = self.loss_weights[0] * sed_loss
+        log = {"batch_size": features.shape[0], "on_step": True, "on_epoch": True}
         if doa is not None:
             doa_loss = self.doa_loss(doa, batch[2].to(doa.dtype), targets)
             loss = loss + self.loss_weights[1] * doa_loss
             self.log_dict({f"{stage}/sed_loss": sed_loss, f"{stage}/doa_loss": doa_loss}, **log)
-        self.log(f"{stage}/loss", loss, prog_bar=stage != "test", **log)
-        if stage in ("val", "test"):
-            detections = torch.sigmoid(logits) > self.threshold
-            for metric in getattr(self, f"{stage}_frame").values():
-                metric.update(detections, targets)
-            getattr(self, f"{stage}_segment").update(detections, targets)
-            if doa is not None:
-                getattr(self, f"{stage}_seld").update(detections, targets, self.positions(doa),
-                                                      self.positions(batch[2].to(doa.dtype)))
+        self.log(f"{stage}/loss", loss, prog_bar=True, **log)
+        return loss
+
+    def evaluate_clip(self, item: dict[str, Any], stage: str) -> Tensor:
+        """Score one whole clip as `predict_clip` does and update the stage's metrics."""
+        targets = torch.as_tensor(item["sed"], device=self.device).float()
+        scores, doa = self.split_outputs(self.clip_scores(item["features"])[: targets.shape[0]])
+        if scores.shape != targets.shape:
+            raise ValueError(f"SoundEventDetector: clip {item.get('stem')!r}: scores {tuple(scores.shape)} do not match "
+                             f"targets {tuple(targets.shape)}")
+        loss = self.loss_weights[0] * F.binary_cross_entropy(scores.clamp(1e-7, 1 - 1e-7), targets)
+        detections = scores > self.threshold
+        if doa is not None:
+            if item.get("doa") is None:
+                raise ValueError("SoundEventDetector(localize=True): evaluation clips need DOA targets; "
+                                 "set data.init_args.return_doa: true")
+            doa_targets = torch.as_tensor(item["doa"], device=self.device).to(doa.dtype)
+            loss = loss + self.loss_weights[1] * self.doa_loss(doa[None], doa_targets[None], targets[None])
+            getattr(self, f"{stage}_seld").update(detections[None], targets[None], self.positions(doa)[None],
+                                                  self.positions(doa_targets)[None])
+        getattr(self, f"{stage}_loss").update(loss, weight=targets.shape[0])  # mean over frames, across ranks
+        for metric in getattr(self, f"{stage}_frame").values():
+            metric.update(detections[None], targets[None])
+        estimated = [(onset, offset, cls) for onset, offset, cls, _ in detected_events(
+            scores.cpu().numpy(), detections.cpu().numpy(), float(item["duration"]), item["label_grid"],
+            self.num_classes)]
+        for metric in getattr(self, f"{stage}_dcase").values():
+            metric.update(item["events"], estimated)
         return loss
 
     def doa_loss(self, doa: Tensor, doa_targets: Tensor, targets: Tensor) -> Tensor:
@@ -179,15 +211,19 @@ class SoundEventDetector(PHTask):
         return squared.sum() / active.sum().clamp(min=1)
 
     def _log_scores(self, stage: str) -> None:
-        frames, segment = getattr(self, f"{stage}_frame"), getattr(self, f"{stage}_segment")
-        values = {}
-        for counting, metric in frames.items():
+        loss = getattr(self, f"{stage}_loss")
+        values = {f"{stage}/loss": loss.compute()}
+        loss.reset()
+        for counting, metric in getattr(self, f"{stage}_frame").items():
             values.update({f"{stage}/{name}{FRAME_SCORES[counting]}": value for name, value in metric.compute().items()})
             metric.reset()
-        errors = segment.compute()
-        values.update({f"{stage}/error_rate": errors["error_rate"], f"{stage}/segment_f1": errors["f1"]})
+        dcase = getattr(self, f"{stage}_dcase")
+        segment, event = dcase["segment"].compute(), dcase["event"].compute()
+        values.update({f"{stage}/error_rate": segment["error_rate"], f"{stage}/segment_f1": segment["f1"],
+                       f"{stage}/event_error_rate": event["error_rate"], f"{stage}/event_f1": event["f1"]})
+        for metric in dcase.values():
+            metric.reset()
         self.log_dict(values, prog_bar=stage == "val")
-        segment.reset()
         if self.localize:
             seld = getattr(self, f"{stage}_seld")
             self.log_dict({f"{stage}/{name}": value for name, value in seld.compute().items()},
@@ -214,10 +250,10 @@ class SoundEventDetector(PHTask):
         result = {"stem": item.get("stem"), "path": str(paths[0]), "paths": [str(p) for p in paths]}
         if item.get("error"):
             return {**result, "error": str(item["error"])}
-        features = torch.as_tensor(item["features"], device=self.device, dtype=self.dtype)
-        if features.dim() == 4 and features.shape[0] == 1:
+        features = item["features"]
+        if isinstance(features, Tensor) and features.dim() == 4 and features.shape[0] == 1:
             features = features[0]
-        if features.dim() != 3 or features.shape[0] != self.in_channels:
+        if len(features.shape) != 3 or features.shape[0] != self.in_channels:
             return {**result, "error": f"expected features with {self.in_channels} channels (the model was trained "
                                        f"on {self.in_channels}); got shape {tuple(features.shape)}"}
         outputs = self.clip_scores(features)
@@ -226,7 +262,7 @@ class SoundEventDetector(PHTask):
         duration = float(item.get("duration", frames * LABEL_FRAME_SECONDS))
         positions = {} if doa is None else {"positions": self.positions(doa).cpu()}
         return {**result, "scores": scores.cpu(), "detections": (scores > self.threshold).cpu(), **positions,
-                "duration": duration, "error": None}
+                "duration": duration, "label_grid": item.get("label_grid", "official"), "error": None}
 
     def activate(self, outputs: Tensor) -> Tensor:
         """Network outputs → sigmoid scores on the SED part; the DOA part is already tanh (metres / 2)."""
@@ -235,21 +271,25 @@ class SoundEventDetector(PHTask):
         return torch.cat([torch.sigmoid(outputs[..., : self.sed_outputs]), outputs[..., self.sed_outputs :]], -1)
 
     @torch.no_grad()
-    def clip_scores(self, features: Tensor) -> Tensor:
+    def clip_scores(self, features: Any) -> Tensor:
         """Scores (ceil(T_stft / 8), outputs) for one clip's features (C, F, T_stft): the sigmoid SED
         scores, followed by the DOA outputs (metres / 2) when localising (`split_outputs` parts them).
-        The one windowing/stitching path of prediction: both parts are averaged over overlaps."""
+        The one windowing/stitching path of evaluation and prediction: both parts are averaged over overlaps.
+
+        Uses only ``features.shape`` and slices ``features[..., a:b]`` along the STFT frame axis, so
+        a lazy object (e.g. a memmap-backed `CachedClipFeatures`) works as well as a tensor.
+        """
         step = STFT_FRAMES_PER_LABEL_FRAME
-        pad = -features.shape[-1] % step
-        if pad:
-            features = F.pad(features, (0, pad))
-        frames = features.shape[-1] // step
-        total = torch.zeros(frames, self.model.outputs, device=features.device)
-        count = torch.zeros(frames, 1, device=features.device)
+        frames = -(-features.shape[-1] // step)
+        total = torch.zeros(frames, self.model.outputs, device=self.device)
+        count = torch.zeros(frames, 1, device=self.device)
         stride = self.window - self.overlap
         for start in range(0, max(frames - self.overlap, 1), stride):
             stop = min(start + self.window, frames)
-            window = features[None, ..., start * step:stop * step]
-            total[start:stop] += self.activate(self.model(window)[0]).float()
+            window = torch.as_tensor(features[..., start * step:stop * step], device=self.device, dtype=self.dtype)
+            missing = (stop - start) * step - window.shape[-1]
+            if missing:
+                window = F.pad(window, (0, missing))
+            total[start:stop] += self.activate(self.model(window[None])[0]).float()
             count[start:stop] += 1
         return total / count

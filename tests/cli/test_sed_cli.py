@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import shutil
 from pathlib import Path
 
@@ -116,3 +117,91 @@ def test_inspect_and_export_a_sed_checkpoint(trained: dict[str, Path], tmp_path:
     assert features["channels"] == [f"A_{kind}_{c}" for kind in ("magnitude", "intensity") for c in "WYZX"]
     assert np.asarray(features["normalization"]["mean"]).shape == (8, 256)  # training-split statistics
     assert meta["input_shape"][1:3] == [8, 256]
+
+
+def low_threshold(trained: dict[str, Path], folder: Path) -> Path:
+    """The 1-epoch model's scores sit near its prior 0.03: a copy of its checkpoint whose threshold detects
+    some frames (LightningCLI takes the model's arguments from the checkpoint, so they are set there)."""
+    import torch
+
+    checkpoint = torch.load(trained["ckpt"], weights_only=False)
+    checkpoint["hyper_parameters"]["threshold"] = 0.03
+    torch.save(checkpoint, folder / "low_threshold.ckpt")
+    return folder / "low_threshold.ckpt"
+
+
+def test_metrics(runs: Path) -> dict[str, float]:
+    (metrics,) = runs.rglob("metrics.csv")
+    with open(metrics, newline="") as file:
+        return {k: float(v) for row in csv.DictReader(file) for k, v in row.items() if v and k.startswith("test/")}
+
+
+def test_test_and_score_on_predict_files_agree(trained: dict[str, Path], l3das21_root: Path, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture) -> None:
+    """`phnn test` on the dev split and `phnn score` on the files `phnn predict` wrote for the same clips:
+    the same numbers (same windows, stitching, detections, event times and metric code)."""
+    ckpt = low_threshold(trained, tmp_path)
+    assert main(["test", "--config", str(trained["config"]), "--ckpt_path", str(ckpt),
+                 f"--trainer.logger.init_args.save_dir={tmp_path / 'runs'}"]) == 0
+    logged = test_metrics(tmp_path / "runs")
+    dev = l3das21_root / "L3DAS_Task2_dev"
+    assert predict({**trained, "ckpt": ckpt}, dev / "data", tmp_path / "pred") == 0
+    assert sum(p.stat().st_size for p in (tmp_path / "pred").glob("*_frames.csv")) > 0  # something was detected
+    capsys.readouterr()
+    assert main(["score", str(tmp_path / "pred"), "--labels", str(dev / "labels")]) == 0
+    assert "l3das21_official class_only" in capsys.readouterr().out
+    scores = json.loads((tmp_path / "pred" / "scores.json").read_text())
+    assert scores["missing"] == scores["extra"] == scores["unreadable"] == [] and len(scores["clips_scored"]) == 2
+    official = scores["l3das21_official"]["class_only"]["overall"]
+    one = scores["one_to_one"]["class_only"]["overall"]
+    pairs = {"f_score_l3das21": official["f_score"], "precision_l3das21": official["precision"],
+             "recall_l3das21": official["recall"], "f_score": one["f_score"], "precision": one["precision"],
+             "recall": one["recall"], "error_rate": scores["dcase_segment"]["overall"]["error_rate"],
+             "segment_f1": scores["dcase_segment"]["overall"]["f1"],
+             "event_f1": scores["dcase_event"]["overall"]["f1"],
+             "event_error_rate": scores["dcase_event"]["overall"]["error_rate"]}
+    for name, value in pairs.items():
+        assert logged[f"test/{name}"] == pytest.approx(value, abs=1e-6), name
+    assert 0 < one["f_score"] < 1 and scores["one_to_one"]["location"] is None
+
+
+def test_score_lists_missing_extra_and_unreadable_files(l3das21_root: Path, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture) -> None:
+    labels = l3das21_root / "L3DAS_Task2_dev" / "labels"
+    stems = sorted(p.stem.removeprefix("label_") for p in labels.glob("*.csv"))
+    pred = tmp_path / "pred"
+    pred.mkdir()
+    (pred / f"{stems[0]}.csv").write_text("3,2,0.5,0.1,0.0\n4,2,0.5,0.1,0.0\n")  # official rows, located
+    (pred / "stranger.csv").write_text("1,1\n")
+    (pred / "broken_frames.csv").write_text("1,Knock\n")
+    assert main(["score", str(pred), "--labels", str(labels), "--json", str(tmp_path / "s.json")]) == 1
+    err = capsys.readouterr().err
+    assert f"missing: {stems[1]}" in err and "extra: stranger" in err  # broken: listed as unreadable
+    assert "broken_frames.csv, line 1: field class='Knock' is not a number" in err
+    scores = json.loads((tmp_path / "s.json").read_text())
+    assert scores["l3das21_official"]["location"]["overall"]["tp"] >= 0  # coordinates → location-sensitive too
+
+
+def test_ddp_test_scores_every_clip_once(trained: dict[str, Path], tmp_path: Path) -> None:
+    """3 dev clips on 2 processes: Lightning's default sampler would pad rank 1 with a repeated clip."""
+    import os
+    import subprocess
+    import sys
+
+    from phnn.data.l3das21.synth import synthesize
+
+    root = tmp_path / "data"
+    synthesize(root, train_clips=1, dev_clips=3, duration=2.0, seed=3)
+    ckpt = low_threshold(trained, tmp_path)
+    common = ["test", "--config", str(trained["config"]), "--ckpt_path", str(ckpt), f"--data.root={root}",
+              f"--data.cache_dir={tmp_path / 'cache'}"]
+    assert main([*common, f"--trainer.logger.init_args.save_dir={tmp_path / 'one'}"]) == 0
+    command = [sys.executable, "-m", "phnn", *common, f"--trainer.logger.init_args.save_dir={tmp_path / 'two'}",
+               "--trainer.strategy=ddp", "--trainer.devices=2"]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    one, two = test_metrics(tmp_path / "one"), test_metrics(tmp_path / "two")
+    assert set(one) == set(two) and "test/f_score_l3das21" in one
+    for name, value in one.items():
+        assert two[name] == pytest.approx(value, abs=1e-6), name

@@ -80,23 +80,25 @@ def test_fit_batches_split_and_train_only_stats(l3das21_root: Path, tmp_path: Pa
     assert not torch.allclose(dm.normalizer.mean, with_val.mean)
     assert list(dm.cache.folder.glob("stats-*.json"))
 
-    frames = 0
-    for features, targets in dm.val_dataloader():
-        assert features.shape[-1] == 8 * targets.shape[1] and features.shape[1] == 8
-        frames += targets.shape[0] * targets.shape[1]
-    assert frames == 40  # every frame of the validation clip exactly once
+    items = list(dm.val_dataloader())
+    assert [item["stem"] for item in items] == [c.stem for c in dm.val_clips]  # whole clips, each once
+    features = items[0]["features"]
+    assert features.shape == (8, 256, 8 * 40) and items[0]["sed"].shape == (40, 42)
+    window = features[..., 16:48]  # lazy: read and normalised per slice
+    expected = np.concatenate([np.load(dm.cache.feature_path("train", items[0]["stem"], m))[..., 16:48] for m in "AB"])
+    torch.testing.assert_close(window, dm.normalizer(torch.from_numpy(expected.astype(np.float32))))
 
 
-def test_test_windows_tile_clips_and_doa(l3das21_root: Path, tmp_path: Path) -> None:
+def test_test_items_are_whole_clips_with_events_and_doa(l3das21_root: Path, tmp_path: Path) -> None:
     dm = make_dm(l3das21_root, tmp_path, return_doa=True)
     dm.setup("fit")
     dm.setup("test")
-    batches = list(dm.test_dataloader())
-    shapes = sorted(tuple(b[1].shape[:2]) for b in batches)
-    # 2 clips of 40 frames, windows of 30: 0..30 and a shorter 30..40, batched by length
-    assert sum(n * t for n, t in shapes) == 2 * 40 and shapes == [(2, 10), (2, 30)]
-    features, sed, doa = batches[0]
-    assert doa.shape == (*sed.shape[:2], 126) and (doa.abs() <= 1).all()
+    items = list(dm.test_dataloader())
+    assert len(items) == 2 and all(item["duration"] == 4.0 and item["num_frames"] == 40 for item in items)
+    item = items[0]
+    assert item["doa"].shape == (40, 126) and (item["doa"].abs() <= 1).all()
+    assert item["label_grid"] == "official" and item["events"]
+    assert all(0 <= onset <= offset and 0 <= cls < 14 for onset, offset, cls in item["events"])
 
 
 def test_state_dict_round_trip_and_mismatch(l3das21_root: Path, tmp_path: Path) -> None:
@@ -109,6 +111,9 @@ def test_state_dict_round_trip_and_mismatch(l3das21_root: Path, tmp_path: Path) 
     torch.testing.assert_close(fresh.normalizer.std, dm.normalizer.std)
     with pytest.raises(ValueError, match=r"in_channels=8 .*in_channels=16"):
         make_dm(l3das21_root, tmp_path, phase=True).load_state_dict(state)
+    assert state["label_grid"] == "official"
+    with pytest.raises(ValueError, match=r"trained on label_grid='official'.*--data.label_grid official"):
+        make_dm(l3das21_root, tmp_path, label_grid="nearest").load_state_dict(state)
 
 
 class MeanModel(pl.LightningModule):
@@ -123,8 +128,8 @@ class MeanModel(pl.LightningModule):
         logits = self.head(x.mean(dim=(2, 3)))[:, None].expand(-1, y.shape[1], -1)
         return torch.nn.functional.binary_cross_entropy_with_logits(logits, y)
 
-    def validation_step(self, batch, batch_idx):
-        return self.training_step(batch, batch_idx)
+    def validation_step(self, batch, batch_idx):  # a whole clip (dict) with lazy features
+        return self.training_step((batch["features"][..., :8][None], batch["sed"][None, :1]), batch_idx)
 
     def predict_step(self, batch, batch_idx):
         return batch

@@ -15,16 +15,31 @@ from phnn.data.l3das21.features import FeatureCache, FeatureSettings, load_clip,
 from phnn.data.l3das21.layout import find_clips
 
 
-def test_eight_stft_frames_per_label_frame_and_alignment() -> None:
-    rng = np.random.default_rng(0)
-    wave = torch.from_numpy(rng.standard_normal((4, 3200 * 5 + 17)).astype(np.float32))
+@pytest.mark.parametrize("samples", [32000 * 2, 32000 * 2 + 123, 3200 * 7 + 5, 1000])
+def test_features_equal_the_official_scipy_framing(samples: int) -> None:
+    """Frame for frame as the official spectrum_fast: scipy.signal.stft (Hamming 512, overlap 112, zero
+    boundary, padded), DC bin and last frame dropped; phnn keeps 8 per label frame (zeros past the end)."""
+    from scipy.signal import stft
+
+    wave = np.random.default_rng(samples).standard_normal((4, samples)).astype(np.float32) * 0.1
+    _, _, spectrum = stft(wave, window="hamming", nperseg=512, noverlap=112)
+    official = spectrum[:, 1:, :-1]
+    frames = official.shape[-1]
+    assert frames == -(-samples // 400)
+    ours = stft_features(torch.from_numpy(wave), FeatureSettings(phase=True)).numpy()
+    assert ours.shape == (8, 256, 8 * -(-samples // 3200))
+    np.testing.assert_allclose(ours[:4, :, :frames], np.abs(official), rtol=1e-5, atol=1e-7)
+    phase_error = np.abs(ours[4:, :, :frames] - np.angle(official) / np.pi)
+    assert np.minimum(phase_error, 2 - phase_error).max() < 1e-4  # ±π wrap; phase of tiny bins is noisy
+
+
+def test_frame_j_is_centred_on_sample_400j() -> None:
+    wave = torch.zeros(4, 3200 * 2)
+    wave[1, 400 * 5] = 1.0  # an impulse at the centre of frame 5: flat spectrum of window[256] / Σ window
     x = stft_features(wave)
-    assert x.shape == (4, 256, 48)  # 6 label frames (ceil), 8 STFT frames each, DC dropped
-    j = 9  # STFT frame 8·1 + 1 starts at sample 3200 + 400
-    segment = wave[2, 3600 : 3600 + 512].numpy() * np.hamming(513)[:512]
-    np.testing.assert_allclose(x[2, :, j].numpy(), np.abs(np.fft.rfft(segment))[1:], rtol=1e-4, atol=1e-4)
-    last = stft_features(wave[:, : 3200 * 5])
-    assert last.shape[-1] == 40
+    window = np.hamming(513)[:512]
+    np.testing.assert_allclose(x[1, :, 5].numpy(), window[256] / window.sum(), rtol=1e-5)
+    assert x[1, :, 0].abs().max() == 0 and x[1, :, 7].abs().max() == 0  # frames 0 and 7 do not reach it
 
 
 def test_phase_and_magnitude_scales() -> None:
@@ -34,13 +49,16 @@ def test_phase_and_magnitude_scales() -> None:
     assert both.shape == (8, 256, 16)
     torch.testing.assert_close(both[:4], linear / 512)
     assert both[4:].abs().max() <= 1.0 and both[4:].abs().max() > 0.9
-    torch.testing.assert_close(stft_features(wave, FeatureSettings(magnitude_scale="log1p")), torch.log1p(linear))
+    window_sum = float(torch.hamming_window(512).sum())
+    torch.testing.assert_close(stft_features(wave, FeatureSettings(magnitude_scale="log1p")),
+                               torch.log1p(linear * window_sum))
     with pytest.raises(ValueError, match="magnitude_scale='db'"):
         FeatureSettings(magnitude_scale="db")
 
 
 def test_cache_key_follows_settings() -> None:
     assert FeatureSettings().key() == FeatureSettings().key()
+    assert feat.FORMAT_VERSION == 2  # the official framing: caches of the old framing get a new key
     keys = {FeatureSettings().key(), FeatureSettings(phase=True).key(), FeatureSettings(magnitude_scale="log1p").key()}
     assert len(keys) == 3
 
@@ -145,6 +163,7 @@ def test_targets_cached_before_the_rounding_change_are_rebuilt(l3das21_root: Pat
     sed_path, _ = cache.target_paths("dev", clip.stem)
     sed, _ = load_targets(clip.labels, frames)
     np.testing.assert_array_equal(np.load(sed_path), sed)
+    assert sed_path.name == f"{clip.stem}.sed-official-v{feat.TARGET_VERSION}.npy"
 
 
 def test_intensity_channels_are_the_signed_direction_of_a_plane_wave() -> None:
@@ -177,3 +196,17 @@ def test_channel_order_is_the_official_stacking() -> None:
     torch.testing.assert_close(both[4:8], per_mic[1][:4])  # B magnitudes right after A's
     torch.testing.assert_close(both[8:12], per_mic[0][4:8])  # then A phases
     assert FeatureSettings(intensity=True).key() != FeatureSettings().key()
+
+
+def test_targets_of_each_label_grid_are_cached_apart(l3das21_root: Path, tmp_path: Path) -> None:
+    from phnn.data.l3das21.labels import load_targets
+
+    clip = find_clips(l3das21_root, "dev", mics="A")[0]
+    for grid in ("official", "nearest"):
+        cache = FeatureCache(tmp_path / "cache", label_grid=grid)
+        cache.build("dev", [clip], progress=False)
+        np.testing.assert_array_equal(np.load(cache.target_paths("dev", clip.stem)[0]),
+                                      load_targets(clip.labels, 40, grid, 4.0)[0])
+    official, nearest = (FeatureCache(tmp_path / "cache", label_grid=g).target_paths("dev", clip.stem)[0]
+                         for g in ("official", "nearest"))
+    assert official != nearest and not np.array_equal(np.load(official), np.load(nearest))

@@ -89,7 +89,7 @@ def test_targets_hand_computed(tmp_path: Path) -> None:
         "a,0.25,0.3,Knock,1.0,1.0,1.0",      # frames 2..3: slot 2 on 2 (two knocks there), slot 1 on 3
         "a,0.55,9.0,Laughter,-2.0,0.5,0.0",  # frames round(5.5)=6 .. 90, clipped to the 8 frames of the clip
     ])
-    sed, doa = load_targets(path, num_frames=8)
+    sed, doa = load_targets(path, num_frames=8, label_grid="nearest")
     expected = np.zeros((8, 42), np.float32)
     expected[0:3, 3 * knock + 0] = 1
     expected[2, 3 * knock + 1] = 1
@@ -112,9 +112,11 @@ def test_any_clip_length_and_extra_columns(tmp_path: Path) -> None:
     path = write_csv(tmp_path / "l.csv", ["x,Telephone,0.0,0.1,1,0,0,note"],
                      header="File,Class,Start,End,X,Y,Z,Comment\n")
     for frames in (1, 3, 1234):
-        sed, doa = load_targets(path, frames)
+        sed, doa = load_targets(path, frames, "nearest")
         assert sed.shape == (frames, 42) and doa.shape == (frames, 126)
         assert sed[:, 3 * CLASSES.index("Telephone")].sum() == min(frames, 2)
+        # official: 0.1 s is quantised k = 1, which lands on frame 0 (k − 1): one frame
+        assert load_targets(path, frames, "official")[0][:, 3 * CLASSES.index("Telephone")].sum() == 1
 
 
 @pytest.mark.parametrize(
@@ -136,3 +138,50 @@ def test_fourth_simultaneous_sound_of_a_class(tmp_path: Path) -> None:
     path = write_csv(tmp_path / "l.csv", ["a,0,1,Knock,0,0,0"] * 4)
     with pytest.raises(ValueError, match=r"l\.csv, row 4: more than 3 simultaneous Knock"):
         load_targets(path, 20)
+
+
+def official_matrix(path: Path, dur: float) -> np.ndarray:
+    """The official csv_to_matrix_task2 (SED part, step 0.1), written from its description: quantise to
+    round(t / step) · step, frame = int(np.interp(q, (0, dur), (0, N − 1))) with N = int(dur / step),
+    frames start … end inclusive, slot = sounds of that class already in the frame."""
+    step = 0.1
+    n = int(dur / step)
+    matrix = np.zeros((n, 14, 3))
+    for event in read_events(path):
+        first, last = (int(np.interp(round(float(t) / step) * step, (0, dur), (0, n - 1)))
+                       for t in (event.start, event.end))
+        for frame in np.arange(first, last + 1):
+            matrix[frame, event.class_index, int(np.sum(matrix[frame, event.class_index]))] = 1.0
+    return matrix.reshape(n, 42)
+
+
+@pytest.mark.parametrize("duration", [60.0, 4.0, 20.0, 7.3, 2.05])
+def test_official_grid_is_csv_to_matrix_task2_bit_for_bit(tmp_path: Path, duration: float) -> None:
+    rng = np.random.default_rng(int(duration * 100))
+    rows = ["a,0.0,0.35,Knock,0,0,0", f"a,0.05,{duration},Laughter,0,0,0",   # 0 s, x.x5 s, touching the end
+            f"a,1.45,{duration - 0.05:.2f},Telephone,0,0,0", "a,0.25,0.25,Writing,0,0,0"]
+    for _ in range(30):  # random boundary-ish times: tenths and half tenths, and millisecond times
+        start = float(rng.choice([rng.integers(0, int(duration * 20)) / 20, rng.uniform(0, duration)]))
+        end = min(duration, start + float(rng.uniform(0, 3)))
+        rows.append(f"a,{start:.3f},{end:.3f},{CLASSES[int(rng.integers(14))]},0,0,0")
+    path = write_csv(tmp_path / "l.csv", rows)
+    try:
+        expected = official_matrix(path, duration)
+    except IndexError:  # more than 3 sounds of one class in a frame: drop the random rows and retry
+        path = write_csv(tmp_path / "l.csv", rows[:4])
+        expected = official_matrix(path, duration)
+    samples = round(duration * 32000)
+    frames = num_label_frames(samples, 32000)
+    sed, _ = load_targets(path, frames, "official", samples / 32000)
+    assert frames >= expected.shape[0]
+    np.testing.assert_array_equal(sed[: expected.shape[0]], expected.astype(np.float32))
+    assert not sed[expected.shape[0]:].any()  # N = int(dur / 0.1) may be below ceil(dur / 0.1)
+
+
+@pytest.mark.parametrize(("seconds", "frame"), [(0.0, 0), (0.05, 0), (0.1, 0), (0.15, 0), (0.25, 1), (0.35, 2),
+                                                (1.45, 13), (59.95, 599), (60.0, 599)])
+def test_official_frame_leads_round_by_one(seconds: float, frame: int) -> None:
+    # round(t / 0.1) = k (0.15 / 0.1 = 1.4999999999999998 → 1, 59.95 → 600) lands on k − 1 (0 on 0)
+    from phnn.data.l3das21.labels import official_frame
+
+    assert official_frame(seconds, 60.0) == frame == max(round(seconds / 0.1) - 1, 0)

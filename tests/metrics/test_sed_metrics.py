@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from phnn.metrics import DCASESegmentScore, L3DAS21FrameScore
+from phnn.metrics import DCASEScore, L3DAS21FrameScore
 
 
 def slots(frames: int, events: list[tuple[int, int, int]], batch: int = 1) -> torch.Tensor:
@@ -88,47 +88,12 @@ def test_frame_score_without_events_is_zero_not_nan() -> None:
     assert [out[k].item() for k in ("precision", "recall", "f_score")] == [0.0, 0.0, 0.0]
 
 
-def test_segment_score_hand_computed() -> None:
-    # 25 frames → segments [0-9], [10-19], [20-24] (partial, counted)
-    # seg 0: ref {0, 1}, sys {0, 2}        → TP 1, FN 1, FP 1 → S 1
-    # seg 1: ref {3},    sys {}            → FN 1 → D 1
-    # seg 2: ref {},     sys {4, 5}        → FP 2 → I 2
-    target = slots(25, [(0, 0, 0), (9, 1, 2), (15, 3, 0)])
-    preds = slots(25, [(3, 0, 1), (5, 2, 0), (22, 4, 0), (24, 5, 1)])
-    metric = DCASESegmentScore()
-    metric.update(preds, target)
-    assert (metric.substitutions.item(), metric.deletions.item(), metric.insertions.item()) == (1, 1, 2)
-    assert metric.reference.item() == 3
-    out = metric.compute()
-    assert out["error_rate"].item() == pytest.approx(4 / 3)
-    # TP 1, FP 3, FN 2 over (segment, class) pairs
-    assert out["f1"].item() == pytest.approx(2 / (2 + 3 + 2))
-
-
-def test_segment_score_segments_restart_per_batch_item() -> None:
-    # item 0 active at frame 9 (segment 0), item 1 predicted at frame 0 of its own clip: same class
-    target = torch.zeros(2, 10, 42)
-    preds = torch.zeros(2, 10, 42)
-    target[0, 9, 0] = 1
-    preds[1, 0, 0] = 1
-    metric = DCASESegmentScore()
-    metric.update(preds, target)
-    assert (metric.deletions.item(), metric.insertions.item()) == (1, 1)
-
-
-def test_segment_error_rate_without_reference_events() -> None:
-    metric = DCASESegmentScore()
-    metric.update(slots(10, []), slots(10, []))
-    assert metric.compute()["error_rate"].item() == 0.0
-    metric.update(slots(10, [(0, 0, 0), (0, 1, 0)]), slots(10, []))
-    assert metric.compute()["error_rate"].item() == 2.0
-
-
 def test_perfect_prediction() -> None:
     target = (torch.rand(2, 30, 42) > 0.8).float()
-    frame, segment = L3DAS21FrameScore(), DCASESegmentScore()
+    frame, segment = L3DAS21FrameScore(), DCASEScore(kind="segment")
     frame.update(target, target)
-    segment.update(target, target)
+    events = [(0.0, 1.5, 2), (2.25, 3.0, 5)]
+    segment.update(events, events)
     assert frame.compute()["f_score"].item() == pytest.approx(1.0)
     assert segment.compute()["error_rate"].item() == 0.0
     assert segment.compute()["f1"].item() == pytest.approx(1.0)
@@ -144,4 +109,4 @@ def test_bad_shapes_are_named(shape: tuple[int, ...]) -> None:
 
 def test_mismatched_shapes() -> None:
     with pytest.raises(ValueError, match="same shape"):
-        DCASESegmentScore().update(torch.zeros(1, 5, 42), torch.zeros(1, 6, 42))
+        L3DAS21FrameScore().update(torch.zeros(1, 5, 42), torch.zeros(1, 6, 42))

@@ -7,6 +7,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from phnn.data.l3das21 import predict_collate
+from phnn.metrics import L3DAS21FrameScore
 from phnn.tasks.sed import SoundEventDetector
 
 TINY = {"widths": [4, 4, 8, 8], "gru_hidden": 8, "gru_layers": 1, "fc_width": 16, "fc_layers": 1, "dropout": 0.0}
@@ -32,16 +34,39 @@ def test_monitor_is_f_score_max() -> None:
     assert (SoundEventDetector.monitor, SoundEventDetector.monitor_mode) == ("val/f_score", "max")
 
 
+def clip(frames: int = 20, seed: int = 0) -> dict:
+    """A whole-clip evaluation item as the DataModule gives it (a tensor in place of the lazy features)."""
+    generator = torch.Generator().manual_seed(seed)
+    return {"stem": f"c{seed}", "features": torch.randn(4, 256, 8 * frames, generator=generator),
+            "sed": (torch.rand(frames, 42, generator=generator) > 0.9).float(), "num_frames": frames,
+            "duration": frames / 10, "events": [(0.2, 1.0, 3), (0.5, 1.9, 7)], "label_grid": "official"}
+
+
 def test_fit_and_test_log_the_published_metrics(tmp_path) -> None:
-    data = DataLoader(TensorDataset(*batch(4)), batch_size=2)
-    task = tiny_task(optimizer=lambda p: torch.optim.Adam(p, lr=1e-2))
+    train = DataLoader(TensorDataset(*batch(4)), batch_size=2)
+    clips = DataLoader([clip(seed=0), clip(seed=1)], batch_size=1, collate_fn=predict_collate)
+    task = tiny_task(optimizer=lambda p: torch.optim.Adam(p, lr=1e-2), predict_window_frames=8, predict_overlap_frames=2)
     trainer = L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, default_root_dir=tmp_path)
-    trainer.fit(task, data, data)
-    assert {"train/loss_epoch", "val/loss", "val/f_score", "val/error_rate"} <= set(trainer.callback_metrics)
-    (results,) = trainer.test(task, data, verbose=False)
-    assert {"test/f_score", "test/error_rate", "test/precision", "test/recall", "test/loss"} <= set(results)
+    trainer.fit(task, train, clips)
+    assert {"train/loss_epoch", "val/loss", "val/f_score", "val/f_score_l3das21", "val/error_rate"} <= set(
+        trainer.callback_metrics)
+    (results,) = trainer.test(task, clips, verbose=False)
+    names = {f"test/{name}" for name in ("f_score", "precision", "recall", "f_score_l3das21", "precision_l3das21",
+                                         "recall_l3das21", "error_rate", "segment_f1", "event_f1", "event_error_rate",
+                                         "loss")}
+    assert names <= set(results)
     assert 0.0 <= results["test/f_score"] <= 1.0
+
+
+def test_evaluation_scores_clips_exactly_as_prediction() -> None:
+    task = tiny_task(predict_window_frames=6, predict_overlap_frames=2, threshold=0.3).eval()
+    item = clip(23, seed=4)
+    predicted = task.predict_clip(item)
+    task.evaluate_clip(item, "test")
+    frame = L3DAS21FrameScore(counting="official")
+    frame.update(predicted["detections"][None], item["sed"][None])
+    assert task.test_frame["official"].compute() == frame.compute()
 
 
 def test_mismatched_targets_are_refused() -> None:
@@ -125,17 +150,41 @@ def test_seld_batches_without_doa_targets_are_refused() -> None:
         tiny_task(localize=True).training_step((features, sed), 0)
 
 
+def seld_clip(frames: int = 20, seed: int = 0) -> dict:
+    item = clip(frames, seed)
+    return {**item, "doa": (torch.rand(frames, 126) * 2 - 1) * item["sed"].repeat(1, 3)}
+
+
 def test_seld_fit_and_test_log_the_seld_metrics(tmp_path) -> None:
-    data = DataLoader(TensorDataset(*seld_batch(4)), batch_size=2)
-    task = tiny_task(localize=True, optimizer=lambda p: torch.optim.Adam(p, lr=1e-2))
+    train = DataLoader(TensorDataset(*seld_batch(4)), batch_size=2)
+    clips = DataLoader([seld_clip(seed=0), seld_clip(seed=1)], batch_size=1, collate_fn=predict_collate)
+    task = tiny_task(localize=True, threshold=0.3, optimizer=lambda p: torch.optim.Adam(p, lr=1e-2))
     trainer = L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, default_root_dir=tmp_path)
-    trainer.fit(task, data, data)
-    (results,) = trainer.test(task, data, verbose=False)
+    trainer.fit(task, train, clips)
+    assert {"train/sed_loss_epoch", "train/doa_loss_epoch", "val/seld_f_score"} <= set(trainer.callback_metrics)
+    (results,) = trainer.test(task, clips, verbose=False)
     expected = {"test/f_score", "test/seld_f_score", "test/seld_f_score_l3das21", "test/doa_error_m",
                 "test/doa_error_deg", "test/dcase_error_rate_20", "test/dcase_f_score_20",
-                "test/dcase_localisation_error", "test/dcase_localisation_recall", "test/doa_loss", "test/sed_loss"}
+                "test/dcase_localisation_error", "test/dcase_localisation_recall", "test/loss"}
     assert expected <= set(results)
+
+
+def test_seld_evaluation_scores_positions_exactly_as_prediction() -> None:
+    """The located metrics of `phnn test` use the detections and positions that `phnn predict` writes."""
+    from phnn.metrics.seld import SELDScores
+
+    task = tiny_task(localize=True, predict_window_frames=6, predict_overlap_frames=2, output_prior=0.5).eval()
+    item = seld_clip(23, seed=4)
+    predicted = task.predict_clip(item)
+    task.evaluate_clip(item, "test")
+    reference = SELDScores()
+    reference.update(predicted["detections"][None], item["sed"][None], predicted["positions"][None],
+                     task.positions(item["doa"])[None])
+    logged = task.test_seld.compute()
+    assert logged == reference.compute() and float(logged["seld_f_score"]) > 0 and float(logged["doa_error_m"]) > 0
+    with pytest.raises(ValueError, match="return_doa"):
+        task.evaluate_clip(clip(23, seed=4), "test")
 
 
 def test_clip_outputs_hold_scores_and_positions_through_one_stitching_path() -> None:

@@ -12,14 +12,22 @@ Batches (fit / validate / test)::
 order (all mics' magnitudes, then their phases, then their intensities; each group W, Y, Z, X per mic,
 A before B; see ``features.group_channels``). Training items are windows of ``segment_seconds`` (``T`` label
 frames of 100 ms) taken every ``segment_seconds·(1 − segment_overlap)``; a clip shorter than a
-window is zero-padded (features at the mean, no events). Validation and test windows tile each
-clip without overlap, so every frame is scored exactly once; a clip's last, shorter window is
-batched only with windows of the same length (each loader item is already a batch).
+window is zero-padded (features at the mean, no events).
+
+Validation and test items are whole clips, one per batch (``predict_collate`` keeps the dict), which
+the task scores exactly as ``predict`` does (same windows, same stitching, `clip_scores`)::
+
+    {"stem": str, "features": CachedClipFeatures (lazy (C, 256, 8·T), normalised on slicing),
+     "sed": (T, 42) float32, ["doa": (T, 126) float32 with return_doa,] "events": [(onset s, offset s,
+     class index), ...] from the label CSV, "duration": seconds, "num_frames": T, "label_grid": str}
+
+Under DDP each clip goes to exactly one rank (`UnrepeatedDistributedSampler`: no padding, so no
+clip is scored twice).
 
 Predict items, one clip per batch (``predict_collate`` keeps the dict)::
 
     {"stem": str, "paths": [str, ...], "features": (C, 256, 8·T) float32 normalised,
-     "num_frames": T, "duration": seconds, "sample_rate": original Hz}
+     "num_frames": T, "duration": seconds, "sample_rate": original Hz, "label_grid": str}
     {"stem": str, "paths": [str, ...], "error": "<file>: <what was wrong>"}    unreadable / invalid clip
 
 Other sample rates are resampled to 32 kHz; a wrong channel count is an ``error`` item.
@@ -44,8 +52,10 @@ from typing import Any
 
 import lightning.pytorch as pl
 import numpy as np
+import soundfile
 import torch
-from torch.utils.data import DataLoader, Dataset, default_collate
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+from torch.utils.data import DataLoader, Dataset
 
 from phnn.data.l3das21.features import (
     STFT_FRAMES_PER_LABEL,
@@ -56,7 +66,7 @@ from phnn.data.l3das21.features import (
     load_clip,
     stft_features,
 )
-from phnn.data.l3das21.labels import FRAMES_PER_SECOND
+from phnn.data.l3das21.labels import FRAMES_PER_SECOND, LabelGrid, read_events
 from phnn.data.l3das21.layout import (
     CLASSES,
     CHANNELS_PER_MIC,
@@ -80,13 +90,12 @@ _STAGE_SPLITS: dict[str | None, tuple[str, ...]] = {
 
 class WindowDataset(Dataset):
     """Windows ``(clip, first label frame, length)`` read from the cached memmaps, normalised;
-    with ``pad=True`` shorter windows are zero-padded to ``window_frames`` (training batches)."""
+    shorter windows are zero-padded to ``window_frames``."""
 
     def __init__(self, cache: FeatureCache, split: str, clips: list[Clip], windows: list[tuple[int, int, int]],
-                 window_frames: int, normalizer: Normalizer, return_doa: bool = False, pad: bool = True) -> None:
+                 window_frames: int, normalizer: Normalizer, return_doa: bool = False) -> None:
         self.cache, self.split, self.clips, self.windows = cache, split, clips, windows
         self.window_frames, self.normalizer, self.return_doa = window_frames, normalizer, return_doa
-        self.pad = pad
         self._arrays: dict[int, tuple[list[np.ndarray], np.ndarray, np.ndarray]] = {}
 
     def __getstate__(self) -> dict[str, Any]:
@@ -114,31 +123,72 @@ class WindowDataset(Dataset):
         if self.return_doa:
             targets.append(torch.from_numpy(doa[start : start + length].astype(np.float32)))
         pad = self.window_frames - length
-        if self.pad and pad > 0:
+        if pad > 0:
             x = torch.nn.functional.pad(x, (0, pad * STFT_FRAMES_PER_LABEL))
             targets = [torch.nn.functional.pad(t, (0, 0, 0, pad)) for t in targets]
         return (x, *targets)
 
 
-class BatchedWindows(Dataset):
-    """Each item is a whole batch of equal-length windows (for evaluation without padding)."""
+class CachedClipFeatures:
+    """A cached clip's normalised features, read lazily: ``.shape`` and slicing ``[..., a:b]`` along the
+    last (STFT frame) axis, which is all `SoundEventDetector.clip_scores` uses; memory: one window."""
 
-    def __init__(self, windows: WindowDataset, batches: list[list[int]]) -> None:
-        self.windows, self.batches = windows, batches
+    def __init__(self, paths: list[Path], normalizer: Normalizer, groups: int = 1) -> None:
+        self.paths, self.normalizer, self.groups = paths, normalizer, groups  # groups: feature kinds per mic
+        self._arrays: list[np.ndarray] | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_arrays": None}  # worker processes reopen the memmaps
+
+    def _open(self) -> list[np.ndarray]:
+        if self._arrays is None:
+            self._arrays = [np.load(path, mmap_mode="r") for path in self.paths]
+        return self._arrays
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        arrays = self._open()
+        return (sum(a.shape[0] for a in arrays), *arrays[0].shape[1:])
+
+    def __getitem__(self, key: Any) -> torch.Tensor:
+        if not (isinstance(key, tuple) and len(key) == 2 and key[0] is Ellipsis and isinstance(key[1], slice)):
+            raise TypeError(f"CachedClipFeatures supports [..., a:b] along the frame axis only; got {key!r}")
+        chunk = group_channels([a[..., key[1]] for a in self._open()], self.groups).astype(np.float32)
+        return self.normalizer(torch.from_numpy(chunk))
+
+
+class ClipDataset(Dataset):
+    """Whole cached clips for validation and test (see the module docstring)."""
+
+    def __init__(self, cache: FeatureCache, split: str, clips: list[Clip], normalizer: Normalizer,
+                 return_doa: bool = False) -> None:
+        self.cache, self.split, self.clips, self.normalizer, self.return_doa = cache, split, clips, normalizer, return_doa
 
     def __len__(self) -> int:
-        return len(self.batches)
+        return len(self.clips)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
-        return default_collate([self.windows[i] for i in self.batches[index]])
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        clip = self.clips[index]
+        sed_path, doa_path = self.cache.target_paths(self.split, clip.stem)
+        sed = torch.from_numpy(np.load(sed_path).astype(np.float32))
+        info = soundfile.info(str(next(iter(clip.audio.values()))))
+        item = {"stem": clip.stem,
+                "features": CachedClipFeatures([self.cache.feature_path(self.split, clip.stem, m) for m in clip.audio],
+                                               self.normalizer, len(self.cache.settings.kinds)),
+                "sed": sed, "num_frames": sed.shape[0], "duration": info.frames / info.samplerate,
+                "events": [(e.start, e.end, e.class_index) for e in read_events(clip.labels)] if clip.labels else [],
+                "label_grid": self.cache.label_grid}
+        if self.return_doa:
+            item["doa"] = torch.from_numpy(np.load(doa_path).astype(np.float32))
+        return item
 
 
 class PredictDataset(Dataset):
     """One clip per item, read, resampled and featurised on demand (memory: one clip at a time)."""
 
     def __init__(self, groups: list[tuple[str, list[Path], str | None]], settings: FeatureSettings,
-                 normalizer: Normalizer) -> None:
-        self.groups, self.settings, self.normalizer = groups, settings, normalizer
+                 normalizer: Normalizer, label_grid: LabelGrid = "official") -> None:
+        self.groups, self.settings, self.normalizer, self.label_grid = groups, settings, normalizer, label_grid
 
     def __len__(self) -> int:
         return len(self.groups)
@@ -160,13 +210,14 @@ class PredictDataset(Dataset):
             "num_frames": features.shape[-1] // STFT_FRAMES_PER_LABEL,
             "duration": wave.shape[-1] / self.settings.sample_rate,
             "sample_rate": rate,
+            "label_grid": self.label_grid,
         }
 
 
 def predict_collate(items: list[dict[str, Any]]) -> dict[str, Any]:
-    """Predict loaders use batch_size 1: the batch is the clip's dict itself."""
+    """Clip loaders (predict, validation, test) use batch_size 1: the batch is the clip's dict itself."""
     if len(items) != 1:
-        raise ValueError(f"L3DAS21 predict batches hold one clip, got {len(items)}")
+        raise ValueError(f"L3DAS21 clip batches hold one clip, got {len(items)}")
     return items[0]
 
 
@@ -240,6 +291,10 @@ def _stem_and_mic(file: Path) -> tuple[str, str] | None:
     return (stem, mic.upper()) if stem and mic.upper() in ("A", "B") else None
 
 
+def _distributed() -> bool:
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
 class L3DAS21DataModule(pl.LightningDataModule):
     """L3DAS21 Task 2 SED data: cached STFT features, 100 ms slot targets, train-only statistics.
 
@@ -257,6 +312,9 @@ class L3DAS21DataModule(pl.LightningDataModule):
         cache_dir: feature cache (default ``<root>/.phnn_cache``).
         predict_path: wav file, folder, glob or clip stem for ``predict``.
         magnitude_scale: ``linear`` (published), ``div512`` or ``log1p``.
+        label_grid: which label frames a sound covers: ``official`` (``csv_to_matrix_task2`` bit for bit,
+            one frame ahead of ``round(t / 0.1)``; the default, as the targets models are scored on) or
+            ``nearest`` (``round(t / 0.1)``); see ``labels.py``. Kept in the checkpoint.
         return_doa: add the DOA target ``(T, 126)`` as a third batch element.
     """
 
@@ -265,7 +323,7 @@ class L3DAS21DataModule(pl.LightningDataModule):
                  segment_seconds: float = 5.0, segment_overlap: float = 0.5, batch_size: int = 16,
                  num_workers: int = 0, cache_dir: str | Path | None = None, predict_path: str | None = None,
                  magnitude_scale: str = "linear", return_doa: bool = False, progress: bool = True,
-                 intensity: bool = False) -> None:
+                 label_grid: LabelGrid = "official", intensity: bool = False) -> None:
         super().__init__()
         self.save_hyperparameters()
         for name, value in self.hparams.items():  # paths as text: checkpoints stay loadable with weights_only
@@ -286,7 +344,9 @@ class L3DAS21DataModule(pl.LightningDataModule):
             raise ValueError(f"batch_size={batch_size}: expected >= 1")
         self.settings = FeatureSettings(phase=phase, magnitude_scale=magnitude_scale, intensity=intensity)
         self.root = Path(root)
-        self.cache = FeatureCache(Path(cache_dir) if cache_dir is not None else self.root / ".phnn_cache", self.settings)
+        self.label_grid = label_grid
+        self.cache = FeatureCache(Path(cache_dir) if cache_dir is not None else self.root / ".phnn_cache", self.settings,
+                                  label_grid)
         self.ov_subsets = tuple(ov_subsets)
         self.val_fraction, self.seed, self.segment_overlap = val_fraction, seed, segment_overlap
         self.batch_size, self.num_workers, self.return_doa = batch_size, num_workers, return_doa
@@ -351,22 +411,17 @@ class L3DAS21DataModule(pl.LightningDataModule):
         self.normalizer.set(stats.mean, stats.std)
 
     # -- windows and loaders --------------------------------------------------------------------
-    def _windows(self, split: str, clips: list[Clip], stride: int, tail: str) -> list[tuple[int, int, int]]:
-        """``(clip, start, length)``; ``tail="align"`` ends on the clip end, ``"short"`` keeps a short last window."""
+    def _windows(self, split: str, clips: list[Clip], stride: int) -> list[tuple[int, int, int]]:
+        """Training windows ``(clip, start, length)`` every ``stride`` frames, the last one ending on the clip end."""
         windows = []
         size = self.window_frames
         for index, clip in enumerate(clips):
             frames = self.cache.num_frames(split, clip.stem, self.mics[0])
             starts = list(range(0, max(frames - size, 0) + 1, stride))
-            if tail == "align" and frames > size and starts[-1] != frames - size:
+            if frames > size and starts[-1] != frames - size:
                 starts.append(frames - size)
-            if tail == "short" and starts[-1] + size < frames:
-                starts.append(starts[-1] + stride)
             windows += [(index, s, min(size, frames - s)) for s in starts]
         return windows
-
-    def _dataset(self, split: str, clips: list[Clip], windows: list[tuple[int, int, int]], pad: bool) -> WindowDataset:
-        return WindowDataset(self.cache, split, clips, windows, self.window_frames, self.normalizer, self.return_doa, pad)
 
     def _loader(self, dataset: Dataset, **kwargs: Any) -> DataLoader:
         return DataLoader(dataset, num_workers=self.num_workers, persistent_workers=self.num_workers > 0, **kwargs)
@@ -374,20 +429,20 @@ class L3DAS21DataModule(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         self._ensure_stats()
         stride = max(1, round(self.window_frames * (1 - self.segment_overlap)))
-        dataset = self._dataset("train", self.train_clips, self._windows("train", self.train_clips, stride, "align"), pad=True)
+        windows = self._windows("train", self.train_clips, stride)
+        dataset = WindowDataset(self.cache, "train", self.train_clips, windows, self.window_frames, self.normalizer,
+                                self.return_doa)
         return self._loader(dataset, batch_size=self.batch_size, shuffle=True, drop_last=False)
 
     def _eval_loader(self, split: str, clips: list[Clip]) -> DataLoader | list:
         if not clips:
             return []
         self._ensure_stats()
-        windows = self._windows(split, clips, self.window_frames, "short")
-        by_length: dict[int, list[int]] = defaultdict(list)
-        for i, (_, _, length) in enumerate(windows):
-            by_length[length].append(i)
-        batches = [ids[i : i + self.batch_size] for _, ids in sorted(by_length.items(), reverse=True)
-                   for i in range(0, len(ids), self.batch_size)]
-        return self._loader(BatchedWindows(self._dataset(split, clips, windows, pad=False), batches), batch_size=None)
+        dataset = ClipDataset(self.cache, split, clips, self.normalizer, self.return_doa)
+        # Lightning keeps a DistributedSampler it is given; its default one would pad the clip list
+        # so that every rank gets as many, scoring some clips twice.
+        sampler = UnrepeatedDistributedSampler(dataset, shuffle=False) if _distributed() else None
+        return self._loader(dataset, batch_size=1, shuffle=False, sampler=sampler, collate_fn=predict_collate)
 
     def val_dataloader(self) -> DataLoader | list:
         return self._eval_loader("train", self.val_clips)
@@ -404,7 +459,7 @@ class L3DAS21DataModule(pl.LightningDataModule):
                 "(--ckpt_path), whose DataModule state holds the training-split statistics"
             )
         groups = find_predict_groups(self.predict_path, "".join(self.mics))
-        dataset = PredictDataset(groups, self.settings, self.normalizer)
+        dataset = PredictDataset(groups, self.settings, self.normalizer, self.label_grid)
         return self._loader(dataset, batch_size=1, shuffle=False, collate_fn=predict_collate)
 
     def describe_input(self) -> dict[str, Any]:
@@ -418,6 +473,7 @@ class L3DAS21DataModule(pl.LightningDataModule):
             "features": asdict(self.settings),
             "window": "hamming",
             "label_frame_seconds": 1 / FRAMES_PER_SECOND,
+            "label_grid": self.label_grid,
             "classes": list(CLASSES),
             "outputs": "logits (sigmoid for scores) of shape (N, frames, classes × 3 slots)" + (
                 "; a localising model (SELD) follows them with 3 × as many DOA outputs (tanh, metres / 2): "
@@ -437,6 +493,7 @@ class L3DAS21DataModule(pl.LightningDataModule):
             "in_channels": self.in_channels,
             "feature_key": self.settings.key(),
             "mics": "".join(self.mics),
+            "label_grid": self.label_grid,
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -449,4 +506,10 @@ class L3DAS21DataModule(pl.LightningDataModule):
                 f"has in_channels={self.in_channels} (mics={''.join(self.mics)!r}, features {list(self.settings.kinds)}, "
                 f"magnitude_scale={self.settings.magnitude_scale!r}, key {self.settings.key()}); use the run's config"
             )
+        trained_grid = state_dict.get("label_grid", "nearest")  # checkpoints before label_grid used round(t / 0.1)
+        if trained_grid != self.label_grid:
+            raise ValueError(
+                f"the checkpoint's model was trained on label_grid={trained_grid!r}, but this DataModule has "
+                f"label_grid={self.label_grid!r}: its frames would sit one frame off; set --data.label_grid "
+                f"{trained_grid} (or use the run's config)")
         self.normalizer.set(state_dict["mean"], state_dict["std"])

@@ -2,14 +2,18 @@
 
 Features of a clip with ``N`` samples at 32 kHz (``T = ceil(N / 3200)`` label frames):
 
-* the waveform is zero-padded at the end to ``3200·T + 112`` samples and cut into Hamming-windowed
-  frames of 512 samples every 400 samples, *not centred*: STFT frame ``8t + k`` starts at sample
-  ``3200t + 400k``, so exactly 8 STFT frames belong to label frame ``t`` (the published hop 400 /
-  overlap 112), and a 60 s clip gives 4800 frames for its 600 label frames;
+* the official framing of ``spectrum_fast`` (``scipy.signal.stft`` with its defaults
+  ``boundary="zeros"``, ``padded=True``; Hamming window of 512, overlap 112 = hop 400): STFT frame
+  ``j`` is centred on sample ``400·j`` (the first starts 256 samples before the clip, in zeros);
+  the official function drops the last frame, leaving ``ceil(N / 400)``: 4800 frames for a 60 s
+  clip, 8 per label frame. phnn keeps ``8·T`` frames (the waveform is zero-padded at the end when
+  ``N`` is not a multiple of 3200), so exactly 8 STFT frames belong to label frame ``t``; the frames
+  the official function computes are equal to its own, frame for frame;
 * the DC bin is dropped → 256 frequency bins;
-* per channel: magnitude (``magnitude_scale``: ``linear`` = ``|X|`` as published, ``div512`` =
-  ``|X|/512``, ``log1p`` = ``log(1 + |X|)``), then, with ``phase=True``, the phase / π, then, with
-  ``intensity=True``, the normalised active intensity of each Ambisonic component against W,
+* per channel: magnitude as scipy scales it (``|X| / Σ window``), then ``magnitude_scale``:
+  ``linear`` as published, ``div512`` divides it by 512 (the original PHNN code), ``log1p`` =
+  ``log(1 + |X|)`` of the unscaled magnitude; with ``phase=True``, then the phase / π; with
+  ``intensity=True``, then the normalised active intensity of each Ambisonic component against W,
   ``2·Re(W̄·C) / (|W|² + |Y|² + |Z|² + |X|²)`` for C in (W, Y, Z, X): for one plane wave this is its
   SN3D gain (1, sin az·cos el, sin el, cos az·cos el), i.e. the direction cosines with their signs.
   Magnitudes alone lose those signs (|X| is the same for a source in front and behind), so
@@ -23,8 +27,9 @@ Features of a clip with ``N`` samples at 32 kHz (``T = ceil(N / 3200)`` label fr
 Cache: ``<cache_dir>/<key>/<split>/<stem>_<mic>.npy`` float16 ``(channels_per_mic, 256, 8T)``,
 plus ``<stem>.sed-v<TARGET_VERSION>.npy`` (uint8, ``(T, 42)``) and ``<stem>.doa-v<TARGET_VERSION>.npy``
 (float16, ``(T, 126)``); the key hashes the feature settings and ``FORMAT_VERSION``; ``TARGET_VERSION``
-changes when the label quantisation does (2: ``round(t / 0.1)`` as the original tools), so targets
-cached by an older version are rebuilt while features (and checkpoint feature keys) stay valid. Every file is written to a temporary name in
+changes when the label quantisation does, and the target names carry the ``label_grid``
+(``<stem>.sed-official-v3.npy``), so targets of another grid or version are never read as current
+ones. ``FORMAT_VERSION`` 2 is the official (centred) framing: caches of the older framing are rebuilt. Every file is written to a temporary name in
 the same folder and renamed, so a killed run leaves no half-written file under a final name and the
 next run skips what is complete. Clips are processed one at a time: memory does not grow with their
 number.
@@ -50,19 +55,20 @@ import soundfile
 import torch
 import torchaudio.functional
 
-from phnn.data.l3das21.labels import load_targets, num_label_frames
+from phnn.data.l3das21.labels import LabelGrid, check_label_grid, load_targets, num_label_frames
 from phnn.data.l3das21.layout import CHANNELS_PER_MIC, SAMPLE_RATE, Clip
 from phnn.io import save_npy_atomic, write_text_atomic
 
-FORMAT_VERSION = 1
-TARGET_VERSION = 2  # label quantisation of the cached targets (see labels.seconds_to_frame)
+FORMAT_VERSION = 2  # 2: the official centred framing of scipy.signal.stft (1: frames starting at 400·j)
+TARGET_VERSION = 3  # label quantisation of the cached targets (3: named label grids, see labels.py)
 FREQ_BINS = 256
 STFT_FRAMES_PER_LABEL = 8
 
-MAGNITUDE_SCALES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-    "linear": lambda m: m,
-    "div512": lambda m: m / 512.0,
-    "log1p": torch.log1p,
+# (scipy-scaled magnitude |X| / Σ window, Σ window) → feature
+MAGNITUDE_SCALES: dict[str, Callable[[torch.Tensor, float], torch.Tensor]] = {
+    "linear": lambda m, window_sum: m,
+    "div512": lambda m, window_sum: m / 512.0,
+    "log1p": lambda m, window_sum: torch.log1p(m * window_sum),
 }
 
 
@@ -170,18 +176,20 @@ def stft_features(waveform: torch.Tensor, settings: FeatureSettings = FeatureSet
     channels, samples = waveform.shape
     if channels % CHANNELS_PER_MIC:
         raise ValueError(f"stft_features: {channels} channels; expected 4 per mic (W, Y, Z, X)")
-    frames = num_label_frames(samples, settings.sample_rate)
-    padded = (STFT_FRAMES_PER_LABEL * frames - 1) * settings.hop_length + settings.n_fft
+    frames = STFT_FRAMES_PER_LABEL * num_label_frames(samples, settings.sample_rate)
     with torch.no_grad():
-        wave = torch.nn.functional.pad(waveform.float(), (0, padded - samples))
+        # centred frames over zeros at both ends (scipy's boundary="zeros"); padding the end to
+        # hop·frames gives frames + 1 centred frames, the last dropped as the official function does
+        wave = torch.nn.functional.pad(waveform.float(), (0, frames * settings.hop_length - samples))
         window = torch.hamming_window(settings.n_fft, dtype=wave.dtype, device=wave.device)
-        spec = torch.stft(
-            wave, settings.n_fft, settings.hop_length, window=window, center=False, return_complex=True
-        )[:, 1:, :]
+        spec = torch.stft(wave, settings.n_fft, settings.hop_length, window=window, center=True,
+                          pad_mode="constant", return_complex=True)[:, 1:, :frames]
+        window_sum = float(window.sum())
         real, imag = torch.view_as_real(spec).unbind(-1)
         power = real * real + imag * imag
         # |z| as sqrt(re² + im²): 4x faster than complex abs (hypot), same values for audio ranges
-        groups = [MAGNITUDE_SCALES[settings.magnitude_scale](power.sqrt())]
+        magnitude = power.sqrt().div_(window_sum)
+        groups = [MAGNITUDE_SCALES[settings.magnitude_scale](magnitude, window_sum)]
         if settings.phase:
             groups.append(spec.angle() / math.pi)
         if settings.intensity:
@@ -195,8 +203,11 @@ class FeatureCache:
 
     STATS_CHUNK = 1024  # STFT frames per step of the statistics pass (bounds its memory)
 
-    def __init__(self, cache_dir: str | Path, settings: FeatureSettings = FeatureSettings()) -> None:
+    def __init__(self, cache_dir: str | Path, settings: FeatureSettings = FeatureSettings(),
+                 label_grid: LabelGrid = "official") -> None:
+        check_label_grid(label_grid)
         self.settings = settings
+        self.label_grid = label_grid
         self.folder = Path(cache_dir) / settings.key()
 
     def feature_path(self, split: str, stem: str, mic: str) -> Path:
@@ -204,7 +215,8 @@ class FeatureCache:
 
     def target_paths(self, split: str, stem: str) -> tuple[Path, Path]:
         folder = self.folder / split
-        return folder / f"{stem}.sed-v{TARGET_VERSION}.npy", folder / f"{stem}.doa-v{TARGET_VERSION}.npy"
+        tag = f"{self.label_grid}-v{TARGET_VERSION}"
+        return folder / f"{stem}.sed-{tag}.npy", folder / f"{stem}.doa-{tag}.npy"
 
     def is_complete(self, split: str, clip: Clip) -> bool:
         paths = [self.feature_path(split, clip.stem, mic) for mic in clip.audio]
@@ -246,23 +258,23 @@ class FeatureCache:
             bar.close()
 
     def _build_clip(self, split: str, clip: Clip) -> None:
-        frames = None
+        samples = None
         for mic, audio_path in clip.audio.items():
             path = self.feature_path(split, clip.stem, mic)
             if path.is_file():
                 continue
             wave, _ = load_clip(audio_path, CHANNELS_PER_MIC, self.settings.sample_rate, resample=False)
-            features = stft_features(wave, self.settings)
-            frames = features.shape[-1] // STFT_FRAMES_PER_LABEL
-            save_npy_atomic(path, features.half().numpy())
+            samples = wave.shape[-1]
+            save_npy_atomic(path, stft_features(wave, self.settings).half().numpy())
         if clip.labels is None:
             return
         sed_path, doa_path = self.target_paths(split, clip.stem)
         if sed_path.is_file() and doa_path.is_file():
             return
-        if frames is None:
-            frames = self.num_frames(split, clip.stem, next(iter(clip.audio)))
-        sed, doa = load_targets(clip.labels, frames)
+        if samples is None:
+            samples = soundfile.info(str(next(iter(clip.audio.values())))).frames
+        frames = num_label_frames(samples, self.settings.sample_rate)
+        sed, doa = load_targets(clip.labels, frames, self.label_grid, samples / self.settings.sample_rate)
         save_npy_atomic(doa_path, doa.astype(np.float16))
         save_npy_atomic(sed_path, sed.astype(np.uint8))
 

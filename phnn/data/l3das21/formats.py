@@ -201,12 +201,17 @@ def find_events(scores: np.ndarray, detections: np.ndarray, num_classes: int) ->
     return sorted(events, key=lambda event: (event[1], event[0], event[2]))
 
 
+def detected_events(scores: np.ndarray, detections: np.ndarray, duration: float, label_grid: LabelGrid = "official",
+                    num_classes: int = len(CLASSES)) -> list[tuple[float, float, int, float]]:
+    """Runs of detected frames → ``(onset s, offset s, class, confidence)``, the times where ``label_grid``
+    maps the run's ends (`phnn.data.l3das21.labels.frame_seconds`), the confidence the mean score."""
+    return [(*frame_seconds(first, last, label_grid, duration), cls, confidence)
+            for cls, first, last, confidence in find_events(scores, detections, num_classes)]
+
+
 def detections_to_events(scores: np.ndarray, detections: np.ndarray, filename: str, duration: float,
                          label_grid: LabelGrid = "official", class_names: Sequence[str] = CLASSES) -> list[EventRow]:
-    """Runs of detected frames → DCASE events, their times where ``label_grid`` maps the run's ends
-    (`phnn.data.l3das21.labels.frame_seconds`); the confidence is the mean score over the run."""
-    events = []
-    for cls, first, last, confidence in find_events(scores, detections, len(class_names)):
-        onset, offset = frame_seconds(first, last, label_grid, duration)
-        events.append(EventRow(filename, onset, offset, class_names[cls], confidence))
-    return events
+    """`detected_events` as DCASE event rows of ``filename``."""
+    return [EventRow(filename, onset, offset, class_names[cls], confidence)
+            for onset, offset, cls, confidence in detected_events(scores, detections, duration, label_grid,
+                                                                  len(class_names))]
