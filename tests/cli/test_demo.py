@@ -23,4 +23,4 @@ def test_demo_runs_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, c
     assert "test F-score" in printed and "test error rate" in printed
     assert list((tmp_path / "demo" / "runs" / "demo").glob("version_*/checkpoints/best.ckpt"))
     predictions = tmp_path / "demo" / "predictions"
-    assert len(list(predictions.glob("*_frames.csv"))) == 2 and len(list(predictions.glob("*.png"))) == 2
+    assert len(list((predictions / "l3das21_task2").glob("*.csv"))) == 2 and len(list(predictions.glob("*.png"))) == 2

@@ -69,9 +69,11 @@ def test_predict_folder_with_a_corrupt_file(trained: dict[str, Path], l3das21_ro
     good = sorted(p.stem.removesuffix("_A") for p in clips.glob("split*_A.wav"))  # outputs use the clip stem
     assert len(good) == 2
     for stem in good:
-        with open(out / f"{stem}.csv", newline="") as file:
-            assert next(csv.reader(file)) == ["filename", "onset", "offset", "event_label", "confidence"]
-        assert (out / f"{stem}_frames.csv").is_file()
+        with open(out / f"{stem}.csv", newline="") as file:  # the demo config localises: position columns
+            assert next(csv.reader(file)) == ["filename", "onset", "offset", "event_label", "confidence",
+                                              "x", "y", "z", "azimuth", "elevation"]
+        assert (out / "l3das21_task2" / f"{stem}.csv").is_file()
+    assert sorted(p.name for p in (out / "l3das21_task2").iterdir()) == [f"{stem}.csv" for stem in good]
     assert not list(out.glob("broken*"))
 
 
@@ -93,8 +95,8 @@ def test_predict_resamples_a_44k_clip(trained: dict[str, Path], l3das21_root: Pa
     soundfile.write(clip, resampled.astype(np.float32), 44100)
     out = tmp_path / "out"
     assert predict(trained, clip, out, "--writer.plot=true") == 0
-    with open(out / "clip44k_A_frames.csv", newline="") as file:
-        frames = [int(row["frame"]) for row in csv.DictReader(file)]
+    with open(out / "l3das21_task2" / "clip44k_A.csv", newline="") as file:
+        frames = [int(row[0]) for row in csv.reader(file)]
     assert all(0 <= f < 40 for f in frames)  # 4 s → 40 label frames at 100 ms
     assert (out / "clip44k_A.png").is_file()
 
@@ -130,7 +132,7 @@ def low_threshold(trained: dict[str, Path], folder: Path) -> Path:
     return folder / "low_threshold.ckpt"
 
 
-def test_metrics(runs: Path) -> dict[str, float]:
+def logged_test_metrics(runs: Path) -> dict[str, float]:
     (metrics,) = runs.rglob("metrics.csv")
     with open(metrics, newline="") as file:
         return {k: float(v) for row in csv.DictReader(file) for k, v in row.items() if v and k.startswith("test/")}
@@ -143,10 +145,11 @@ def test_test_and_score_on_predict_files_agree(trained: dict[str, Path], l3das21
     ckpt = low_threshold(trained, tmp_path)
     assert main(["test", "--config", str(trained["config"]), "--ckpt_path", str(ckpt),
                  f"--trainer.logger.init_args.save_dir={tmp_path / 'runs'}"]) == 0
-    logged = test_metrics(tmp_path / "runs")
+    logged = logged_test_metrics(tmp_path / "runs")
     dev = l3das21_root / "L3DAS_Task2_dev"
     assert predict({**trained, "ckpt": ckpt}, dev / "data", tmp_path / "pred") == 0
-    assert sum(p.stat().st_size for p in (tmp_path / "pred").glob("*_frames.csv")) > 0  # something was detected
+    submission = tmp_path / "pred" / "l3das21_task2"
+    assert sum(p.stat().st_size for p in submission.glob("*.csv")) > 0  # something was detected
     capsys.readouterr()
     assert main(["score", str(tmp_path / "pred"), "--labels", str(dev / "labels")]) == 0
     assert "l3das21_official class_only" in capsys.readouterr().out
@@ -160,9 +163,26 @@ def test_test_and_score_on_predict_files_agree(trained: dict[str, Path], l3das21
              "segment_f1": scores["dcase_segment"]["overall"]["f1"],
              "event_f1": scores["dcase_event"]["overall"]["f1"],
              "event_error_rate": scores["dcase_event"]["overall"]["error_rate"]}
+    # the demo config localises: the submission rows carry x, y, z, scored location-sensitively (2 m)
+    located_official = scores["l3das21_official"]["location"]["overall"]
+    located = scores["one_to_one"]["location"]["overall"]
+    pairs.update({"seld_f_score": located["f_score"], "seld_precision": located["precision"],
+                  "seld_recall": located["recall"], "seld_f_score_l3das21": located_official["f_score"],
+                  "dcase_error_rate_20": scores["dcase_joint"]["error_rate"],
+                  "dcase_f_score_20": scores["dcase_joint"]["f_score"],
+                  "dcase_localisation_recall": scores["dcase_joint"]["localisation_recall"]})
     for name, value in pairs.items():
         assert logged[f"test/{name}"] == pytest.approx(value, abs=1e-6), name
-    assert 0 < one["f_score"] < 1 and scores["one_to_one"]["location"] is None
+    # positions: written with 0.1 mm, targets cached as float16 (about 1 mm)
+    assert logged["test/doa_error_m"] == pytest.approx(scores["localisation"]["error_m"], abs=2e-3)
+    assert logged["test/doa_error_deg"] == pytest.approx(scores["localisation"]["error_deg"], abs=0.1)
+    assert 0 < one["f_score"] < 1
+    # the submission folder scored on its own gives the same located numbers, and stays clean
+    capsys.readouterr()
+    assert main(["score", str(submission), "--labels", str(dev / "labels")]) == 0
+    alone = json.loads((tmp_path / "pred" / "scores.json").read_text())
+    assert alone["one_to_one"]["location"]["overall"] == located
+    assert sorted(p.suffix for p in submission.iterdir()) == [".csv", ".csv"]
 
 
 def test_score_lists_missing_extra_and_unreadable_files(l3das21_root: Path, tmp_path: Path,
@@ -201,7 +221,7 @@ def test_ddp_test_scores_every_clip_once(trained: dict[str, Path], tmp_path: Pat
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    one, two = test_metrics(tmp_path / "one"), test_metrics(tmp_path / "two")
+    one, two = logged_test_metrics(tmp_path / "one"), logged_test_metrics(tmp_path / "two")
     assert set(one) == set(two) and "test/f_score_l3das21" in one
     for name, value in one.items():
         assert two[name] == pytest.approx(value, abs=1e-6), name
