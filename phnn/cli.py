@@ -10,11 +10,12 @@
 from __future__ import annotations
 
 import importlib
-import os
 import sys
 import warnings
 from pathlib import Path
 from typing import Any
+
+from phnn.errors import EXIT_SIGTERM, report_failures
 
 # Extra subcommands: name -> "module:function"; each function takes the remaining argv and returns
 # an exit code. Imported lazily so that `phnn --help` stays fast.
@@ -64,11 +65,13 @@ def _build_cli_class() -> type:
         RichProgressBar,
     )
     from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+    from lightning.pytorch.plugins.io import CheckpointIO
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
     import phnn.data  # noqa: F401  registers the DataModules' short names
     import phnn.tasks  # noqa: F401  registers the tasks' short names
-    from phnn.callbacks import Timing
+    from phnn.callbacks import LastCheckpoint, Timing
+    from phnn.checkpoint import SafeCheckpointIO, apply_checkpoint_hyperparameters, find_last_checkpoint
     from phnn.tasks.base import PHTask
 
     versioned_loggers = (TensorBoardLogger, CSVLogger)
@@ -77,6 +80,7 @@ def _build_cli_class() -> type:
         """LightningCLI with phnn's tasks and DataModules, default callbacks and one folder per run."""
 
         def __init__(self, args: list[str] | None, run: bool = True) -> None:
+            self._argv = list(sys.argv[1:] if args is None else args)
             super().__init__(
                 PHTask,
                 LightningDataModule,
@@ -99,6 +103,28 @@ def _build_cli_class() -> type:
                 help="Prediction writer used by `predict` (e.g. SEDPredictionWriter with output_dir); "
                      "ignored by the other subcommands.",
             )
+
+        def _parse_ckpt_path(self) -> None:
+            """`--ckpt_path`: `last` is the newest last.ckpt of this run name; a file is read safely and
+            checked before its hyperparameters are used, and the user's values win over them."""
+            subcommand = self.config.get("subcommand")
+            config = self.config.get(str(subcommand)) if subcommand else None
+            if config is None or not config.get("ckpt_path"):
+                return
+            if config.ckpt_path == "last":
+                config.ckpt_path = str(find_last_checkpoint(self._run_root(config.trainer)))
+            if config.ckpt_path not in ("best", "last", "hpc", "registry"):
+                self.config = apply_checkpoint_hyperparameters(self.parser, self.config, subcommand, self._argv)
+
+        @staticmethod
+        def _run_root(trainer: Namespace) -> Path:
+            """runs/<name>: the folder of the first logger's versions (trainer.default_root_dir without one)."""
+            loggers = trainer.get("logger")
+            for logger in loggers if isinstance(loggers, list) else []:
+                args = logger.get("init_args") if isinstance(logger, Namespace) else None
+                if args is not None and args.get("save_dir") is not None:
+                    return Path(args.save_dir) / (args.get("name") or "")
+            return Path(trainer.get("default_root_dir") or ".") / "lightning_logs"
 
         def before_instantiate_classes(self) -> None:
             config = self.config.get(str(self.subcommand), self.config)
@@ -141,16 +167,23 @@ def _build_cli_class() -> type:
             writer = self._get(self.config_init, "writer")
             if self.subcommand == "predict" and writer is not None:
                 defaults.append(writer)
-            return super().instantiate_trainer(callbacks=[*defaults, *user], **kwargs)
+            plugins = trainer_config.get("plugins") or []
+            plugins = list(plugins) if isinstance(plugins, (list, tuple)) else [plugins]
+            if not any(isinstance(plugin, CheckpointIO) for plugin in plugins):
+                plugins.append(SafeCheckpointIO())
+            return super().instantiate_trainer(callbacks=[*defaults, *user], plugins=plugins, **kwargs)
 
         def _default_callbacks(self, trainer_config: dict[str, Any], user: list[Callback]) -> list[Callback]:
-            """Checkpoints (best by the task's metric, and last), LR monitor, rich progress bar, timing —
-            each unless the config already has one of its kind or switched the feature off."""
+            """Checkpoints (best by the task's metric; last after every epoch and on SIGTERM), LR monitor,
+            rich progress bar, timing — each unless the config already has one of its kind or switched
+            the feature off."""
             model = self.model
+            checkpointing = trainer_config.get("enable_checkpointing") is not False
             wanted: list[tuple[type[Callback], bool, Any]] = [
-                (ModelCheckpoint, trainer_config.get("enable_checkpointing") is not False,
+                (ModelCheckpoint, checkpointing,
                  lambda: ModelCheckpoint(monitor=model.monitor, mode=model.monitor_mode, filename="best",
-                                         save_last=True, auto_insert_metric_name=False)),
+                                         auto_insert_metric_name=False)),
+                (LastCheckpoint, checkpointing and not any(getattr(c, "save_last", None) for c in user), LastCheckpoint),
                 (LearningRateMonitor, self.subcommand == "fit" and trainer_config.get("logger") not in (False, None),
                  LearningRateMonitor),
                 (ProgressBar, trainer_config.get("enable_progress_bar") is not False, RichProgressBar),
@@ -177,35 +210,32 @@ def run_cli(args: list[str] | None = None, run: bool = True) -> Any:
     return _build_cli_class()(args, run=run)
 
 
-def _reason(error: ValueError) -> str:
-    """The message of `error`, without jsonargparse's wrapping ("Does not validate against any of the
-    Union subtypes ... - <our message>") when a class failed to build."""
-    text = str(error)
-    reasons = [line[4:] for line in text.splitlines() if line.startswith("  - ") and "NoneType" not in line]
-    return "\n".join(reasons) if "Union subtypes" in text and reasons else text
-
-
-def main(args: list[str] | None = None) -> int:
-    """Run `phnn <subcommand> ...`; returns the exit code (1 when a callback reported failures)."""
-    argv = list(sys.argv[1:] if args is None else args)
+def _run(argv: list[str]) -> int:
     if argv and argv[0] in EXTRA_COMMANDS:
         module_name, function_name = EXTRA_COMMANDS[argv[0]].split(":")
         return int(getattr(importlib.import_module(module_name), function_name)(argv[1:]) or 0)
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
     try:
-        cli = run_cli(args)
+        cli = run_cli(argv)
+    except SIGTERMException:
+        print(f"phnn {argv[0]}: stopped by SIGTERM; the state was saved in the run's checkpoints/last.ckpt "
+              "(resume with --ckpt_path last or that file)", file=sys.stderr)
+        return EXIT_SIGTERM
     except SystemExit as exit_:  # --help, --print_config and parse errors end here
         return exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
-    except ValueError as error:  # bad input (a config, a file): its message says what and where
-        if os.environ.get("PHNN_DEBUG"):
-            raise
-        print(f"phnn {argv[0] if argv else ''}: error: {_reason(error)}\n"
-              "(set PHNN_DEBUG=1 for the traceback)", file=sys.stderr)
-        return 2
     failures = failures_of(cli.trainer)
     if failures:
         print(f"phnn {cli.subcommand}: {len(failures)} failure(s):", *failures, sep="\n  ", file=sys.stderr)
         return 1
     return 0
+
+
+def main(args: list[str] | None = None) -> int:
+    """Run `phnn <subcommand> ...`; returns the exit code: 0, 1 when a callback reported failures,
+    2 for a user-facing error (one message; see `phnn.errors`), 143 after SIGTERM."""
+    argv = list(sys.argv[1:] if args is None else args)
+    return report_failures(argv[0] if argv else "", lambda: _run(argv))
 
 
 if __name__ == "__main__":

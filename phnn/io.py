@@ -41,22 +41,37 @@ def _create_temporary(path: Path, suffix: str) -> Path:
         return tmp
 
 
+def _fsync(path: Path) -> None:
+    """Flush a file (or a folder's entries) from the OS caches to the disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 @contextmanager
-def atomic_path(path: str | os.PathLike[str], suffix: str = "") -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike[str], suffix: str = "", sync: bool = False) -> Iterator[Path]:
     """A fresh empty temporary file next to ``path`` (its folder is created); renamed over ``path``
     when the block ends normally, removed when it raises.
 
     ``suffix`` ends the temporary name, for writers that pick the format from the extension.
+    ``sync``: fsync the file before the rename and the folder after it, so that a power loss leaves
+    the old file or the new one (for checkpoints; it costs a disk flush per file).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _create_temporary(path, suffix)
     try:
         yield tmp
+        if sync:
+            _fsync(tmp)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    if sync:
+        _fsync(path.parent)
 
 
 @contextmanager

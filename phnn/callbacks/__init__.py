@@ -1,6 +1,7 @@
-"""Lightning callbacks: prediction writers and timing."""
+"""Lightning callbacks: prediction writers, timing, and the last checkpoint."""
 
+from phnn.callbacks.last_checkpoint import LastCheckpoint
 from phnn.callbacks.sed_writer import SEDPredictionWriter
 from phnn.callbacks.timing import Timing
 
-__all__ = ["SEDPredictionWriter", "Timing"]
+__all__ = ["LastCheckpoint", "SEDPredictionWriter", "Timing"]

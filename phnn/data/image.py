@@ -28,16 +28,14 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import datasets
 from torchvision.transforms import v2
 
+from phnn.errors import DataFileError, DatasetNotFoundError
+
 ExtraChannel = Literal["none", "zeros", "grayscale"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 #: ITU-R 601 luma weights, as PIL's "L" conversion.
 GRAY_WEIGHTS = (0.299, 0.587, 0.114)
-
-
-class DatasetNotFoundError(FileNotFoundError, ValueError):
-    """The dataset's files are not under `root` and download is off (a FileNotFoundError and a ValueError)."""
 
 
 class PrependChannel(v2.Transform):
@@ -363,8 +361,13 @@ class _FolderWithClasses(datasets.ImageFolder):
 
 
 def _rgb_loader(path: str) -> Image.Image:
-    with Image.open(path) as image:
-        return image.convert("RGB")
+    """The image at `path` as RGB; a file PIL cannot decode is a `DataFileError` that names it."""
+    try:
+        with Image.open(path) as image:
+            return image.convert("RGB")
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
+        raise DataFileError(f"ImageFolderDataModule: cannot read image {path} ({error}); "
+                            "replace or remove the file") from error
 
 
 class ImageFolderDataModule(ImageDataModule):

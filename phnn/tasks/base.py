@@ -8,18 +8,22 @@ checkpoint), builds its network in `__init__`, and implements `step(batch, stage
 from __future__ import annotations
 
 import math
+import random
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from typing import Any, ClassVar, Literal
 
+import numpy as np
 import torch
 from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor, nn
 
+from phnn.errors import CheckpointError
 from phnn.nn import PHLayer
 from phnn.nn.report import parameter_report
+from phnn.tasks.spec import from_spec, to_plain, to_spec
 
 SchedulerInterval = Literal["epoch", "step"]
 _INTERVALS = ("epoch", "step")
@@ -56,6 +60,23 @@ class CosineAnnealingLR(torch.optim.lr_scheduler.CosineAnnealingLR):
         super().__init__(optimizer, T_max=1 if T_max is None else T_max, eta_min=eta_min)
 
 
+def collect_rng_states() -> dict[str, Any]:
+    """The states of torch's, numpy's and Python's global random generators, as plain data."""
+    kind, keys, position, has_gauss, cached = np.random.get_state()
+    return {"torch": torch.get_rng_state(), "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), position,
+                                                      has_gauss, cached], "python": random.getstate()}
+
+
+def restore_rng_states(states: dict[str, Any]) -> None:
+    """Set the generators to `collect_rng_states()`'s record, so a resumed fit draws what an
+    uninterrupted one would have (shuffling, augmentation, dropout)."""
+    torch.set_rng_state(states["torch"])
+    kind, keys, position, has_gauss, cached = states["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), position, has_gauss, cached))
+    version, internal, gauss = states["python"]
+    random.setstate((version, tuple(internal), gauss))
+
+
 def learned_algebras(module: nn.Module) -> list[Tensor]:
     """Every trainable `algebra` of a PH layer in `module` (fixed algebras are buffers and are skipped)."""
     return [
@@ -87,6 +108,8 @@ class PHTask(LightningModule, ABC):
             loss (the published runs used 0.001 when it was on); 0 turns it off.
     """
 
+    #: what the task does, in words (error messages name tasks by it)
+    kind: ClassVar[str] = "phnn task"
     #: the metric that selects the best checkpoint, and whether bigger is better
     monitor: ClassVar[str] = "val/loss"
     monitor_mode: ClassVar[Literal["min", "max"]] = "min"
@@ -110,10 +133,13 @@ class PHTask(LightningModule, ABC):
         if not algebra_l1 >= 0.0:
             raise ValueError(f"{name}: algebra_l1 must be >= 0; got {algebra_l1!r}")
         self.save_hyperparameters()
+        # plain data in the checkpoint (class paths, not classes): it loads with weights_only=True
+        for key in ("optimizer", "lr_scheduler"):
+            self.hparams[key] = to_spec(self.hparams.get(key))
         self.num_classes = num_classes
         self.in_channels = in_channels
-        self.optimizer_factory = optimizer
-        self.scheduler_factory = lr_scheduler
+        self.optimizer_factory = from_spec(optimizer, torch.optim.Optimizer, "optimizer")
+        self.scheduler_factory = from_spec(lr_scheduler, torch.optim.lr_scheduler.LRScheduler, "lr_scheduler")
         self.scheduler_interval = scheduler_interval
         self.algebra_l1 = float(algebra_l1)
         self.example_input_shape: list[int] | None = None
@@ -171,10 +197,47 @@ class PHTask(LightningModule, ABC):
             "datamodule": None if datamodule is None else f"{type(datamodule).__module__}.{type(datamodule).__qualname__}",
             "input_shape": self.example_input_shape,
             "input": datamodule.describe_input() if hasattr(datamodule, "describe_input") else None,
+            "rng": collect_rng_states(),
         }
+        for key in ("hyper_parameters", "datamodule_hyper_parameters"):  # e.g. a root given as a Path
+            if key in checkpoint:
+                checkpoint[key] = to_plain(checkpoint[key])
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.example_input_shape = checkpoint.get("phnn", {}).get("input_shape")
+        """Refuse another task's checkpoint (before its weights are looked at); when resuming a fit,
+        continue the random streams where the checkpoint left them, so the next epoch draws (shuffles,
+        augments) what it would have drawn without the interruption (Lightning isolates the sanity
+        check's draws; the training loader's first draw comes after this hook)."""
+        from phnn.tasks.identity import check_task  # it names phnn's tasks, which import this module
+
+        check_task("the checkpoint", checkpoint, type(self))
+        self._check_weights_fit(checkpoint.get("state_dict") or {})
+        record = checkpoint["phnn"]
+        self.example_input_shape = record.get("input_shape")
+        if record.get("rng") and self._trainer is not None and self.trainer.state.fn == "fit":
+            restore_rng_states(record["rng"])
+
+    def _check_weights_fit(self, saved: dict[str, Tensor]) -> None:
+        """A `CheckpointError` (not torch's page of missing keys) when the checkpoint's weights do not
+        fit this network, e.g. when a setting given with `--ckpt_path` changes its shape."""
+        own = self.state_dict()
+        problems = [f"{key}: {tuple(value.shape)} in the checkpoint, {tuple(own[key].shape)} here"
+                    for key, value in saved.items() if key in own and own[key].shape != value.shape]
+        problems += [f"{key}: only in the checkpoint" for key in saved if key not in own]
+        problems += [f"{key}: missing from the checkpoint" for key in own if key not in saved]
+        if problems:
+            more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+            raise CheckpointError(
+                f"the checkpoint's weights do not fit this {type(self).__name__}: {'; '.join(problems[:3])}{more}. "
+                "A setting that shapes the network differs from the run that wrote it: leave it out, or use that "
+                "run's config.yaml")
+
+    def on_train_start(self) -> None:
+        """A resumed fit follows its own length: `CosineAnnealingLR(T_max=None)` restored from a
+        checkpoint anneals over this run's `trainer.max_epochs`, not the one that wrote it."""
+        for config in self.trainer.lr_scheduler_configs:
+            if getattr(config.scheduler, "follows_run", False):
+                config.scheduler.T_max = self._run_length()
 
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory(self.parameters())

@@ -39,6 +39,7 @@ class ImageClassifier(PHTask):
     (top-k with k = min(5, num_classes)). `predict_step` returns `{"probs": [B, C], "labels": [B]}`.
     """
 
+    kind = "image classification"
     monitor = "val/acc"
     monitor_mode = "max"
 

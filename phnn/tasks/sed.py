@@ -70,6 +70,7 @@ class SoundEventDetector(PHTask):
             runs: Adam; configs/sed sets lr 1e-5 as the L3DAS21 baseline did).
     """
 
+    kind: ClassVar[str] = "sound event detection"
     monitor: ClassVar[str] = "val/f_score"
     monitor_mode: ClassVar[Literal["min", "max"]] = "max"
 

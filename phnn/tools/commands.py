@@ -7,7 +7,6 @@ Both read a checkpoint written by `phnn fit` (it records its task class and inpu
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import re
 import sys
@@ -16,22 +15,10 @@ from typing import Any
 
 import torch
 
+from phnn.checkpoint import load_task
+from phnn.errors import UsageError
 from phnn.io import write_text_atomic
 from phnn.nn import PHLayer
-
-
-def load_task(checkpoint_path: Path) -> tuple[Any, dict[str, Any]]:
-    """The task stored in `checkpoint_path`, on the CPU in eval mode, and the raw checkpoint."""
-    if not checkpoint_path.is_file():
-        raise ValueError(f"{checkpoint_path}: no such checkpoint file")
-    checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
-    info = checkpoint.get("phnn")
-    if not isinstance(info, dict) or "task" not in info:
-        raise ValueError(f"{checkpoint_path}: not a phnn checkpoint (no 'phnn' record); was it written by `phnn fit`?")
-    module_name, _, class_name = info["task"].rpartition(".")
-    task_class = getattr(importlib.import_module(module_name), class_name)
-    task = task_class.load_from_checkpoint(checkpoint_path, map_location="cpu")
-    return task.eval(), checkpoint
 
 
 def build_task(configs: list[str], overrides: list[str]) -> Any:
@@ -68,18 +55,13 @@ def inspect_main(argv: list[str]) -> int:
     from phnn.tools.algebra_plot import plot_algebra
     from phnn.nn.report import parameter_report
 
-    try:
-        task = load_task(args.checkpoint)[0] if args.checkpoint else build_task(args.config, overrides)
-    except ValueError as error:
-        print(f"phnn inspect: {error}", file=sys.stderr)
-        return 2
+    task = load_task(args.checkpoint)[0] if args.checkpoint else build_task(args.config, overrides)
     report = parameter_report(task.model)
     print(report.format_table())
     layers = {name: module for name, module in task.model.named_modules() if isinstance(module, PHLayer)}
     unknown = sorted(set(args.layer or []) - set(layers))
     if unknown:
-        print(f"phnn inspect: no PH layer named {unknown}; PH layers: {sorted(layers)}", file=sys.stderr)
-        return 2
+        raise UsageError(f"--layer: no PH layer named {unknown}; PH layers: {sorted(layers)}")
     chosen = args.layer or ([] if args.no_plots else list(layers))
     plots = [str(plot_algebra(layers[name], name, args.out / f"algebra_{_safe_name(name)}.png")) for name in chosen]
     summary = report.to_dict() | {"source": str(args.checkpoint or args.config), "plots": plots}
@@ -104,19 +86,18 @@ def export_main(argv: list[str]) -> int:
     parser.add_argument("--batch-size", type=int, default=2)
     parser.add_argument("--tolerance", type=float, default=1e-4, help="largest accepted output difference")
     args = parser.parse_args(argv)
-    try:
-        task, checkpoint = load_task(args.checkpoint)
-        shape = args.input_shape or checkpoint["phnn"].get("input_shape")
-        if not shape:
-            raise ValueError(f"{args.checkpoint}: the input shape is not recorded; pass --input-shape C H W")
-        metadata = {"source_checkpoint": str(args.checkpoint), "task": checkpoint["phnn"]["task"],
-                    "hyper_parameters": {k: v for k, v in task.hparams.items() if isinstance(v, (int, float, str, bool))},
-                    "input": checkpoint["phnn"].get("input")}
-        example = torch.randn(args.batch_size, *shape)
-        result = export_model(task.model, example, args.format, args.out, metadata)
-    except ValueError as error:
-        print(f"phnn export: {error}", file=sys.stderr)
-        return 2
+    if args.out.is_dir():
+        raise UsageError(f"--out {args.out} is a folder; give the file to write, e.g. "
+                         f"{args.out / ('model' + FORMATS[args.format].suffix)}")
+    task, checkpoint = load_task(args.checkpoint)
+    shape = args.input_shape or checkpoint["phnn"].get("input_shape")
+    if not shape:
+        raise ValueError(f"{args.checkpoint}: the input shape is not recorded; pass --input-shape C H W")
+    metadata = {"source_checkpoint": str(args.checkpoint), "task": checkpoint["phnn"]["task"],
+                "hyper_parameters": {k: v for k, v in task.hparams.items() if isinstance(v, (int, float, str, bool))},
+                "input": checkpoint["phnn"].get("input")}
+    example = torch.randn(args.batch_size, *shape)
+    result = export_model(task.model, example, args.format, args.out, metadata)
     print(f"wrote {result.path} ({args.format}) and {result.metadata_path}")
     print(f"max |exported - phnn| on a random batch of shape {result.checked_shape}: {result.max_abs_diff:.3g}")
     if not result.max_abs_diff <= args.tolerance:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,17 @@ class CollectPredictions(BasePredictionWriter):
         self.predictions.append(prediction)
         if self.fail:
             self.failures.append(f"batch {batch_idx}: rejected on purpose")
+
+
+class SignalAt(Callback):
+    """Send `signal_name` (e.g. SIGTERM, SIGKILL) to this process before batch `batch` of epoch `epoch`."""
+
+    def __init__(self, signal_name: str, epoch: int, batch: int = 0) -> None:
+        self.signal_name, self.epoch, self.batch = signal_name, epoch, batch
+
+    def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
+        if (trainer.current_epoch, batch_idx) == (self.epoch, self.batch):
+            os.kill(os.getpid(), getattr(signal, self.signal_name))
 
 
 def echo_command(argv: list[str]) -> int:

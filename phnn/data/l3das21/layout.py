@@ -14,6 +14,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from phnn.errors import DatasetNotFoundError
+
 CLASSES: tuple[str, ...] = (
     "Chink_and_clink",
     "Computer_keyboard",
@@ -65,7 +67,7 @@ def split_folder(root: str | Path, split: str) -> Path:
     folder = Path(root) / SPLIT_FOLDERS[split]
     for sub in ("data", "labels"):
         if not (folder / sub).is_dir():
-            raise FileNotFoundError(
+            raise DatasetNotFoundError(
                 f"L3DAS21 folder {folder / sub} not found: expected the Task 2 layout under root={root}; "
                 f"get it with `phnn download l3das21 --set {split} --out {root}` or make a synthetic one "
                 f"with `phnn synth --out {root}`"
