@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
+import yaml
 
 from phnn.cli import main
 
@@ -122,14 +123,12 @@ def test_inspect_and_export_a_sed_checkpoint(trained: dict[str, Path], tmp_path:
 
 
 def low_threshold(trained: dict[str, Path], folder: Path) -> Path:
-    """The 1-epoch model's scores sit near its prior 0.03: a copy of its checkpoint whose threshold detects
-    some frames (LightningCLI takes the model's arguments from the checkpoint, so they are set there)."""
-    import torch
-
-    checkpoint = torch.load(trained["ckpt"], weights_only=False)
-    checkpoint["hyper_parameters"]["threshold"] = 0.03
-    torch.save(checkpoint, folder / "low_threshold.ckpt")
-    return folder / "low_threshold.ckpt"
+    """The 1-epoch model's scores sit near its prior 0.03: a copy of its run config whose threshold detects
+    some frames (settings given with the config win over the checkpoint's)."""
+    config = yaml.safe_load(trained["config"].read_text())
+    config["model"]["init_args"]["threshold"] = 0.03
+    (folder / "low_threshold.yaml").write_text(yaml.safe_dump(config))
+    return folder / "low_threshold.yaml"
 
 
 def logged_test_metrics(runs: Path) -> dict[str, float]:
@@ -142,12 +141,12 @@ def test_test_and_score_on_predict_files_agree(trained: dict[str, Path], l3das21
                                                capsys: pytest.CaptureFixture) -> None:
     """`phnn test` on the dev split and `phnn score` on the files `phnn predict` wrote for the same clips:
     the same numbers (same windows, stitching, detections, event times and metric code)."""
-    ckpt = low_threshold(trained, tmp_path)
-    assert main(["test", "--config", str(trained["config"]), "--ckpt_path", str(ckpt),
+    config = low_threshold(trained, tmp_path)
+    assert main(["test", "--config", str(config), "--ckpt_path", str(trained["ckpt"]),
                  f"--trainer.logger.init_args.save_dir={tmp_path / 'runs'}"]) == 0
     logged = logged_test_metrics(tmp_path / "runs")
     dev = l3das21_root / "L3DAS_Task2_dev"
-    assert predict({**trained, "ckpt": ckpt}, dev / "data", tmp_path / "pred") == 0
+    assert predict({**trained, "config": config}, dev / "data", tmp_path / "pred") == 0
     submission = tmp_path / "pred" / "l3das21_task2"
     assert sum(p.stat().st_size for p in submission.glob("*.csv")) > 0  # something was detected
     capsys.readouterr()
@@ -212,8 +211,8 @@ def test_ddp_test_scores_every_clip_once(trained: dict[str, Path], tmp_path: Pat
 
     root = tmp_path / "data"
     synthesize(root, train_clips=1, dev_clips=3, duration=2.0, seed=3)
-    ckpt = low_threshold(trained, tmp_path)
-    common = ["test", "--config", str(trained["config"]), "--ckpt_path", str(ckpt), f"--data.root={root}",
+    config = low_threshold(trained, tmp_path)
+    common = ["test", "--config", str(config), "--ckpt_path", str(trained["ckpt"]), f"--data.root={root}",
               f"--data.cache_dir={tmp_path / 'cache'}"]
     assert main([*common, f"--trainer.logger.init_args.save_dir={tmp_path / 'one'}"]) == 0
     command = [sys.executable, "-m", "phnn", *common, f"--trainer.logger.init_args.save_dir={tmp_path / 'two'}",
