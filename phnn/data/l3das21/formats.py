@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from phnn.data.l3das21.labels import LabelGrid, frame_seconds
+from phnn.data.l3das21.labels import LabelGrid, frame_seconds, parse_number
 from phnn.data.l3das21.layout import CLASSES
 from phnn.io import atomic_open
 
@@ -67,18 +67,8 @@ def direction_degrees(xyz: Sequence[float]) -> tuple[float, float]:
     return math.degrees(math.atan2(y, x)), math.degrees(math.atan2(z, math.hypot(x, y)))
 
 
-def _number(text: str, where: str, field: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise ValueError(f"{where}: field {field}={text!r} is not a number") from None
-    if not math.isfinite(value):
-        raise ValueError(f"{where}: field {field}={text!r} must be finite")
-    return value
-
-
 def _index(text: str, where: str, field: str, upper: int | None) -> int:
-    value = _number(text, where, field)
+    value = parse_number(text, where, field)
     if value != int(value) or value < 0 or (upper is not None and value >= upper):
         bound = f" below {upper}" if upper is not None else ""
         raise ValueError(f"{where}: field {field}={text!r} must be a whole number >= 0{bound}")
@@ -110,7 +100,7 @@ def read_frame_file(path: str | Path, num_classes: int = len(CLASSES)) -> list[F
         width = len(fields)
         frame = _index(fields[0], where, "frame", None)
         class_index = _index(fields[1], where, "class", num_classes)
-        xyz = None if width == 2 else tuple(_number(v, where, n) for v, n in zip(fields[2:], "xyz"))
+        xyz = None if width == 2 else tuple(parse_number(v, where, n) for v, n in zip(fields[2:], "xyz"))
         rows.append(FrameRow(frame, class_index, xyz))  # type: ignore[arg-type]
     return rows
 
@@ -135,13 +125,13 @@ def read_event_file(path: str | Path, class_names: Sequence[str] = CLASSES) -> l
         if len(fields) not in (4, 5, 10):
             raise ValueError(f"{where}: {len(fields)} fields {fields}; expected "
                              f"filename,onset,offset,event_label[,confidence[,x,y,z,azimuth,elevation]]")
-        onset, offset = _number(fields[1], where, "onset"), _number(fields[2], where, "offset")
+        onset, offset = parse_number(fields[1], where, "onset"), parse_number(fields[2], where, "offset")
         if onset < 0 or offset < onset:
             raise ValueError(f"{where}: onset={onset}, offset={offset}; expected 0 <= onset <= offset (seconds)")
         if fields[3] not in known:
             raise ValueError(f"{where}: field event_label={fields[3]!r} is not a class; expected one of {list(class_names)}")
-        confidence = _number(fields[4], where, "confidence") if len(fields) >= 5 and fields[4] else None
-        xyz = tuple(_number(v, where, n) for v, n in zip(fields[5:8], "xyz")) if len(fields) == 10 else None
+        confidence = parse_number(fields[4], where, "confidence") if len(fields) >= 5 and fields[4] else None
+        xyz = tuple(parse_number(v, where, n) for v, n in zip(fields[5:8], "xyz")) if len(fields) == 10 else None
         events.append(EventRow(fields[0], onset, offset, fields[3], confidence, xyz))  # type: ignore[arg-type]
     return events
 

@@ -117,18 +117,22 @@ def read_events(path: str | Path) -> list[Event]:
     return events
 
 
+def parse_number(text: str, where: str, field: str) -> float:
+    """A finite float from a CSV field; the ValueError names where, the field and its text."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{where}: field {field}={text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise ValueError(f"{where}: field {field}={text!r} must be finite")
+    return value
+
+
 def _parse_row(path: Path, row_number: int, row: dict[str, str | None]) -> Event:
     where = f"{path}, row {row_number} (line {row_number + 1})"
     numbers: dict[str, float] = {}
     for name in ("Start", "End", "X", "Y", "Z"):
-        text = (row.get(name) or "").strip()
-        try:
-            value = float(text)
-        except ValueError:
-            raise ValueError(f"{where}: field {name}={text!r} is not a number") from None
-        if not math.isfinite(value):
-            raise ValueError(f"{where}: field {name}={text!r} must be finite")
-        numbers[name] = value
+        numbers[name] = parse_number((row.get(name) or "").strip(), where, name)
     label = (row.get("Class") or "").strip()
     if label not in _CLASS_INDEX:
         raise ValueError(f"{where}: field Class={label!r} is not an L3DAS21 class; expected one of {list(CLASSES)}")
