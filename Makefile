@@ -23,6 +23,7 @@ bench: $(STAMP)
 	$(BIN)/pip install -q -e '.[dev,bench]'
 	$(BIN)/python bench/layers.py
 	$(BIN)/python bench/features.py
+	$(BIN)/python bench/memory.py
 
 demo: $(STAMP)
 	$(BIN)/python -m phnn.demo

@@ -49,8 +49,9 @@ def _class_paths(value: Any) -> Iterator[Any]:
 def _torch_load(path: Path, map_location: Any) -> Any:
     """`torch.load(weights_only=True)`, its failures turned into `CheckpointError`s that say what is wrong."""
     if path.is_dir():
-        raise CheckpointError(f"{path}: is a folder, not a checkpoint file; give a .ckpt file "
-                              f"(e.g. {path / 'last.ckpt'})")
+        inside = sorted(path.rglob("*.ckpt"))
+        raise CheckpointError(f"{path}: is a folder, not a checkpoint file; give a .ckpt file"
+                              + (f" (e.g. {inside[-1]})" if inside else ""))
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     if path.stat().st_size == 0:
@@ -90,7 +91,7 @@ def read_checkpoint(path: str | os.PathLike[str], map_location: Any = "cpu",
                               "phnn does not import classes a checkpoint names")
     for key in ("hyper_parameters", "datamodule_hyper_parameters"):
         hparams = checkpoint.get(key) or {}
-        unsafe = [p for p in _class_paths(hparams) if not is_safe_class_path(p)]
+        unsafe = [p for p in _class_paths(hparams) if p is not None and not is_safe_class_path(p)]
         if unsafe:
             raise CheckpointError(f"{path}: its {key} name {unsafe}, outside {list(SAFE_CLASS_MODULES)}; phnn "
                                   "does not import classes from elsewhere that a checkpoint names")
@@ -135,20 +136,32 @@ class SafeCheckpointIO(TorchCheckpointIO):
 
 
 def find_last_checkpoint(run_root: Path) -> Path:
-    """The newest `version_*/checkpoints/last.ckpt` under `run_root` (what `--ckpt_path last` resumes)."""
-    candidates = sorted(run_root.glob("version_*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
+    """The newest `last.ckpt` of the runs under `run_root` (`version_*/checkpoints/`, or `checkpoints/`
+    for a run without loggers): what `--ckpt_path last` resumes."""
+    patterns = ("version_*/checkpoints/last.ckpt", "checkpoints/last.ckpt")
+    candidates = sorted((p for pattern in patterns for p in run_root.glob(pattern)), key=lambda p: p.stat().st_mtime)
     if not candidates:
-        raise CheckpointError(f"--ckpt_path last: no {run_root}/version_*/checkpoints/last.ckpt to resume from; "
-                              "give the checkpoint's path instead")
+        raise CheckpointError(f"--ckpt_path last: no last.ckpt under {run_root} (version_*/checkpoints/ or "
+                              "checkpoints/) to resume from; give the checkpoint's path instead")
     return candidates[-1]
+
+
+def _overlay(saved: Any, given: Any) -> Any:
+    """`given` over `saved`, dict by dict (so `--model.optimizer.init_args.lr` keeps the saved momentum),
+    unless `given` names another class."""
+    if not (isinstance(saved, dict) and isinstance(given, dict)) or given.get("class_path", saved.get("class_path")) \
+            != saved.get("class_path"):
+        return given
+    return {**saved, **{key: _overlay(saved.get(key), value) for key, value in given.items()}}
 
 
 def merge_hyperparameters(saved: dict[str, Any], given: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """The checkpoint's hyperparameters with the values the user gave (config files, command line)
     in their place, and a note for each given value that differs from the checkpoint's."""
-    notes = [f"model.{key}: {value!r} as given (the checkpoint has {saved[key]!r})"
-             for key, value in given.items() if key in saved and saved[key] != value]
-    return {**saved, **given}, notes
+    merged = _overlay(saved, given)
+    notes = [f"model.{key}: {merged[key]!r} as given (the checkpoint has {saved[key]!r})"
+             for key in given if key in saved and saved[key] != merged[key]]
+    return merged, notes
 
 
 def apply_checkpoint_hyperparameters(parser: Any, config: Any, subcommand: str, argv: list[str]) -> Any:

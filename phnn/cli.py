@@ -124,7 +124,7 @@ def _build_cli_class() -> type:
                 args = logger.get("init_args") if isinstance(logger, Namespace) else None
                 if args is not None and args.get("save_dir") is not None:
                     return Path(args.save_dir) / (args.get("name") or "")
-            return Path(trainer.get("default_root_dir") or ".") / "lightning_logs"
+            return Path(trainer.get("default_root_dir") or ".")
 
         def before_instantiate_classes(self) -> None:
             config = self.config.get(str(self.subcommand), self.config)
@@ -219,8 +219,8 @@ def _run(argv: list[str]) -> int:
     try:
         cli = run_cli(argv)
     except SIGTERMException:
-        print(f"phnn {argv[0]}: stopped by SIGTERM; the state was saved in the run's checkpoints/last.ckpt "
-              "(resume with --ckpt_path last or that file)", file=sys.stderr)
+        saved = "; the state was saved in the run's checkpoints/last.ckpt (resume with --ckpt_path last)"
+        print(f"phnn {argv[0]}: stopped by SIGTERM{saved if argv[0] == 'fit' else ''}", file=sys.stderr)
         return EXIT_SIGTERM
     except SystemExit as exit_:  # --help, --print_config and parse errors end here
         return exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)

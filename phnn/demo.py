@@ -8,9 +8,11 @@
 4. predict on the dev clips (event CSVs with positions, the L3DAS21 Task 2 submission folder, PNG
    plots of activity and direction);
 
-and print the test detection F-score and error rate, the location-sensitive F (2 m, one-to-one and
-official counting), the mean localisation error (metres and degrees), the data-loading share of the
-training step, and where everything is. Each step goes through `phnn.cli.main`, exactly like the commands it prints.
+and print the test F-scores (one-to-one and the official L3DAS21 counting), the DCASE error rates,
+the location-sensitive F (2 m, one-to-one and official counting), the mean localisation error
+(metres and degrees), the DCASE joint SELD metrics, the data-loading share of the training step, and
+where everything is (with the `phnn score` command that re-scores the prediction files). Each step
+goes through `phnn.cli.main`, exactly like the commands it prints.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ def _synthesize(root: Path, seed: int) -> None:
         return
     print(f"[demo] synthesising {DATA['train_clips']} train + {DATA['dev_clips']} dev clips of "
           f"{DATA['duration']:.0f} s in {root}")
-    synthesize(root, seed=seed, mic_b=False, progress=True, **DATA)
+    synthesize(root, seed=seed, mic_b=False, progress=True, overwrite=True, **DATA)  # the demo's own folder
     _write_json(stamp, settings)
 
 
@@ -85,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("demo_output"), help="output folder (default demo_output)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the data and of the training run")
     parser.add_argument("--epochs", type=int, default=None, help="override trainer.max_epochs of demo.yaml")
+    parser.add_argument("--label-grid", choices=("official", "nearest"), default="official",
+                        help="label frames as the official csv_to_matrix_task2 (default) or round(t / 0.1)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (default 1: the demo network's many small GRU ops run faster on one "
                              "thread, and a busy machine is not oversubscribed)")
@@ -106,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     _write_json(paths, {
         "seed_everything": args.seed,
         "trainer": {"default_root_dir": str(out), "logger": loggers},
-        "data": {"init_args": {"root": str(out / "data"), "cache_dir": str(out / "cache")}},
+        "data": {"init_args": {"root": str(out / "data"), "cache_dir": str(out / "cache"),
+                               "label_grid": args.label_grid}},
         "writer": {"init_args": {"output_dir": str(out / "predictions")}},
     })
     config = ["--config", str(DEMO_CONFIG), "--config", str(paths)]
@@ -122,18 +127,22 @@ def main(argv: list[str] | None = None) -> int:
     _run("predict", ["--config", str(run_config)], runs, "--ckpt_path", str(checkpoint),
          f"--data.predict_path={dev_clips}", f"--writer.output_dir={out / 'predictions'}")
 
-    scores = _last_logged(test_run, ["test/f_score", "test/error_rate", "test/precision", "test/recall",
-                                     *(f"test/{name}" for name in SELD_PRINTED)])
+    names = [f"test/{name}{suffix}" for name in ("f_score", "precision", "recall") for suffix in ("", "_l3das21")]
+    scores = _last_logged(test_run, names + ["test/error_rate", "test/segment_f1", "test/event_error_rate",
+                                             "test/event_f1", *(f"test/{name}" for name in SELD_PRINTED)])
     timing = _last_logged(fit_run, ["timing/data_fraction", "timing/train_step_ms"])
     events = sorted((out / "predictions").glob("*.csv"))
     example = events[0] if events else None
     submission = out / "predictions" / SUBMISSION_FOLDER
     print("\n[demo] done in {:.0f} s (fit {:.0f} s)".format(time.perf_counter() - start, fit_seconds))
-    print(f"  test F-score      {scores.get('test/f_score', float('nan')):.3f}   "
-          f"(precision {scores.get('test/precision', float('nan')):.3f}, "
-          f"recall {scores.get('test/recall', float('nan')):.3f})")
-    print(f"  test error rate   {scores.get('test/error_rate', float('nan')):.3f}")
     nan = float("nan")
+    for label, suffix in (("one-to-one", ""), ("L3DAS21", "_l3das21")):
+        print(f"  test F ({label:<10}) {scores.get(f'test/f_score{suffix}', nan):.3f}   "
+              f"(precision {scores.get(f'test/precision{suffix}', nan):.3f}, "
+              f"recall {scores.get(f'test/recall{suffix}', nan):.3f})")
+    print(f"  test DCASE ER     {scores.get('test/error_rate', nan):.3f} segment (1 s, F1 "
+          f"{scores.get('test/segment_f1', nan):.3f}), {scores.get('test/event_error_rate', nan):.3f} event-based "
+          f"(F1 {scores.get('test/event_f1', nan):.3f})")
     print(f"  location-sensitive F (2 m)  {scores.get('test/seld_f_score', nan):.3f} one-to-one, "
           f"{scores.get('test/seld_f_score_l3das21', nan):.3f} official counting")
     print(f"  localisation error          {scores.get('test/doa_error_m', nan):.2f} m, "
@@ -151,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
           + (f", e.g. {example.name}, {example.stem}.png" if example else "") + ")")
     print(f"  submission folder {submission}  (L3DAS21 Task 2: one frame,class,x,y,z CSV per clip)")
     phnn_command = Path(sys.executable).parent / "phnn"  # the console script of this environment
+    print(f"\n  score the prediction files (official L3DAS21, one-to-one, DCASE):\n    {phnn_command} score "
+          f"{out / 'predictions'} --labels {out / 'data' / 'L3DAS_Task2_dev' / 'labels'} --label-grid {args.label_grid}")
     print(f"\n  again on your own clips:\n    {phnn_command} predict --config {run_config} --ckpt_path {checkpoint} "
           f"--data.predict_path YOUR_CLIPS --writer.output_dir OUT")
     return 0

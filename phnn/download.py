@@ -4,10 +4,19 @@
 
 Downloads ``L3DAS_Task2_{train,dev}.zip`` from Zenodo record 4642005 into ``<out>/<name>.part``,
 resuming an interrupted transfer with an HTTP Range request (also after a dropped connection within
-one run, up to ``--retries`` times); verifies the md5 published by Zenodo's record API when it can be
-read (or given with ``--md5``) and the zip's CRCs; extracts into a temporary folder in ``<out>`` and
-renames the finished ``L3DAS_Task2_<set>`` folder into place, so no half-extracted folder is ever
-visible under its final name.
+one run, up to ``--retries`` times).
+
+Every archive is verified before anything is extracted: its md5 must equal ``--md5``, else the one
+in ``KNOWN_MD5``, else (official source only) the one Zenodo's record API publishes for that file. An
+archive none of these vouch for (a mirror, or the record cannot be read) is refused unless the user
+says ``--no-verify``; the zip's CRCs are checked in every case.
+
+Extraction trusts nothing in the archive: members must stay inside the folder (no absolute paths,
+no ``..``, no links), the total uncompressed size must stay under ``max_bytes`` and each member's
+compression ratio (members over 1 MiB) under ``MAX_RATIO`` (zip bombs), counted on the bytes actually written, not only
+on the sizes the archive declares. It goes into a private folder (``tempfile.mkdtemp``, mode 0700,
+in ``<out>``), and the finished ``L3DAS_Task2_<set>`` folder is renamed into place, so no
+half-extracted folder is ever visible under its final name.
 """
 
 from __future__ import annotations
@@ -19,7 +28,9 @@ import json
 import os
 import shutil
 import socket
+import stat
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -35,6 +46,14 @@ DATASETS: dict[str, dict[str, str]] = {
     "l3das21": {split: f"{folder}.zip" for split, folder in SPLIT_FOLDERS.items()},
 }
 CHUNK = 1 << 20
+#: md5 of the official archives, as published in the Zenodo record. Empty: the values could not be
+#: read while this was written (no network); the record API supplies them at download time instead.
+KNOWN_MD5: dict[str, str] = {}
+#: uncompressed bytes an archive may extract to (the L3DAS21 Task 2 train set is about 12 GB)
+MAX_EXTRACT_BYTES = 64 << 30
+#: uncompressed / compressed size of one member (wav and csv compress far less; a zip bomb far more)
+MAX_RATIO = 100
+MAX_MEMBERS = 100_000
 _TRANSIENT = (ConnectionError, http.client.IncompleteRead, http.client.HTTPException, socket.timeout, urllib.error.URLError)
 
 
@@ -113,7 +132,8 @@ def md5sum(path: Path) -> str:
 
 
 def verify(archive: Path, md5: str | None) -> None:
-    """md5 (when known) and zip CRCs; a bad archive is removed so that the next run downloads it again."""
+    """md5 (``None`` only after ``--no-verify``) and zip CRCs; a bad archive is removed so that the next
+    run downloads it again."""
     problem = None
     if md5 is not None and (actual := md5sum(archive)) != md5.lower():
         problem = f"md5 {actual}, expected {md5.lower()}"
@@ -130,8 +150,52 @@ def verify(archive: Path, md5: str | None) -> None:
         raise ValueError(f"{archive}: corrupt download: {problem}; it was deleted, run the command again")
 
 
-def extract(archive: Path, out: Path, folder_name: str) -> Path:
-    """Extract into a temporary folder in ``out``, then rename ``folder_name`` into place.
+def _check_members(archive: Path, zf: zipfile.ZipFile, max_bytes: int) -> None:
+    """Refuse, before extracting anything, members that leave the folder, links, and declared sizes
+    over the limits (the sizes are checked again on the bytes written)."""
+    members = zf.infolist()
+    if len(members) > MAX_MEMBERS:
+        raise ValueError(f"{archive}: {len(members)} members, more than the {MAX_MEMBERS} allowed; not extracted")
+    total = 0
+    for info in members:
+        name = info.filename
+        parts = Path(name.replace("\\", "/")).parts
+        if name.startswith(("/", "\\")) or ".." in parts or (parts and parts[0].endswith(":")):
+            raise ValueError(f"{archive}: member {name!r} would extract outside the destination folder; not extracted")
+        if stat.S_ISLNK(info.external_attr >> 16):
+            raise ValueError(f"{archive}: member {name!r} is a symbolic link; not extracted")
+        if info.file_size > MAX_RATIO * max(info.compress_size, 1) and info.file_size > CHUNK:
+            raise ValueError(f"{archive}: member {name!r} expands {info.file_size / max(info.compress_size, 1):.0f}-fold "
+                             f"({info.compress_size} → {info.file_size} bytes), more than {MAX_RATIO}×: a zip bomb? "
+                             f"not extracted")
+        total += info.file_size
+    if total > max_bytes:
+        raise ValueError(f"{archive}: would extract {total} bytes, more than the limit of {max_bytes}; not extracted "
+                         f"(raise --max-extract-bytes if the archive is trusted)")
+
+
+def _extract_member(archive: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo, root: Path, budget: int) -> int:
+    """Stream one member into ``root``, counting the bytes written; returns them."""
+    target = root / info.filename
+    if not target.resolve().is_relative_to(root.resolve()):
+        raise ValueError(f"{archive}: member {info.filename!r} would extract outside the destination folder; not extracted")
+    if info.is_dir():
+        target.mkdir(parents=True, exist_ok=True)
+        return 0
+    target.parent.mkdir(parents=True, exist_ok=True)
+    written = 0
+    with zf.open(info) as source, open(target, "wb") as sink:
+        while chunk := source.read(CHUNK):
+            written += len(chunk)
+            if written > info.file_size or written > budget:
+                raise ValueError(f"{archive}: member {info.filename!r} expands past its declared size or the extraction "
+                                 f"limit; not extracted")
+            sink.write(chunk)
+    return written
+
+
+def extract(archive: Path, out: Path, folder_name: str, max_bytes: int = MAX_EXTRACT_BYTES) -> Path:
+    """Extract into a private temporary folder in ``out``, then rename ``folder_name`` into place.
 
     ``out/folder_name`` must be absent or empty: a non-empty folder without ``data/`` (e.g. only
     ``labels/`` copied by hand) is a ValueError, checked before extracting anything."""
@@ -143,26 +207,48 @@ def extract(archive: Path, out: Path, folder_name: str) -> Path:
             f"move or delete {final} and run the command again (the archive {archive} is kept, so it is not "
             f"downloaded again), then put your own files back"
         )
-    tmp = out / f".{folder_name}.extract-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder_name}.extract-", dir=out))
     try:
         with zipfile.ZipFile(archive) as zf:
-            for member in zf.namelist():
-                resolved = (tmp / member).resolve()
-                if not resolved.is_relative_to(tmp.resolve()):
-                    raise ValueError(f"{archive}: member {member!r} would extract outside {tmp}")
-            zf.extractall(tmp)
+            _check_members(archive, zf, max_bytes)
+            budget = max_bytes
+            for info in zf.infolist():
+                budget -= _extract_member(archive, zf, info, tmp, budget)
         source = tmp / folder_name if (tmp / folder_name).is_dir() else tmp
         if not (source / "data").is_dir():
             raise ValueError(f"{archive}: no {folder_name}/data folder inside; expected the L3DAS21 Task 2 layout")
+        source.chmod(0o777 & ~_umask())  # mkdtemp's folder is private (0700); the dataset gets the usual mode
         os.replace(source, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return final
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def expected_md5(name: str, url_base: str, md5: str | None, no_verify: bool) -> str | None:
+    """The md5 to check ``name`` against (see the module docstring); None only with ``no_verify``."""
+    if md5 is not None:
+        return md5
+    if name in KNOWN_MD5:
+        return KNOWN_MD5[name]
+    if url_base == DEFAULT_URL_BASE and (published := zenodo_md5(name)) is not None:
+        return published
+    if no_verify:
+        return None
+    where = "Zenodo's record could not be read" if url_base == DEFAULT_URL_BASE else f"{url_base} is not the official source"
+    raise ValueError(f"{name}: no checksum to verify it against ({where}); pass --md5 <md5 from "
+                     f"https://zenodo.org/records/{ZENODO_RECORD}> or, to accept it unverified, --no-verify")
+
+
 def fetch(dataset: str, split: str, out: str | Path, url_base: str = DEFAULT_URL_BASE, md5: str | None = None,
-          keep_archive: bool = False, retries: int = 5, progress: bool = True, backoff: float = 1.0) -> Path:
+          keep_archive: bool = False, retries: int = 5, progress: bool = True, backoff: float = 1.0,
+          no_verify: bool = False, max_bytes: int = MAX_EXTRACT_BYTES) -> Path:
     """Download, verify and extract one archive; returns the split folder (already there: nothing to do)."""
     if dataset not in DATASETS or split not in DATASETS[dataset]:
         raise ValueError(f"dataset={dataset!r}, set={split!r}: expected one of "
@@ -173,12 +259,14 @@ def fetch(dataset: str, split: str, out: str | Path, url_base: str = DEFAULT_URL
     if (out / folder_name / "data").is_dir():
         return out / folder_name
     archive = out / name
+    md5 = expected_md5(name, url_base, md5, no_verify)  # before downloading: refused early, nothing fetched
     if not archive.exists():
         download(archive_url(url_base, name), archive, retries=retries, progress=progress, backoff=backoff)
-    if md5 is None and url_base == DEFAULT_URL_BASE:
-        md5 = zenodo_md5(name)
+    if md5 is None:
+        print(f"phnn download: warning: {archive} is not verified (--no-verify); only its CRCs are checked",
+              file=sys.stderr)
     verify(archive, md5)
-    folder = extract(archive, out, folder_name)
+    folder = extract(archive, out, folder_name, max_bytes)
     if not keep_archive:
         archive.unlink()
     return folder
@@ -190,7 +278,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", dest="sets", nargs="+", choices=("train", "dev"), default=["train", "dev"])
     parser.add_argument("--out", type=Path, required=True, help="dataset root (becomes data.root)")
     parser.add_argument("--url-base", default=DEFAULT_URL_BASE, help="where the archives are (a mirror)")
-    parser.add_argument("--md5", default=None, help="expected md5 (with a single --set; default: Zenodo's, when readable)")
+    parser.add_argument("--md5", default=None, help="expected md5 (with a single --set; default: the official one)")
+    parser.add_argument("--no-verify", action="store_true",
+                        help="accept an archive whose md5 is not known (a mirror, or Zenodo unreachable); CRCs still checked")
+    parser.add_argument("--max-extract-bytes", type=int, default=MAX_EXTRACT_BYTES,
+                        help=f"refuse archives that would extract to more (default {MAX_EXTRACT_BYTES})")
     parser.add_argument("--keep-archive", action="store_true", help="keep the .zip after extraction")
     parser.add_argument("--retries", type=int, default=5, help="reconnections per archive after a dropped transfer")
     args = parser.parse_args(argv)
@@ -198,7 +290,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--md5 checks one archive; give a single --set (got --set {' '.join(args.sets)})")
     for split in args.sets:
         try:
-            folder = fetch(args.dataset, split, args.out, args.url_base, args.md5, args.keep_archive, args.retries)
+            folder = fetch(args.dataset, split, args.out, args.url_base, args.md5, args.keep_archive, args.retries,
+                           no_verify=args.no_verify, max_bytes=args.max_extract_bytes)
         except (ValueError, RuntimeError) as error:
             print(f"phnn download: {error}", file=sys.stderr)
             return 1

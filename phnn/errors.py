@@ -43,14 +43,15 @@ class CheckpointError(PHNNError, ValueError):
     """A checkpoint that cannot be used: missing, empty, truncated, unsafe, or another task's."""
 
 
+#: the fix for an OSError, by errno (its strerror already says what happened)
 _OS_HINTS: dict[int, str] = {
     errno.ENOSPC: "the disk is full: free some space, or write somewhere else",
-    errno.EDQUOT: "the disk quota is exceeded: free some space, or write somewhere else",
-    errno.EROFS: "the file system is read-only: write somewhere else",
-    errno.EACCES: "permission denied: check the owner and mode of the file and its folder, or write somewhere else",
-    errno.EPERM: "operation not permitted: check the owner and mode of the file and its folder",
-    errno.ENOENT: "no such file or folder: check the path",
-    errno.EISDIR: "this is a folder, not a file: give a file name",
+    errno.EDQUOT: "the disk quota is used up: free some space, or write somewhere else",
+    errno.EROFS: "write somewhere else",
+    errno.EACCES: "check the owner and mode of the file and its folder, or write somewhere else",
+    errno.EPERM: "check the owner and mode of the file and its folder, or write somewhere else",
+    errno.ENOENT: "check the path",
+    errno.EISDIR: "give a file name, not a folder",
     errno.ENOTDIR: "a part of the path is a file, not a folder: check the path",
 }
 

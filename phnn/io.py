@@ -57,7 +57,7 @@ def atomic_path(path: str | os.PathLike[str], suffix: str = "", sync: bool = Fal
 
     ``suffix`` ends the temporary name, for writers that pick the format from the extension.
     ``sync``: fsync the file before the rename and the folder after it, so that a power loss leaves
-    the old file or the new one (for checkpoints; it costs a disk flush per file).
+    the old file or the new one (for checkpoints and the feature cache; it costs a disk flush per file).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -75,17 +75,17 @@ def atomic_path(path: str | os.PathLike[str], suffix: str = "", sync: bool = Fal
 
 
 @contextmanager
-def atomic_open(path: str | os.PathLike[str], mode: str = "w", **kwargs: Any) -> Iterator[IO[Any]]:
+def atomic_open(path: str | os.PathLike[str], mode: str = "w", sync: bool = False, **kwargs: Any) -> Iterator[IO[Any]]:
     """``open(path, mode, **kwargs)`` on a temporary file, closed and then renamed over ``path``
-    when the block ends normally (``mode``: ``"w"`` or ``"wb"``)."""
+    when the block ends normally (``mode``: ``"w"`` or ``"wb"``; ``sync``: see ``atomic_path``)."""
     if mode not in ("w", "wb", "wt"):
         raise ValueError(f"atomic_open writes a new file; mode must be 'w' or 'wb', got {mode!r}")
-    with atomic_path(path) as tmp, open(tmp, mode, **kwargs) as file:
+    with atomic_path(path, sync=sync) as tmp, open(tmp, mode, **kwargs) as file:
         yield file
 
 
-def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
-    with atomic_open(path, "w") as file:
+def write_text_atomic(path: str | os.PathLike[str], text: str, sync: bool = False) -> None:
+    with atomic_open(path, "w", sync=sync) as file:
         file.write(text)
 
 
@@ -94,7 +94,7 @@ def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
         file.write(data)
 
 
-def save_npy_atomic(path: str | os.PathLike[str], array: np.ndarray) -> None:
+def save_npy_atomic(path: str | os.PathLike[str], array: np.ndarray, sync: bool = False) -> None:
     """``np.save`` to ``path`` (which should end in ``.npy``: no extension is added) atomically."""
-    with atomic_open(path, "wb") as file:
+    with atomic_open(path, "wb", sync=sync) as file:
         np.save(file, array)

@@ -93,7 +93,7 @@ class L3DAS21FrameScore(Metric):
 
     def compute(self) -> dict[str, Tensor]:
         scores = PRF[self.counting](self.tp.sum(), self.fp.sum(), self.fn.sum())
-        return {name: torch.tensor(value) for name, value in zip(("precision", "recall", "f_score"), scores)}
+        return {name: torch.tensor(value, dtype=torch.float64) for name, value in zip(("precision", "recall", "f_score"), scores)}
 
     def per_class(self) -> list[dict[str, float]]:
         """Precision, recall and F of each class (the synced counts; call after `compute`)."""
@@ -128,4 +128,4 @@ class DCASEScore(Metric):
         return dcase_scores(DCASECounts.from_vector(self.counts.tolist(), self.num_classes), class_names)
 
     def compute(self) -> dict[str, Tensor]:
-        return {name: torch.tensor(value) for name, value in self.scores()["overall"].items()}
+        return {name: torch.tensor(value, dtype=torch.float64) for name, value in self.scores()["overall"].items()}

@@ -15,7 +15,7 @@ import torch
 from lightning.pytorch import Trainer
 
 import cli_helpers  # noqa: F401  registers the tiny_cnn backbone
-from phnn.checkpoint import load_task, read_checkpoint
+from phnn.checkpoint import SafeCheckpointIO, load_task, read_checkpoint
 from phnn.cli import main, run_cli
 from phnn.errors import CheckpointError
 from phnn.tasks import ImageClassifier
@@ -65,10 +65,14 @@ def test_a_pickle_payload_never_runs(run: Path, tmp_path: Path, capsys: pytest.C
     state["phnn"]["input"] = Payload(marker)
     crafted = tmp_path / "crafted.ckpt"
     torch.save(state, crafted)
-    for args in uses(run, crafted):
+    asked_unsafe = uses(run, crafted)[0] + ["--weights_only", "false"]  # Lightning's option cannot unlock it
+    for args in [*uses(run, crafted), asked_unsafe]:
         error = fails(args, capsys)
         assert "refused to load" in error and str(crafted) in error, error
         assert not marker.exists(), f"phnn {args[0]} ran the payload"
+    with pytest.raises(CheckpointError):  # the Trainer's checkpoint IO, asked by Lightning for an unsafe load
+        SafeCheckpointIO().load_checkpoint(crafted, weights_only=False)
+    assert not marker.exists()
 
 
 def test_a_checkpoint_cannot_name_modules_to_import(run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -148,6 +152,9 @@ def test_a_task_built_in_python_saves_plain_data(tmp_path: Path, image_folder_mo
     own = ImageClassifier("tiny_cnn", "phc", n=2, num_classes=3, in_channels=4, lr_scheduler=None,
                           optimizer=lambda params: torch.optim.Adam(params, lr=1e-3))
     assert own.hparams["optimizer"]["class_path"] is None
+    torch.save({"phnn": {"task": "phnn.tasks.image.ImageClassifier"}, "hyper_parameters": dict(own.hparams)},
+               tmp_path / "lambda.ckpt")
+    assert read_checkpoint(tmp_path / "lambda.ckpt")["hyper_parameters"]["optimizer"]["unrecorded"].startswith("<function")
     rebuilt = ImageClassifier(**{k: v for k, v in own.hparams.items()})
     with pytest.raises(ValueError) as error:
         rebuilt.configure_optimizers()
@@ -161,8 +168,10 @@ def test_command_line_values_win_over_the_checkpoint(run: Path, tmp_path: Path, 
     capsys.readouterr()
     plain = run_cli(args)
     assert plain.model.loss_fn.label_smoothing == 0.0 and "as given" not in capsys.readouterr().err
-    given = run_cli([*args, "--model.label_smoothing", "0.25"])
+    given = run_cli([*args, "--model.label_smoothing", "0.25", "--model.optimizer.init_args.lr", "0.01"])
     assert given.model.loss_fn.label_smoothing == 0.25
+    assert given.model.hparams["optimizer"]["init_args"] | {"lr": 0.1} == plain.model.hparams["optimizer"]["init_args"]
+    assert given.model.hparams["optimizer"]["init_args"]["lr"] == 0.01
     assert "model.label_smoothing: 0.25 as given (the checkpoint has 0.0)" in capsys.readouterr().err
     # a given value that reshapes the network cannot win: refused, saying which weights and why
     error = fails([*args, "--model.model_kwargs", "{width: 16}"], capsys)
@@ -176,7 +185,8 @@ def test_missing_dataset_folder(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert "L3DAS21 folder" in error and "nowhere" in error and "phnn synth" in error
 
 
-@pytest.mark.parametrize(("code", "hint"), [(errno.EROFS, "read-only"), (errno.EACCES, "permission denied")])
+@pytest.mark.parametrize(("code", "hint"), [(errno.EROFS, "Read-only file system (write somewhere else)"),
+                                           (errno.EACCES, "Permission denied (check the owner and mode")])
 def test_unwritable_disk(tmp_path: Path, image_folder_module: Path, monkeypatch: pytest.MonkeyPatch, code: int,
                          hint: str, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.chdir(tmp_path)
@@ -206,3 +216,17 @@ def test_export_out_that_is_a_folder(run: Path, tmp_path: Path, capsys: pytest.C
     error = fails(["export", str(run / "checkpoints" / "last.ckpt"), "--format", "onnx", "--out", str(tmp_path)],
                   capsys)
     assert f"--out {tmp_path} is a folder" in error and "model.onnx" in error
+
+
+def test_given_values_are_laid_over_the_checkpoint_dict_by_dict() -> None:
+    from phnn.checkpoint import merge_hyperparameters
+
+    saved = {"threshold": 0.5, "optimizer": {"class_path": "torch.optim.SGD", "init_args": {"lr": 0.1, "momentum": 0.9}}}
+    merged, notes = merge_hyperparameters(saved, {"optimizer": {"init_args": {"lr": 0.01}}, "threshold": 0.5})
+    assert merged == {"threshold": 0.5, "optimizer": {"class_path": "torch.optim.SGD",
+                                                      "init_args": {"lr": 0.01, "momentum": 0.9}}}
+    assert notes == ["model.optimizer: {'class_path': 'torch.optim.SGD', 'init_args': {'lr': 0.01, 'momentum': 0.9}} "
+                     "as given (the checkpoint has {'class_path': 'torch.optim.SGD', 'init_args': {'lr': 0.1, "
+                     "'momentum': 0.9}})"]
+    other = {"class_path": "torch.optim.Adam", "init_args": {"lr": 0.001}}
+    assert merge_hyperparameters(saved, {"optimizer": other})[0]["optimizer"] == other  # another class: replaced

@@ -124,3 +124,37 @@ def test_seldnet_baseline_is_the_official_recipe(capsys: pytest.CaptureFixture[s
     assert (init["family"], init["localize"], init["doa_loss_mask"]) == ("real", True, False)
     assert (data_init["mics"], data_init["phase"], data_init["intensity"], data_init["batch_size"]) == ("A", False, False, 3)
     assert init["optimizer"]["init_args"]["lr"] == 1e-5 and data_init["segment_seconds"] == 60
+
+
+PAPER = sorted((CONFIGS / "experiment" / "paper").glob("*.yaml"))
+# the original argument files (eleGAN23/HyperNets image-classification/configs) and main.py's defaults
+ORIGINAL_RUNS = {
+    "cifar100_phcresnet152large_n4": ("CIFAR100DataModule", "resnet152_large", "phc", 0.1, 200, 1656079),
+    "svhn_phcresnet50large_n4": ("SVHNDataModule", "resnet50_large", "phc", 0.01, 50, 1202),
+    "cifar10_phcvgg19large_n4": ("CIFAR10DataModule", "vgg19_large", "phc", 0.01, 200, 1656079),
+    "svhn_qvgg16": ("SVHNDataModule", "vgg16", "quaternion", 0.01, 50, 1202),
+}
+
+
+@pytest.mark.parametrize("experiment", PAPER, ids=lambda p: p.stem)
+def test_paper_runs_are_the_original_argument_files(experiment: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = print_config(capsys, experiment)
+    data, backbone, family, lr, epochs, seed = ORIGINAL_RUNS[experiment.stem]
+    model = config["model"]["init_args"]
+    assert config["data"]["class_path"].endswith(data) and config["seed_everything"] == seed
+    assert (model["backbone"], model["family"], config["trainer"]["max_epochs"]) == (backbone, family, epochs)
+    assert model["optimizer"]["init_args"] | {"lr": lr} == model["optimizer"]["init_args"]
+    assert model["optimizer"]["init_args"]["momentum"] == 0.9 and model["optimizer"]["init_args"]["weight_decay"] == 5e-4
+    assert model["lr_scheduler"]["init_args"]["T_max"] == 200  # fixed in main.py, whatever the epochs
+    assert config["data"]["init_args"]["augment"] is False and config["data"]["init_args"]["batch_size"] == 128
+    assert config["data"]["init_args"]["extra_channel"] == "zeros"  # quat_data=True: a zero channel first
+
+
+def test_sed_paper_recipe(capsys: pytest.CaptureFixture[str]) -> None:
+    config = print_config(capsys, SED / "paper.yaml", SED / "data" / "16ch.yaml", SED / "model" / "phc8.yaml")
+    data, model = config["data"]["init_args"], config["model"]["init_args"]
+    assert (data["segment_seconds"], data["batch_size"], data["mics"], data["phase"]) == (60.0, 16, "AB", True)
+    assert model["optimizer"]["init_args"]["lr"] == 1e-5 and config["trainer"]["max_epochs"] == 1000
+    assert (model["n"], data["label_grid"], data["magnitude_scale"]) == (8, "official", "div512")
+    (checkpoint,) = config["trainer"]["callbacks"]
+    assert checkpoint["init_args"]["monitor"] == "val/loss" and checkpoint["init_args"]["mode"] == "min"

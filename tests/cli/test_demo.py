@@ -20,7 +20,8 @@ def test_demo_runs_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, c
     monkeypatch.setattr(torch, "set_num_threads", lambda threads: None)  # keep the test session's threads
     assert demo.main(["--out", str(tmp_path / "demo"), "--epochs", "1"]) == 0
     printed = capsys.readouterr().out
-    assert "test F-score" in printed and "test error rate" in printed
+    assert "test F (one-to-one" in printed and "test F (L3DAS21" in printed and "test DCASE ER" in printed
+    assert "score " in printed and "--labels" in printed
     assert list((tmp_path / "demo" / "runs" / "demo").glob("version_*/checkpoints/best.ckpt"))
     predictions = tmp_path / "demo" / "predictions"
     assert len(list((predictions / "l3das21_task2").glob("*.csv"))) == 2 and len(list(predictions.glob("*.png"))) == 2

@@ -116,7 +116,7 @@ def test_killed_build_leaves_no_final_file_and_resumes_identically(
         cache.build("train", clips, progress=False, workers=1)  # one worker: the 5th file is deterministic
     monkeypatch.setattr(feat.np, "save", real_save)
     written = sorted(p.name for p in (cache.folder / "train").iterdir())
-    assert len(written) == 4 and not any(".tmp-" in name for name in written)
+    assert len(written) == 5 and not any(".tmp-" in name for name in written)  # clip 0: 4 arrays + its record
     assert cache.is_complete("train", clips[0]) and not cache.is_complete("train", clips[1])
     # A kill -9 leaves its temporary file behind: it must not count as a finished file.
     (cache.folder / "train" / f".{clips[1].stem}_B.npy.tmp-99999-1-00000000").write_bytes(b"junk")

@@ -26,11 +26,15 @@ clip is scored twice).
 
 Predict items, one clip per batch (``predict_collate`` keeps the dict)::
 
-    {"stem": str, "paths": [str, ...], "features": (C, 256, 8·T) float32 normalised,
+    {"stem": str, "paths": [str, ...], "features": ClipFeatures (C, 256, 8·T), normalised windows,
      "num_frames": T, "duration": seconds, "sample_rate": original Hz, "label_grid": str}
     {"stem": str, "paths": [str, ...], "error": "<file>: <what was wrong>"}    unreadable / invalid clip
 
-Other sample rates are resampled to 32 kHz; a wrong channel count is an ``error`` item.
+Other sample rates are resampled to 32 kHz; a clip that fails the audio checks (``audio.py``: channel
+count, truncation, 0 samples, non-finite samples, mics of different lengths) is an ``error`` item.
+
+Training and test clips pass the same checks when their features are cached; a bad one stops the
+run with its one-line error, or with ``bad_clips: skip`` is left out with a warning naming it.
 
 Normalisation statistics (z-score per channel × frequency bin) come from the training split only;
 ``state_dict()`` holds them so that Lightning stores them in checkpoints. Lightning restores the
@@ -43,8 +47,9 @@ they are built (after the restore).
 from __future__ import annotations
 
 import glob
-from dataclasses import asdict
 import hashlib
+import json
+from dataclasses import asdict
 import random
 from collections import defaultdict
 from pathlib import Path
@@ -55,16 +60,18 @@ import numpy as np
 import soundfile
 import torch
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader, Dataset
 
+from phnn.data.l3das21.audio import ClipAudio
 from phnn.data.l3das21.features import (
     STFT_FRAMES_PER_LABEL,
+    ClipFeatures,
     FeatureCache,
     FeatureSettings,
     Normalizer,
     group_channels,
-    load_clip,
-    stft_features,
+    source_identity,
 )
 from phnn.data.l3das21.labels import FRAMES_PER_SECOND, LabelGrid, read_events
 from phnn.data.l3das21.layout import (
@@ -184,7 +191,9 @@ class ClipDataset(Dataset):
 
 
 class PredictDataset(Dataset):
-    """One clip per item, read, resampled and featurised on demand (memory: one clip at a time)."""
+    """One clip per item: its files checked (every sample, streamed), its features a ``ClipFeatures``
+    that reads, resamples and transforms only the window the model asks for, so memory does not grow
+    with the clip's length."""
 
     def __init__(self, groups: list[tuple[str, list[Path], str | None]], settings: FeatureSettings,
                  normalizer: Normalizer, label_grid: LabelGrid = "official") -> None:
@@ -199,17 +208,19 @@ class PredictDataset(Dataset):
         if problem is not None:
             return {**item, "error": problem}
         try:
-            wave, rate = load_clip(paths, CHANNELS_PER_MIC, self.settings.sample_rate, resample=True)
+            audio = ClipAudio(paths, CHANNELS_PER_MIC, self.settings.sample_rate, resample=True,
+                              max_abs=self.settings.max_sample)
+            audio.scan()
         except ValueError as error:
             return {**item, "error": str(error)}
-        # Through float16 like the training cache, so both paths see the same values.
-        features = stft_features(wave, self.settings).half().float()
+        # Windows pass through float16 like the training cache, so both paths see the same values.
+        features = ClipFeatures(audio, self.settings, self.normalizer)
         return {
             **item,
-            "features": self.normalizer(features),
+            "features": features,
             "num_frames": features.shape[-1] // STFT_FRAMES_PER_LABEL,
-            "duration": wave.shape[-1] / self.settings.sample_rate,
-            "sample_rate": rate,
+            "duration": audio.num_samples / self.settings.sample_rate,
+            "sample_rate": audio.original_rate,
             "label_grid": self.label_grid,
         }
 
@@ -316,6 +327,8 @@ class L3DAS21DataModule(pl.LightningDataModule):
             one frame ahead of ``round(t / 0.1)``; the default, as the targets models are scored on) or
             ``nearest`` (``round(t / 0.1)``); see ``labels.py``. Kept in the checkpoint.
         return_doa: add the DOA target ``(T, 126)`` as a third batch element.
+        bad_clips: a training/test clip that fails the audio or label checks stops the run
+            (``error``) or is left out with a warning naming the file (``skip``).
     """
 
     def __init__(self, root: str | Path = "data/l3das21", mics: str = "A", phase: bool = False,
@@ -323,7 +336,7 @@ class L3DAS21DataModule(pl.LightningDataModule):
                  segment_seconds: float = 5.0, segment_overlap: float = 0.5, batch_size: int = 16,
                  num_workers: int = 0, cache_dir: str | Path | None = None, predict_path: str | None = None,
                  magnitude_scale: str = "linear", return_doa: bool = False, progress: bool = True,
-                 label_grid: LabelGrid = "official", intensity: bool = False) -> None:
+                 label_grid: LabelGrid = "official", bad_clips: str = "error", intensity: bool = False) -> None:
         super().__init__()
         self.save_hyperparameters()
         for name, value in self.hparams.items():  # paths as text: checkpoints stay loadable with weights_only
@@ -340,6 +353,10 @@ class L3DAS21DataModule(pl.LightningDataModule):
                 f"DCASE 1 s segments restart at each validation/test window, so windows must hold whole 1 s segments"
             )
         self.window_frames = round(segment_seconds * FRAMES_PER_SECOND)
+        if bad_clips not in ("error", "skip"):
+            raise ValueError(f"bad_clips={bad_clips!r}: expected 'error' (stop at a bad clip) or 'skip' (leave it out "
+                             f"with a warning)")
+        self.bad_clips = bad_clips
         if batch_size < 1:
             raise ValueError(f"batch_size={batch_size}: expected >= 1")
         self.settings = FeatureSettings(phase=phase, magnitude_scale=magnitude_scale, intensity=intensity)
@@ -371,7 +388,18 @@ class L3DAS21DataModule(pl.LightningDataModule):
         for split in _STAGE_SPLITS[self._stage()]:
             if split == "dev" and self._stage() is None and not (self.root / "L3DAS_Task2_dev").is_dir():
                 continue
-            self.cache.build(split, self._clips(split), progress=self.progress)
+            self.cache.build(split, self._clips(split), progress=self.progress, bad_clips=self.bad_clips)
+
+    def _usable_clips(self, split: str) -> list[Clip]:
+        """The split's clips with their features cached; bad clips stop here or are skipped, each named."""
+        clips = self._clips(split)
+        report = self.cache.build(split, clips, progress=self.progress, bad_clips=self.bad_clips)
+        for error in report.bad.values():
+            rank_zero_warn(f"skipping a bad {split} clip (data.bad_clips=skip): {error}")
+        usable = [clip for clip in clips if clip.stem not in report.bad]
+        if not usable:
+            raise ValueError(f"{self.root}: every {split} clip is bad ({len(report.bad)} skipped); see the warnings")
+        return usable
 
     def split_train_val(self, clips: list[Clip]) -> tuple[list[Clip], list[Clip]]:
         """Seeded hold-out by clip: no window of a validation clip is ever trained on."""
@@ -385,16 +413,16 @@ class L3DAS21DataModule(pl.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         if stage in ("fit", "validate", None):
-            self.train_clips, self.val_clips = self.split_train_val(self._clips("train"))
-            self.cache.build("train", self.train_clips + self.val_clips, progress=self.progress)
+            self.train_clips, self.val_clips = self.split_train_val(self._usable_clips("train"))
         if stage == "fit":
             self._ensure_stats()
         if stage in ("test", None) and (stage == "test" or (self.root / "L3DAS_Task2_dev").is_dir()):
-            self.test_clips = self._clips("dev")
-            self.cache.build("dev", self.test_clips, progress=self.progress)
+            self.test_clips = self._usable_clips("dev")
 
     def _stats_path(self) -> Path:
-        text = "\n".join(["".join(self.mics), *sorted(c.stem for c in self.train_clips)])
+        # the sources' identities too: statistics of a clip changed since are recomputed
+        text = "\n".join(["".join(self.mics), *sorted(f"{c.stem} {json.dumps(source_identity(c), sort_keys=True)}"
+                                                      for c in self.train_clips)])
         return self.cache.folder / f"stats-{hashlib.sha1(text.encode()).hexdigest()[:12]}.json"
 
     def _ensure_stats(self) -> None:
@@ -402,8 +430,7 @@ class L3DAS21DataModule(pl.LightningDataModule):
         if self.normalizer.ready:
             return
         if not self.train_clips:
-            self.train_clips, self.val_clips = self.split_train_val(self._clips("train"))
-            self.cache.build("train", self.train_clips + self.val_clips, progress=self.progress)
+            self.train_clips, self.val_clips = self.split_train_val(self._usable_clips("train"))
         path = self._stats_path()
         stats = Normalizer.load(path) if path.is_file() else self.cache.compute_stats("train", self.train_clips)
         if not path.is_file():

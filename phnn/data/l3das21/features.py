@@ -29,9 +29,12 @@ plus ``<stem>.sed-v<TARGET_VERSION>.npy`` (uint8, ``(T, 42)``) and ``<stem>.doa-
 (float16, ``(T, 126)``); the key hashes the feature settings and ``FORMAT_VERSION``; ``TARGET_VERSION``
 changes when the label quantisation does, and the target names carry the ``label_grid``
 (``<stem>.sed-official-v3.npy``), so targets of another grid or version are never read as current
-ones. ``FORMAT_VERSION`` 2 is the official (centred) framing: caches of the older framing are rebuilt. Every file is written to a temporary name in
-the same folder and renamed, so a killed run leaves no half-written file under a final name and the
-next run skips what is complete. Clips are processed one at a time: memory does not grow with their
+ones. ``FORMAT_VERSION`` 2 is the official (centred) framing: caches of the older framing are rebuilt.
+``<stem>.source.json``, written last, records the size and modification time of the clip's wavs and
+label CSV: a clip whose sources changed (or whose record is missing) is rebuilt, with a log line
+naming what changed. Every file is written to a temporary name in the same folder, flushed to the
+disk (fsync) and renamed, so a killed run or a power loss leaves no half-written file under a final
+name and the next run skips what is complete. Clips are processed one at a time: memory does not grow with their
 number.
 
 Normalisation: z-score per channel × frequency bin (statistics over all frames of the training
@@ -46,23 +49,26 @@ import math
 import os
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from itertools import islice
 from pathlib import Path
 
-import numpy as np
-import soundfile
-import torch
-import torchaudio.functional
+from typing import Any
 
+import numpy as np
+import torch
+
+from phnn.data.l3das21.audio import ClipAudio, load_clip  # load_clip: re-exported (the one feature path)
 from phnn.data.l3das21.labels import LabelGrid, check_label_grid, load_targets, num_label_frames
 from phnn.data.l3das21.layout import CHANNELS_PER_MIC, SAMPLE_RATE, Clip
+from phnn.errors import DataFileError
 from phnn.io import save_npy_atomic, write_text_atomic
 
 FORMAT_VERSION = 2  # 2: the official centred framing of scipy.signal.stft (1: frames starting at 400·j)
 TARGET_VERSION = 3  # label quantisation of the cached targets (3: named label grids, see labels.py)
 FREQ_BINS = 256
 STFT_FRAMES_PER_LABEL = 8
+FLOAT16_MAX = 65504.0
 
 # (scipy-scaled magnitude |X| / Σ window, Σ window) → feature
 MAGNITUDE_SCALES: dict[str, Callable[[torch.Tensor, float], torch.Tensor]] = {
@@ -102,6 +108,13 @@ class FeatureSettings:
     def channels_per_mic(self) -> int:
         return CHANNELS_PER_MIC * len(self.kinds)
 
+    @property
+    def max_sample(self) -> float | None:
+        """Largest |sample| whose features surely fit the float16 cache: the scipy-scaled magnitude
+        ``|X| / Σ window`` is at most the largest |sample|; None when the scale cannot overflow (log1p)."""
+        scale = {"linear": 1.0, "div512": 512.0}.get(self.magnitude_scale)
+        return None if scale is None else FLOAT16_MAX * scale
+
     def key(self) -> str:
         fields = asdict(self)
         if not self.intensity:  # keys of caches and checkpoints made before the intensity option stay valid
@@ -110,52 +123,15 @@ class FeatureSettings:
         return hashlib.sha1(text.encode()).hexdigest()[:12]
 
 
-def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
-    """``(channels, samples)`` float32 and the sample rate; an unreadable file is a ValueError naming it."""
-    try:
-        data, sample_rate = soundfile.read(str(path), dtype="float32", always_2d=True)
-    except (RuntimeError, OSError, soundfile.LibsndfileError) as error:
-        raise ValueError(f"{path}: cannot read audio ({error})") from None
-    return np.ascontiguousarray(data.T), int(sample_rate)
+def num_stft_frames(num_samples: int, settings: FeatureSettings = FeatureSettings()) -> int:
+    """STFT frames of a clip of ``num_samples`` samples: 8 per label frame."""
+    return STFT_FRAMES_PER_LABEL * num_label_frames(num_samples, settings.sample_rate)
 
 
-def load_clip(
-    paths: str | Path | Sequence[str | Path],
-    expected_channels: int = CHANNELS_PER_MIC,
-    sample_rate: int = SAMPLE_RATE,
-    resample: bool = True,
-) -> tuple[torch.Tensor, int]:
-    """Read one clip (one file per mic, channels concatenated in order) as ``(C, N)`` float32 at ``sample_rate``.
-
-    Each file must have ``expected_channels`` channels. Another sample rate is resampled with
-    ``torchaudio.functional.resample`` when ``resample`` is true (prediction) and is an error
-    otherwise (training data). Returns the waveform and the files' original sample rate.
-    """
-    if isinstance(paths, (str, Path)):
-        paths = [paths]
-    parts = []
-    original_rate = None
-    for path in paths:
-        data, rate = read_audio(path)
-        if data.shape[0] != expected_channels:
-            raise ValueError(
-                f"{path}: {data.shape[0]} channel(s), expected {expected_channels} (first-order Ambisonics per mic)"
-            )
-        if original_rate is not None and rate != original_rate:
-            raise ValueError(f"{path}: sample rate {rate} Hz differs from {paths[0]} ({original_rate} Hz)")
-        if rate != sample_rate and not resample:
-            raise ValueError(f"{path}: sample rate {rate} Hz, expected {sample_rate} Hz")
-        original_rate = rate
-        wave = torch.from_numpy(data)
-        if rate != sample_rate:
-            wave = torchaudio.functional.resample(wave, rate, sample_rate)
-        parts.append(wave)
-    if not parts:
-        raise ValueError("load_clip: no audio file given")
-    if len({p.shape[1] for p in parts}) > 1:
-        lengths = ", ".join(f"{p}: {w.shape[1]}" for p, w in zip(paths, parts))
-        raise ValueError(f"mic files of one clip differ in length ({lengths} samples)")
-    return torch.cat(parts), int(original_rate)
+def first_sample(frame: int, settings: FeatureSettings = FeatureSettings()) -> int:
+    """The first sample of STFT frame ``frame``, centred on sample ``hop · frame`` (negative or past the
+    clip: zeros, scipy's ``boundary="zeros"``)."""
+    return frame * settings.hop_length - settings.n_fft // 2
 
 
 def group_channels(per_mic: Sequence[np.ndarray | torch.Tensor], groups: int) -> np.ndarray | torch.Tensor:
@@ -170,20 +146,24 @@ def _intensity(real: torch.Tensor, imag: torch.Tensor, power: torch.Tensor) -> t
     return 2.0 * cross / (power.sum(0, keepdim=True) + 1e-10)
 
 
-def stft_features(waveform: torch.Tensor, settings: FeatureSettings = FeatureSettings()) -> torch.Tensor:
-    """``(4·mics, N)`` waveform → ``(4·mics·len(settings.kinds), 256, 8·T)`` float32 features, in the
-    official channel order (see the module docstring)."""
-    channels, samples = waveform.shape
-    if channels % CHANNELS_PER_MIC:
-        raise ValueError(f"stft_features: {channels} channels; expected 4 per mic (W, Y, Z, X)")
-    frames = STFT_FRAMES_PER_LABEL * num_label_frames(samples, settings.sample_rate)
+def stft_frames(read: Callable[[int, int], torch.Tensor], start: int, stop: int,
+                settings: FeatureSettings = FeatureSettings()) -> torch.Tensor:
+    """Features of STFT frames ``start … stop - 1``: ``(C·len(settings.kinds), 256, stop - start)`` float32.
+
+    ``read(a, b)`` returns the samples ``a … b - 1`` of the clip, ``(C, b - a)``, zeros outside it.
+    The whole-clip features and any window of them are this one function on different frame ranges,
+    so a window computed alone equals the same frames of the whole clip. Channels are taken in groups
+    of 4 (one mic each, A first); the output is in the official order: every mic's magnitudes, then
+    every mic's phases, then every mic's intensities (see the module docstring).
+    """
     with torch.no_grad():
-        # centred frames over zeros at both ends (scipy's boundary="zeros"); padding the end to
-        # hop·frames gives frames + 1 centred frames, the last dropped as the official function does
-        wave = torch.nn.functional.pad(waveform.float(), (0, frames * settings.hop_length - samples))
+        wave = read(first_sample(start, settings), first_sample(stop - 1, settings) + settings.n_fft).float()
+        channels = wave.shape[0]
+        if channels % CHANNELS_PER_MIC:
+            raise ValueError(f"stft_features: {channels} channels; expected 4 per mic (W, Y, Z, X)")
         window = torch.hamming_window(settings.n_fft, dtype=wave.dtype, device=wave.device)
-        spec = torch.stft(wave, settings.n_fft, settings.hop_length, window=window, center=True,
-                          pad_mode="constant", return_complex=True)[:, 1:, :frames]
+        spec = torch.stft(wave, settings.n_fft, settings.hop_length, window=window, center=False,
+                          return_complex=True)[:, 1:, :]
         window_sum = float(window.sum())
         real, imag = torch.view_as_real(spec).unbind(-1)
         power = real * real + imag * imag
@@ -198,8 +178,96 @@ def stft_features(waveform: torch.Tensor, settings: FeatureSettings = FeatureSet
         return torch.cat(groups)
 
 
+def _zero_padded(waveform: torch.Tensor) -> Callable[[int, int], torch.Tensor]:
+    def read(a: int, b: int) -> torch.Tensor:
+        samples = waveform.shape[-1]
+        part = waveform[:, max(a, 0) : max(min(b, samples), 0)]
+        return torch.nn.functional.pad(part, (max(-a, 0), b - a - part.shape[-1] - max(-a, 0)))
+    return read
+
+
+def stft_features(waveform: torch.Tensor, settings: FeatureSettings = FeatureSettings()) -> torch.Tensor:
+    """``(C, N)`` waveform → ``(C·(1+phase), 256, 8·T)`` float32 features (see the module docstring)."""
+    return stft_frames(_zero_padded(waveform), 0, num_stft_frames(waveform.shape[-1], settings), settings)
+
+
+class ClipFeatures:
+    """The features of one clip, computed only for the frames asked for: ``.shape`` and ``[..., a:b]``.
+
+    What ``SoundEventDetector.clip_scores`` needs to stream a clip of any length window by window:
+    slicing the last (STFT frame) axis reads, resamples and transforms only the audio those frames
+    cover, and gives exactly the same numbers as slicing ``stft_features`` of the whole clip. Values
+    pass through float16 like the training cache, then ``transform`` (the normalisation), if given.
+    """
+
+    def __init__(self, audio: ClipAudio, settings: FeatureSettings = FeatureSettings(),
+                 transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
+        self.audio, self.settings, self.transform = audio, settings, transform
+        channels = settings.channels_per_mic * (audio.channels // CHANNELS_PER_MIC)
+        self.shape = torch.Size((channels, FREQ_BINS, num_stft_frames(audio.num_samples, settings)))
+
+    def dim(self) -> int:
+        return len(self.shape)
+
+    def __getitem__(self, key: Any) -> torch.Tensor:
+        """Only ``[..., a:b]`` (optionally with leading ``None``s): a range of STFT frames."""
+        key = key if isinstance(key, tuple) else (key,)
+        new_axes = 0
+        while key and key[0] is None:
+            key, new_axes = key[1:], new_axes + 1
+        if key and key[0] is Ellipsis:
+            key = key[1:]
+        if len(key) != 1 or not isinstance(key[0], slice) or key[0].step not in (None, 1):
+            raise TypeError(f"ClipFeatures supports [..., a:b] along the STFT frame axis only, got {key!r}")
+        start, stop, _ = key[0].indices(self.shape[-1])
+        features = stft_frames(self.audio.read, start, max(stop, start + 1), self.settings)[..., : max(stop - start, 0)]
+        features = features.half().float()
+        if self.transform is not None:
+            features = self.transform(features)
+        return features[(None,) * new_axes]
+
+
+def source_identity(clip: Clip) -> dict[str, list[int]]:
+    """File name → ``[size in bytes, modification time in ns]`` of a clip's wavs and label CSV."""
+    files = [*clip.audio.values(), *([clip.labels] if clip.labels is not None else [])]
+    identity = {}
+    for path in files:
+        stat = Path(path).stat()
+        identity[Path(path).name] = [stat.st_size, stat.st_mtime_ns]
+    return identity
+
+
+def _describe_change(old: dict[str, list[int]], new: dict[str, list[int]]) -> str:
+    changes = []
+    for name in sorted(set(old) | set(new)):
+        before, after = old.get(name), new.get(name)
+        if before == after:
+            continue
+        if before is None or after is None:
+            changes.append(f"{name} {'added' if before is None else 'gone'}")
+        elif before[0] != after[0]:
+            changes.append(f"{name} changed size ({before[0]} → {after[0]} bytes)")
+        else:
+            changes.append(f"{name} modified ({(after[1] - before[1]) / 1e9:+.3f} s)")
+    return ", ".join(changes)
+
+
+@dataclass
+class BuildReport:
+    """What ``FeatureCache.build`` did: clips rebuilt because a source changed, and bad clips."""
+
+    rebuilt: dict[str, str] = field(default_factory=dict)  # stem → what changed
+    bad: dict[str, str] = field(default_factory=dict)  # stem → one-line error naming the file
+
+
 class FeatureCache:
-    """Per-clip feature and target files under ``<cache_dir>/<settings key>/<split>/``."""
+    """Per-clip feature and target files under ``<cache_dir>/<settings key>/<split>/``.
+
+    Each clip's files are vouched for by ``<stem>.source.json``, written last: the size and
+    modification time of the wavs and label CSV they were computed from (or the error that made the
+    clip bad). A clip whose record is missing (new, or its build was killed) or whose sources changed
+    since is rebuilt, with one log line saying which file changed.
+    """
 
     STATS_CHUNK = 1024  # STFT frames per step of the statistics pass (bounds its memory)
 
@@ -218,24 +286,64 @@ class FeatureCache:
         tag = f"{self.label_grid}-v{TARGET_VERSION}"
         return folder / f"{stem}.sed-{tag}.npy", folder / f"{stem}.doa-{tag}.npy"
 
-    def is_complete(self, split: str, clip: Clip) -> bool:
-        paths = [self.feature_path(split, clip.stem, mic) for mic in clip.audio]
-        if clip.labels is not None:
-            paths += self.target_paths(split, clip.stem)
-        return all(p.is_file() for p in paths)
+    def record_path(self, split: str, stem: str) -> Path:
+        return self.folder / split / f"{stem}.source.json"
 
-    def build(self, split: str, clips: Iterable[Clip], progress: bool = True, workers: int | None = None) -> None:
-        """Compute what is missing (a killed run resumes; finished files are skipped).
+    def _record(self, split: str, clip: Clip) -> dict[str, Any] | None:
+        try:
+            return json.loads(self.record_path(split, clip.stem).read_text())
+        except (OSError, ValueError):
+            return None
+
+    def _paths(self, split: str, clip: Clip) -> list[Path]:
+        paths = [self.feature_path(split, clip.stem, mic) for mic in clip.audio]
+        return paths + (list(self.target_paths(split, clip.stem)) if clip.labels is not None else [])
+
+    def is_complete(self, split: str, clip: Clip) -> bool:
+        record = self._record(split, clip)
+        return (record is not None and record.get("error") is None and record.get("sources") == source_identity(clip)
+                and all(p.is_file() for p in self._paths(split, clip)))
+
+    def build(self, split: str, clips: Iterable[Clip], progress: bool = True, workers: int | None = None,
+              bad_clips: str = "error") -> BuildReport:
+        """Compute what is missing or stale (a killed run resumes; finished, unchanged clips are skipped).
+
+        A bad clip (unreadable, truncated or non-finite audio, mics of different lengths, labels that
+        do not fit the clip) raises its one-line ValueError with ``bad_clips="error"``; with
+        ``"skip"`` it is listed in the report's ``bad`` and the others are built. A bad clip is
+        remembered with its sources' identity, so it is not read again until its files change.
 
         Clips are processed by `workers` threads (default: one per CPU core), each with one clip in
         memory at a time: reading, the STFT and writing release the GIL, so threads scale without
         the start-up cost of processes, and peak memory stays independent of the number of clips.
         """
-        clips = list(clips)
-        todo = [clip for clip in clips if not self.is_complete(split, clip)]
+        if bad_clips not in ("error", "skip"):
+            raise ValueError(f"bad_clips={bad_clips!r}: expected 'error' (stop at the first bad clip) or 'skip'")
+        report = BuildReport()
+        todo = []
+        for clip in clips:
+            record, identity = self._record(split, clip), source_identity(clip)
+            if record is not None and record.get("sources") == identity:
+                if record.get("error") is not None:
+                    report.bad[clip.stem] = record["error"]
+                    continue
+                if all(p.is_file() for p in self._paths(split, clip)):
+                    continue
+            elif record is not None:
+                report.rebuilt[clip.stem] = _describe_change(record.get("sources", {}), identity)
+            elif any(p.is_file() for p in self._paths(split, clip)):
+                report.rebuilt[clip.stem] = "no record of the source files (an interrupted build, or an older phnn)"
+            todo.append(clip)
         write_text_atomic(self.folder / "settings.json", json.dumps(asdict(self.settings), indent=2))
-        if not todo:
-            return
+        for stem, change in report.rebuilt.items():
+            _log(f"L3DAS21 feature cache: {change}; rebuilding {split}/{stem}")
+        if todo:
+            self._build_all(split, todo, progress, workers, report)
+        if report.bad and bad_clips == "error":
+            raise DataFileError(next(iter(report.bad.values())))
+        return report
+
+    def _build_all(self, split: str, todo: list[Clip], progress: bool, workers: int | None, report: BuildReport) -> None:
         workers = max(1, min(workers or os.cpu_count() or 1, len(todo)))
         bar = _progress(len(todo), f"L3DAS21 {split} features", progress)
         threads = torch.get_num_threads()
@@ -250,33 +358,41 @@ class FeatureCache:
                 while running:
                     finished, running = wait(running, return_when=FIRST_COMPLETED)
                     for future in finished:
-                        future.result()
+                        stem, error = future.result()
+                        if error is not None:
+                            report.bad[stem] = error
                         bar.update(1)
                         running |= {pool.submit(self._build_clip, split, clip) for clip in islice(remaining, 1)}
         finally:
             torch.set_num_threads(threads)
             bar.close()
 
-    def _build_clip(self, split: str, clip: Clip) -> None:
-        samples = None
-        for mic, audio_path in clip.audio.items():
-            path = self.feature_path(split, clip.stem, mic)
-            if path.is_file():
-                continue
-            wave, _ = load_clip(audio_path, CHANNELS_PER_MIC, self.settings.sample_rate, resample=False)
-            samples = wave.shape[-1]
-            save_npy_atomic(path, stft_features(wave, self.settings).half().numpy())
-        if clip.labels is None:
-            return
-        sed_path, doa_path = self.target_paths(split, clip.stem)
-        if sed_path.is_file() and doa_path.is_file():
-            return
-        if samples is None:
-            samples = soundfile.info(str(next(iter(clip.audio.values())))).frames
-        frames = num_label_frames(samples, self.settings.sample_rate)
-        sed, doa = load_targets(clip.labels, frames, self.label_grid, samples / self.settings.sample_rate)
-        save_npy_atomic(doa_path, doa.astype(np.float16))
-        save_npy_atomic(sed_path, sed.astype(np.uint8))
+    def _build_clip(self, split: str, clip: Clip) -> tuple[str, str | None]:
+        """Build every file of one clip, its source record last; ``(stem, error)`` for a bad clip."""
+        identity = source_identity(clip)  # before reading: a file changed meanwhile is rebuilt next time
+        record = self.record_path(split, clip.stem)
+        record.unlink(missing_ok=True)  # the files below are not vouched for until the new record exists
+        try:
+            audio = ClipAudio([clip.audio[mic] for mic in clip.audio], CHANNELS_PER_MIC, self.settings.sample_rate,
+                              resample=False, max_abs=self.settings.max_sample)
+            wave = audio.load()
+            arrays = {mic: stft_features(wave[i * CHANNELS_PER_MIC : (i + 1) * CHANNELS_PER_MIC], self.settings)
+                      for i, mic in enumerate(clip.audio)}
+            del wave
+            samples, rate = audio.num_samples, self.settings.sample_rate
+            targets = load_targets(clip.labels, num_label_frames(samples, rate), self.label_grid, samples / rate) \
+                if clip.labels is not None else None
+        except ValueError as error:
+            write_text_atomic(record, json.dumps({"sources": identity, "error": str(error)}))
+            return clip.stem, str(error)
+        for mic, features in arrays.items():
+            save_npy_atomic(self.feature_path(split, clip.stem, mic), features.half().numpy(), sync=True)
+        if targets is not None:
+            sed_path, doa_path = self.target_paths(split, clip.stem)
+            save_npy_atomic(doa_path, targets[1].astype(np.float16), sync=True)
+            save_npy_atomic(sed_path, targets[0].astype(np.uint8), sync=True)
+        write_text_atomic(record, json.dumps({"sources": identity, "error": None}), sync=True)
+        return clip.stem, None
 
     def num_frames(self, split: str, stem: str, mic: str = "A") -> int:
         """Label frames of a cached clip, read from the ``.npy`` header only."""
@@ -355,6 +471,12 @@ class Normalizer:
     def load(cls, path: Path) -> "Normalizer":
         data = json.loads(path.read_text())
         return cls(torch.tensor(data["mean"]), torch.tensor(data["std"]))
+
+
+def _log(message: str) -> None:
+    from lightning.pytorch.utilities import rank_zero_info
+
+    rank_zero_info(message)
 
 
 def _progress(total: int, description: str, enabled: bool):

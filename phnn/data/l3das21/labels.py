@@ -14,6 +14,8 @@
     targets (and published numbers were): a model must be trained on the grid it is scored on.
   - ``nearest``: ``round(t / 0.1)`` (Python's round of the float quotient: 0.25 s → 2, 0.35 s → 3
     since 0.35 / 0.1 = 3.4999999999999996, 1.45 s → 14); the frame nearest in time.
+  An event that starts at or after the clip's end is a ``DataFileError`` naming the file and row
+  (such a label belongs to another clip, or the clip is truncated): never dropped silently.
 
 * Slot: per frame, the number of sounds of the same class already active there (CSV row order).
 * SED target ``(T_label, 42)``: column ``3·class + slot``.
@@ -31,6 +33,7 @@ from typing import Literal
 
 import numpy as np
 
+from phnn.errors import DataFileError
 from phnn.data.l3das21.layout import CLASSES, MAX_SLOTS, NUM_CLASSES
 
 LABEL_HOP_SECONDS = 0.1
@@ -118,7 +121,7 @@ def read_events(path: str | Path) -> list[Event]:
 
 
 def parse_number(text: str, where: str, field: str) -> float:
-    """A finite float from a CSV field; the ValueError names where, the field and its text."""
+    """A finite float, or a ValueError naming where, the field and the text."""
     try:
         value = float(text)
     except ValueError:
@@ -130,9 +133,7 @@ def parse_number(text: str, where: str, field: str) -> float:
 
 def _parse_row(path: Path, row_number: int, row: dict[str, str | None]) -> Event:
     where = f"{path}, row {row_number} (line {row_number + 1})"
-    numbers: dict[str, float] = {}
-    for name in ("Start", "End", "X", "Y", "Z"):
-        numbers[name] = parse_number((row.get(name) or "").strip(), where, name)
+    numbers = {name: parse_number((row.get(name) or "").strip(), where, name) for name in ("Start", "End", "X", "Y", "Z")}
     label = (row.get("Class") or "").strip()
     if label not in _CLASS_INDEX:
         raise ValueError(f"{where}: field Class={label!r} is not an L3DAS21 class; expected one of {list(CLASSES)}")
@@ -155,8 +156,12 @@ def events_to_targets(events: list[Event], num_frames: int, source: str | Path =
     doa = np.zeros((num_frames, 3 * slots), dtype=np.float32)
     position = np.empty(3, dtype=np.float32)
     for row_number, event in enumerate(events, start=1):
+        if event.start >= duration:
+            raise DataFileError(
+                f"{source}, row {row_number}: event {CLASSES[event.class_index]} starts at Start={event.start} s, "
+                f"at or past the end of its clip ({duration:g} s); fix the label file or use the clip it belongs to")
         first, last = event_frames(event.start, event.end, label_grid, duration)
-        last = min(last, num_frames - 1)
+        first, last = min(first, num_frames - 1), min(last, num_frames - 1)
         position[:] = (event.x, event.y, event.z)
         position /= DOA_SCALE_METRES
         for frame in range(first, last + 1):

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ import numpy as np
 import soundfile
 
 from phnn.data.l3das21.layout import CLASSES, SAMPLE_RATE, SPLIT_FOLDERS
+from phnn.errors import UsageError
 from phnn.io import write_bytes_atomic
 
 SPEED_OF_SOUND = 343.0
@@ -233,8 +235,13 @@ def _csv_bytes(stem: str, events: list[SynthEvent]) -> bytes:
 
 def synthesize(out: str | Path, train_clips: int = 8, dev_clips: int = 4, duration: float = 10.0,
                max_overlap: int = 3, mic_b: bool = False, seed: int = 0,
-               snr_db: tuple[float, float] = (6.0, 30.0), progress: bool = False) -> list[Path]:
-    """Write a synthetic dataset under ``out`` in the Task 2 layout; returns the written wav paths."""
+               snr_db: tuple[float, float] = (6.0, 30.0), progress: bool = False, overwrite: bool = False) -> list[Path]:
+    """Write a synthetic dataset under ``out`` in the Task 2 layout; returns the written wav paths.
+
+    A split folder that already holds files is a ``UsageError`` (nothing is written) unless
+    ``overwrite``, which deletes ``L3DAS_Task2_train`` and ``L3DAS_Task2_dev`` under ``out`` first,
+    so no clip of the old dataset is left among the new ones.
+    """
     if not 1 <= max_overlap <= 3:
         raise ValueError(f"max_overlap={max_overlap}: expected 1, 2 or 3")
     if duration <= 0.5:
@@ -243,6 +250,14 @@ def synthesize(out: str | Path, train_clips: int = 8, dev_clips: int = 4, durati
         raise ValueError(f"train_clips={train_clips}, dev_clips={dev_clips}: expected counts >= 0")
     if not 0 <= snr_db[0] <= snr_db[1]:
         raise ValueError(f"snr_db={tuple(snr_db)}: expected 0 <= low <= high (dB)")
+    folders = [Path(out) / SPLIT_FOLDERS[split] for split in ("train", "dev")]
+    existing = [f for f in folders if f.is_dir() and any(f.iterdir())]
+    if existing and not overwrite:
+        files = sum(1 for f in existing for p in f.rglob("*") if p.is_file())
+        raise UsageError(f"{existing[0]} already exists ({files} files under {', '.join(f.name for f in existing)}); "
+                         f"phnn synth does not write over a dataset: pass --overwrite to replace it, or choose another --out")
+    for folder in existing:
+        shutil.rmtree(folder)
     written = []
     from tqdm.auto import tqdm
 
@@ -277,8 +292,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--snr", type=float, nargs=2, default=(6.0, 30.0), metavar=("LOW", "HIGH"),
                         help="background noise SNR range in dB")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the L3DAS_Task2_train/dev folders already under --out (deleted first)")
     args = parser.parse_args(argv)
     written = synthesize(args.out, args.train_clips, args.dev_clips, args.duration, args.max_overlap,
-                         args.mic_b, args.seed, tuple(args.snr), progress=True)
+                         args.mic_b, args.seed, tuple(args.snr), progress=True, overwrite=args.overwrite)
     print(f"wrote {len(written)} wav files under {args.out}")
     return 0
