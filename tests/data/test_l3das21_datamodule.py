@@ -242,3 +242,19 @@ def test_training_windows_and_predict_items_share_the_channel_order(l3das21_root
     channels = dm.describe_input()["channels"]
     assert channels[:8] == [f"{mic}_magnitude_{c}" for mic in "AB" for c in "WYZX"]
     assert channels[8] == "A_phase_W" and channels[16] == "A_intensity_W" and len(channels) == 24
+
+
+def test_checkpoints_of_the_per_mic_channel_order_are_refused(l3das21_root: Path, tmp_path: Path) -> None:
+    """Two mics with phase: a state without the channel-order record (before issue 9) is refused, one mic is not."""
+    dm = make_dm(l3das21_root, tmp_path, phase=True)
+    dm.setup("fit")
+    state = dm.state_dict()
+    assert state["channel_order"] == "official"
+    make_dm(l3das21_root, tmp_path, phase=True).load_state_dict(state)
+    old = {k: v for k, v in state.items() if k != "channel_order"}
+    with pytest.raises(ValueError, match="per-mic channel order.*retrain"):
+        make_dm(l3das21_root, tmp_path, phase=True).load_state_dict(old)
+    single = make_dm(l3das21_root, tmp_path, mics="A", phase=True)
+    single.setup("fit")
+    make_dm(l3das21_root, tmp_path, mics="A", phase=True).load_state_dict(
+        {k: v for k, v in single.state_dict().items() if k != "channel_order"})

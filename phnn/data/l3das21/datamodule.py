@@ -85,6 +85,10 @@ from phnn.data.l3das21.layout import (
     parse_audio_name,
 )
 
+# Recorded in checkpoints: models of two mics with several feature kinds from before issue 9 saw the
+# channels per mic (A magnitude, A phase, B magnitude, B phase) and are refused.
+CHANNEL_ORDER = "official"
+
 # Which cached splits each Lightning stage reads (predict reads raw audio only).
 _STAGE_SPLITS: dict[str | None, tuple[str, ...]] = {
     "fit": ("train",),
@@ -521,6 +525,7 @@ class L3DAS21DataModule(pl.LightningDataModule):
             "feature_key": self.settings.key(),
             "mics": "".join(self.mics),
             "label_grid": self.label_grid,
+            "channel_order": CHANNEL_ORDER,
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -533,6 +538,11 @@ class L3DAS21DataModule(pl.LightningDataModule):
                 f"has in_channels={self.in_channels} (mics={''.join(self.mics)!r}, features {list(self.settings.kinds)}, "
                 f"magnitude_scale={self.settings.magnitude_scale!r}, key {self.settings.key()}); use the run's config"
             )
+        if len(self.mics) > 1 and len(self.settings.kinds) > 1 and state_dict.get("channel_order") != CHANNEL_ORDER:
+            raise ValueError(
+                f"the checkpoint's model was trained with mics {state_dict.get('mics')!r} in the per-mic channel order "
+                f"(A magnitude, A phase, B magnitude, B phase) of phnn before issue 9; features now come in the official "
+                f"order (all magnitudes, then all phases), which these weights do not expect: retrain the model")
         trained_grid = state_dict.get("label_grid", "nearest")  # checkpoints before label_grid used round(t / 0.1)
         if trained_grid != self.label_grid:
             raise ValueError(
