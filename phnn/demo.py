@@ -2,13 +2,17 @@
 
 1. synthesise a small L3DAS21-style dataset (`phnn synth`: overlaps up to 3, SNR 6–30 dB, random
    positions, per-event timbre variation);
-2. fit a small PH SEDnet (n = 4) with configs/sed/demo.yaml through the `phnn` CLI;
+2. fit a small PH SELD network (SEDnet n = 4 with the DOA head, magnitude + intensity channels) with
+   configs/sed/demo.yaml through the `phnn` CLI;
 3. test the best checkpoint on the synthetic dev set;
-4. predict on the dev clips (event CSVs, L3DAS21 frame CSVs, PNG activity plots);
+4. predict on the dev clips (event CSVs with positions, the L3DAS21 Task 2 submission folder, PNG
+   plots of activity and direction);
 
 and print the test F-scores (one-to-one and the official L3DAS21 counting), the DCASE error rates,
-the data-loading share of the training step, and where everything is (with the `phnn score`
-command that re-scores the prediction files). Each step goes through `phnn.cli.main`, exactly like the commands it prints.
+the location-sensitive F (2 m, one-to-one and official counting), the mean localisation error
+(metres and degrees), the DCASE joint SELD metrics, the data-loading share of the training step, and
+where everything is (with the `phnn score` command that re-scores the prediction files). Each step
+goes through `phnn.cli.main`, exactly like the commands it prints.
 """
 
 from __future__ import annotations
@@ -20,12 +24,15 @@ import sys
 import time
 from pathlib import Path
 
+from phnn.callbacks.sed_writer import SUBMISSION_FOLDER
 from phnn.cli import main as phnn
 from phnn.io import write_text_atomic
 
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "sed" / "demo.yaml"
 # Dataset size: enough for an honest synthetic task, small enough for ~6 minutes on 2 CPU cores.
 DATA = {"train_clips": 36, "dev_clips": 8, "duration": 20.0, "max_overlap": 3}
+SELD_PRINTED = ("seld_f_score", "seld_f_score_l3das21", "doa_error_m", "doa_error_deg", "dcase_error_rate_20",
+                "dcase_f_score_20", "dcase_localisation_error", "dcase_localisation_recall")
 
 
 def _write_json(path: Path, content: object) -> None:
@@ -125,8 +132,9 @@ def main(argv: list[str] | None = None) -> int:
 
     scores = json.loads((fit_run / "test" / "metrics.json").read_text())["metrics"]
     timing = _last_logged(fit_run, ["timing/data_fraction", "timing/train_step_ms"])
-    events = sorted(p for p in (out / "predictions").glob("*.csv") if not p.stem.endswith("_frames"))
+    events = sorted((out / "predictions").glob("*.csv"))
     example = events[0] if events else None
+    submission = out / "predictions" / SUBMISSION_FOLDER
     print("\n[demo] done in {:.0f} s (fit {:.0f} s)".format(time.perf_counter() - start, fit_seconds))
     nan = float("nan")
     for label, suffix in (("one-to-one", ""), ("L3DAS21", "_l3das21")):
@@ -136,13 +144,22 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  test DCASE ER     {scores.get('test/error_rate', nan):.3f} segment (1 s, F1 "
           f"{scores.get('test/segment_f1', nan):.3f}), {scores.get('test/event_error_rate', nan):.3f} event-based "
           f"(F1 {scores.get('test/event_f1', nan):.3f})")
+    print(f"  location-sensitive F (2 m)  {scores.get('test/seld_f_score', nan):.3f} one-to-one, "
+          f"{scores.get('test/seld_f_score_l3das21', nan):.3f} official counting")
+    print(f"  localisation error          {scores.get('test/doa_error_m', nan):.2f} m, "
+          f"{scores.get('test/doa_error_deg', nan):.1f}° (mean over detections matched to a true event of their class)")
+    print(f"  DCASE joint (20°)           ER {scores.get('test/dcase_error_rate_20', nan):.3f}, "
+          f"F {scores.get('test/dcase_f_score_20', nan):.3f}, "
+          f"LE_CD {scores.get('test/dcase_localisation_error', nan):.1f}°, "
+          f"LR_CD {scores.get('test/dcase_localisation_recall', nan):.3f}")
     if "timing/data_fraction" in timing:
         print(f"  data loading      {100 * timing['timing/data_fraction']:.1f}% of the training step "
               f"({timing.get('timing/train_step_ms', float('nan')):.0f} ms per step)")
     print(f"  checkpoint        {checkpoint}")
     print(f"  run folder        {fit_run}  (config.yaml, metrics.csv, TensorBoard events, test/metrics.json)")
     print(f"  predictions       {out / 'predictions'}  ({len(events)} clips"
-          + (f", e.g. {example.name}, {example.stem}_frames.csv, {example.stem}.png" if example else "") + ")")
+          + (f", e.g. {example.name}, {example.stem}.png" if example else "") + ")")
+    print(f"  submission folder {submission}  (L3DAS21 Task 2: one frame,class,x,y,z CSV per clip)")
     phnn_command = Path(sys.executable).parent / "phnn"  # the console script of this environment
     print(f"\n  score the prediction files (official L3DAS21, one-to-one, DCASE):\n    {phnn_command} score "
           f"{out / 'predictions'} --labels {out / 'data' / 'L3DAS_Task2_dev' / 'labels'} --label-grid {args.label_grid}")

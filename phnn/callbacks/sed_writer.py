@@ -1,10 +1,16 @@
-"""Writes SoundEventDetector predictions per clip: event CSV, L3DAS21 frame CSV, activity plot.
+"""Writes SoundEventDetector predictions per clip: event CSV, L3DAS21 submission file, activity plot.
 
 For each predicted clip `<stem>` in `output_dir`:
 
-    <stem>.csv          filename,onset,offset,event_label,confidence   (seconds; the DCASE convention)
-    <stem>_frames.csv   frame,class  (no header; class as its index)   (L3DAS21 Task 2 submission rows)
-    <stem>.png          class scores over time, detected events outlined   (if plot=True)
+    <stem>.csv                 filename,onset,offset,event_label,confidence   (seconds; the DCASE convention)
+                               + x,y,z,azimuth,elevation with localisation (mean position of the event)
+    l3das21_task2/<stem>.csv   frame,class,x,y,z  (no header; class index; metres)   the L3DAS21 Task 2
+                               submission: one file per clip named by the clip (its wav name without
+                               the _A/_B mic suffix), nothing else in that folder; frame,class rows for
+                               a model that only detects
+    <stem>.png                 class scores over time, detected events outlined; with localisation
+                               also the azimuth and elevation of each detection over time, and the
+                               labelled sounds' when a label file sits next to the clip   (if plot=True)
 
 Both CSV formats are those of `phnn.data.l3das21.formats`, which `phnn score` reads back. An event
 is a run of consecutive active frames of one class slot, its confidence the mean score over the
@@ -26,9 +32,20 @@ from typing import Any
 import numpy as np
 from lightning.pytorch.callbacks import BasePredictionWriter
 
-from phnn.data.l3das21.formats import detections_to_events, find_events, slots_to_rows, write_event_file, write_frame_file
+from phnn.data.l3das21.formats import (
+    detections_to_events,
+    direction_degrees,
+    find_events,
+    slots_to_rows,
+    write_event_file,
+    write_frame_file,
+)
+from phnn.data.l3das21.labels import Event, read_events
 from phnn.data.l3das21.layout import CLASSES
 from phnn.io import atomic_open
+
+SUBMISSION_FOLDER = "l3das21_task2"  # in output_dir: only the per-clip submission CSVs go here
+
 
 def _as_array(value: Any, name: str, stem: str) -> np.ndarray:
     array = value.detach().float().cpu().numpy() if hasattr(value, "detach") else np.asarray(value, dtype=float)
@@ -79,28 +96,54 @@ class SEDPredictionWriter(BasePredictionWriter):
         duration = float(item.get("duration", scores.shape[0] * self.frame_seconds))
         self.output_dir.mkdir(parents=True, exist_ok=True)
         filename = Path(str(item.get("path", stem))).name
+        xyz = None if item.get("positions") is None else self._positions(item["positions"], scores.shape, stem)
         events = detections_to_events(scores, detections, filename, duration, item.get("label_grid", "official"),
-                                      self.class_names)
-        paths = [self.output_dir / f"{stem}.csv", self.output_dir / f"{stem}_frames.csv"]
-        write_event_file(paths[0], events)
-        write_frame_file(paths[1], slots_to_rows(detections, len(self.class_names)))
+                                      self.class_names, xyz)
+        paths = [self.output_dir / f"{stem}.csv", self.output_dir / SUBMISSION_FOLDER / f"{stem}.csv"]
+        paths[1].parent.mkdir(exist_ok=True)
+        write_event_file(paths[0], events, located=xyz is not None)
+        write_frame_file(paths[1], slots_to_rows(detections, len(self.class_names), xyz))
         if self.plot:
             paths.append(self.output_dir / f"{stem}.png")
+            truth = None if xyz is None else self._labels_next_to(item, stem)
             with atomic_open(paths[2], "wb") as file:
-                self._plot(file, stem, scores, find_events(scores, detections, len(self.class_names)), duration)
+                self._plot(file, stem, scores, find_events(scores, detections, len(self.class_names)), duration,
+                           None if xyz is None else (detections, xyz, truth))
         self.written.extend(paths)
         return paths
 
+    def _positions(self, value: Any, shape: tuple[int, ...], stem: str) -> np.ndarray:
+        array = value.detach().float().cpu().numpy() if hasattr(value, "detach") else np.asarray(value, dtype=float)
+        if array.shape != (*shape, 3):
+            raise ValueError(f"prediction {stem!r}: positions must be (frames, classes·slots, 3) = {(*shape, 3)} "
+                             f"metres; got shape {array.shape}")
+        return array
+
+    @staticmethod
+    def _labels_next_to(item: dict[str, Any], stem: str) -> list[Event] | None:
+        """The clip's label file in the official layout (`<split>/labels/label_<stem>.csv` beside `<split>/data/`)
+        or in the clip's own folder; None when there is none or it cannot be read."""
+        folder = Path(str(item.get("path", stem))).parent
+        for candidate in (folder.parent / "labels" / f"label_{stem}.csv", folder / f"label_{stem}.csv"):
+            if candidate.is_file():
+                try:
+                    return read_events(candidate)
+                except ValueError:
+                    return None
+        return None
+
     def _plot(self, file: io.IOBase, stem: str, scores: np.ndarray, events: list[tuple[int, int, int, float]],
-              duration: float) -> None:
-        """Heat map of the class score (max over slots), one red box per detected event."""
+              duration: float, located: tuple[np.ndarray, np.ndarray, list[Event] | None] | None = None) -> None:
+        """Heat map of the class score (max over slots), one red box per detected event; with `located`
+        (detections, positions, labelled events or None) two more panels: azimuth and elevation over time."""
         from matplotlib.figure import Figure  # a Figure renders itself: no pyplot, no global backend
         from matplotlib.patches import Rectangle
 
         classes = len(self.class_names)
         per_class = scores.reshape(scores.shape[0], classes, -1).max(-1).T
-        figure = Figure(figsize=(10, 4), layout="constrained")
-        axes = figure.add_subplot()
+        figure = Figure(figsize=(10, 4 if located is None else 9), layout="constrained")
+        grid = figure.add_gridspec(1 if located is None else 3, 1, height_ratios=[2] if located is None else [2, 1, 1])
+        axes = figure.add_subplot(grid[0])
         extent = (0.0, scores.shape[0] * self.frame_seconds, classes - 0.5, -0.5)
         image = axes.imshow(per_class, aspect="auto", interpolation="nearest", cmap="viridis",
                             vmin=0.0, vmax=1.0, extent=extent)
@@ -112,4 +155,30 @@ class SEDPredictionWriter(BasePredictionWriter):
         axes.set_xlim(0.0, max(duration, self.frame_seconds))
         axes.set_title(f"{stem}: class scores, detected events boxed in red")
         figure.colorbar(image, ax=axes, label="score")
+        if located is not None:
+            self._plot_directions(figure, grid, axes, *located, duration)
         figure.savefig(file, format="png", dpi=100)
+
+    def _plot_directions(self, figure: Any, grid: Any, top: Any, detections: np.ndarray, xyz: np.ndarray,
+                         truth: list[Event] | None, duration: float) -> None:
+        """Azimuth and elevation (degrees) of every detected frame, coloured by class; labelled sounds in black."""
+        from matplotlib import colormaps
+
+        colours = colormaps["tab20"]
+        slots = detections.shape[1] // len(self.class_names)
+        frames, columns = np.nonzero(detections)
+        directions = np.array([direction_degrees(xyz[f, c]) for f, c in zip(frames, columns)]).reshape(-1, 2)
+        times = (frames + 0.5) * self.frame_seconds
+        for row, (name, limit) in enumerate((("azimuth (°)", 180), ("elevation (°)", 90)), start=1):
+            axes = figure.add_subplot(grid[row], sharex=top)
+            axes.scatter(times, directions[:, row - 1], s=6, c=[colours(c // slots % 20) for c in columns],
+                         label="detected (colour = class)")
+            for event in truth or []:
+                angle = direction_degrees((event.x, event.y, event.z))[row - 1]
+                axes.plot([event.start, event.end], [angle, angle], color="black", linewidth=1.5,
+                          label="labelled" if event is truth[0] else None)
+            axes.set_ylim(-limit, limit)
+            axes.set_ylabel(name)
+            axes.set_xlim(0.0, max(duration, self.frame_seconds))
+            axes.legend(loc="upper right", fontsize=7)
+        axes.set_xlabel("time (s)")

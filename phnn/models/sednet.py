@@ -1,11 +1,20 @@
-"""SEDnet: the "augmented SELDnet" of the L3DAS21 baseline, with the SED head, in any layer family.
+"""SEDnet: the "augmented SELDnet" of the L3DAS21 baseline (`Seldnet_augmented`), in any layer family.
 
     features (B, C, F=256, T) → 4 × [conv 3×3 → BN → ReLU → MaxPool (freq, time) → Dropout]
-    → (B, T/8, widths[-1] · F/128) → 3-layer bidirectional GRU → FC … → (B, T/8, classes · slots) logits
+    → (B, T/8, widths[-1] · F/128) → 3-layer bidirectional GRU ─┬→ SED head: FC … → (B, T/8, classes · slots) logits
+                                                                  └→ DOA head (optional): FC … → tanh (B, T/8, 3 · classes · slots)
+
+With `doa=True` the output is the SED logits followed by the DOA outputs on the last axis,
+`(B, T/8, 42 + 126)` as the official target matrix stacks them: one tensor, so windowing, export and
+ONNX see a single output. The DOA outputs are positions in metres / 2 (tanh, [-1, 1]), laid out as
+phnn's DOA targets: `[x of the 42 slots, y of the 42, z of the 42]`. Both heads have the same shape
+(`fc_layers` hidden FC layers of `fc_width`, then the output layer), as in the baseline.
 
 C is 4, 8 or 16 Ambisonics channels; the convs come from the family (real, quaternion, PH(n)), so
 n must divide C. With `full_phm` the hidden FC layers are PHM too. The time pooling (2·2·2·1 = 8)
-maps the 8 STFT frames of one 100 ms label frame to one output frame; the sigmoid lives in the task.
+maps the 8 STFT frames of one 100 ms label frame to one output frame; the SED sigmoid lives in the task.
+Convs are bias-free: each is followed by batch norm, whose shift makes a conv bias redundant (the
+baseline's conv biases are the only parameters it has and SEDnet lacks).
 The output bias starts at logit(`output_prior`), the rough share of active class slots (None: torch
 default init).
 """
@@ -15,6 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import torch
 from torch import Tensor, nn
 
 from phnn.models.common import conv_bn
@@ -25,7 +35,8 @@ PUBLISHED_POOLS: tuple[tuple[int, int], ...] = ((8, 2), (8, 2), (2, 2), (1, 1))
 
 
 class SEDnet(nn.Module):
-    """Conv blocks → bidirectional GRU → FC head; `forward` returns logits (B, T / time_pool, outputs)."""
+    """Conv blocks → bidirectional GRU → FC head(s); `forward` returns (B, T / time_pool, `self.outputs`):
+    SED logits, followed by the tanh DOA outputs when `doa=True`."""
 
     def __init__(
         self,
@@ -43,6 +54,7 @@ class SEDnet(nn.Module):
         dropout: float = 0.3,
         full_phm: bool = False,
         output_prior: float | None = 0.03,
+        doa: bool = False,
     ) -> None:
         super().__init__()
         where = f"sednet(family={family.name!r}, n={family.n})"
@@ -77,13 +89,19 @@ class SEDnet(nn.Module):
         self.gru = nn.GRU(channels * (freq_bins // self.freq_pool), gru_hidden, num_layers=gru_layers,
                           batch_first=True, bidirectional=True, dropout=dropout if gru_layers > 1 else 0.0)
         hidden_linear = family.linear if full_phm else nn.Linear
-        head: list[nn.Module] = []
-        features = 2 * gru_hidden
-        for _ in range(fc_layers):
-            head += [hidden_linear(features, fc_width), nn.ReLU(inplace=True), nn.Dropout(dropout)]
-            features = fc_width
-        head.append(nn.Linear(features, outputs))
-        self.head = nn.Sequential(*head)
+
+        def head(out_features: int) -> nn.Sequential:
+            layers: list[nn.Module] = []
+            features = 2 * gru_hidden
+            for _ in range(fc_layers):
+                layers += [hidden_linear(features, fc_width), nn.ReLU(inplace=True), nn.Dropout(dropout)]
+                features = fc_width
+            return nn.Sequential(*layers, nn.Linear(features, out_features))
+
+        self.sed_outputs = outputs
+        self.head = head(outputs)
+        self.doa_head = nn.Sequential(*head(3 * outputs), nn.Tanh()) if doa else None
+        self.outputs = outputs * (4 if doa else 1)
         if output_prior is not None:
             if not 0.0 < output_prior < 1.0:
                 raise ValueError(f"{where}: output_prior must be in (0, 1) or None; got {output_prior!r}")
@@ -99,10 +117,12 @@ class SEDnet(nn.Module):
         x = self.conv(x)  # (B, C', F', T / time_pool)
         x = x.permute(0, 3, 1, 2).flatten(2)  # (B, T', C'·F')
         x, _ = self.gru(x)
-        return self.head(x)
+        if self.doa_head is None:
+            return self.head(x)
+        return torch.cat([self.head(x), self.doa_head(x)], dim=-1)
 
 
 @register_model("sednet")
 def sednet(family: LayerFamily, in_channels: int, num_classes: int, *, slots: int = 3, **kwargs) -> SEDnet:
-    """L3DAS21 SEDnet with `num_classes · slots` outputs (14 · 3 = 42); kwargs as in `SEDnet`."""
+    """L3DAS21 SEDnet with `num_classes · slots` outputs (14 · 3 = 42), + 3 × that with `doa=True`; kwargs as in `SEDnet`."""
     return SEDnet(family, in_channels, num_classes * slots, **kwargs)

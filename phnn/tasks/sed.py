@@ -1,16 +1,23 @@
-"""`SoundEventDetector`: L3DAS21 Task 2 sound event detection with a SEDnet of any layer family.
+"""`SoundEventDetector`: L3DAS21 Task 2 sound event detection — and, with `localize=True`, localisation
+(SELD) — with a SEDnet of any layer family.
 
-Training batches are `(features [B, C, 256, 8·T], targets [B, T, 42])`; the loss is BCE-with-logits
-on the 42 = 14 classes × 3 slots outputs. Validation, test and prediction take one whole clip at a
-time (a dict from the DataModule) and score it with `clip_scores`: the network over windows of the
-clip, the window scores stitched (overlapping frames averaged). So `phnn test` scores exactly what
-`phnn predict` writes, and `phnn score` on those files gives the same numbers.
+Training batches are `(features [B, C, 256, 8·T], targets [B, T, 42])`, plus `doa [B, T, 126]`
+(metres / 2, the DataModule's `return_doa`) when localising. The loss is `sed_loss_weight ·
+BCE-with-logits` on the 42 = 14 classes × 3 slots outputs, plus, when localising, `doa_loss_weight ·
+MSE` between the tanh DOA outputs and the DOA targets (defaults 1 and 5, as the official baseline;
+`doa_loss_mask` restricts the MSE to the active target slots). Validation, test and prediction take
+one whole clip at a time (a dict from the DataModule) and score it with `clip_scores`: the network
+over windows of the clip, the window outputs (SED scores and DOA outputs) stitched (overlapping
+frames averaged). So `phnn test` scores exactly what `phnn predict` writes, and `phnn score` on those
+files gives the same numbers.
 
 Validation and test log the L3DAS21 frame metric in both countings (`f_score`, `precision`, `recall`:
 one-to-one, used for model selection; `…_l3das21`: the official counting), the DCASE segment-based
 (1 s) `error_rate` and `segment_f1` and the event-based `event_f1` and `event_error_rate`, computed on
-the detected events against the label CSV's events (as `phnn score` does), and the loss (BCE of the
-stitched scores).
+the detected events against the label CSV's events (as `phnn score` does), and the loss (of the
+stitched outputs). When localising, also the SELD metrics of `phnn.metrics.seld` (`seld_f_score`,
+`seld_f_score_l3das21`, … , `doa_error_m`, `doa_error_deg`, `dcase_*`), and `val/seld_f_score`
+selects the best checkpoint.
 """
 
 from __future__ import annotations
@@ -25,7 +32,9 @@ from torch import Tensor
 from torchmetrics import MeanMetric
 
 from phnn.data.l3das21.formats import detected_events
+from phnn.data.l3das21.labels import DOA_SCALE_METRES
 from phnn.metrics import DCASEScore, L3DAS21FrameScore
+from phnn.metrics.seld import SELDScores
 from phnn.models import create_model
 from phnn.models.family import FamilyName
 from phnn.tasks.base import PHTask, SchedulerInterval
@@ -52,6 +61,13 @@ class SoundEventDetector(PHTask):
         fc_layers: hidden fully connected layers (published: 3).
         dropout: dropout after each conv block and FC layer (published: 0.3).
         output_prior: initial output probability (output bias = logit(prior)); None: torch init.
+        localize: add the DOA head and train detection and localisation together (needs batches
+            with DOA targets: `data.return_doa: true`); the best checkpoint is then chosen by
+            `val/seld_f_score` (location-sensitive, one-to-one).
+        sed_loss_weight, doa_loss_weight: weights of the BCE and of the DOA MSE (baseline: 1 and 5).
+        doa_loss_mask: average the DOA MSE over active target slots only (the baseline averages over
+            every slot, pulling inactive slots towards the origin).
+        spatial_threshold: metres within which a detection counts as localised (2 m in L3DAS21).
         slots: simultaneous sounds per class in the targets (3 in L3DAS21).
         threshold: a class slot is detected when its sigmoid score exceeds this.
         predict_window_frames: prediction window, in 100 ms label frames (600 = 60 s).
@@ -87,6 +103,11 @@ class SoundEventDetector(PHTask):
         threshold: float = 0.5,
         predict_window_frames: int = 600,
         predict_overlap_frames: int = 0,
+        localize: bool = False,
+        sed_loss_weight: float = 1.0,
+        doa_loss_weight: float = 5.0,
+        doa_loss_mask: bool = False,
+        spatial_threshold: float = 2.0,
         optimizer: OptimizerCallable = torch.optim.Adam,
         lr_scheduler: LRSchedulerCallable | None = None,
         scheduler_interval: SchedulerInterval = "epoch",
@@ -103,7 +124,18 @@ class SoundEventDetector(PHTask):
             "sednet", family=family, n=n, in_channels=in_channels, num_classes=num_classes, slots=slots,
             widths=tuple(widths), gru_hidden=gru_hidden, gru_layers=gru_layers, fc_width=fc_width,
             fc_layers=fc_layers, dropout=dropout, full_phm=full_phm,
-            output_prior=output_prior)
+            output_prior=output_prior, doa=localize)
+        if min(sed_loss_weight, doa_loss_weight) < 0 or not spatial_threshold > 0:
+            raise ValueError(f"SoundEventDetector: loss weights must be >= 0 and spatial_threshold > 0; got "
+                             f"{sed_loss_weight}, {doa_loss_weight}, {spatial_threshold}")
+        self.localize = localize
+        self.sed_outputs = num_classes * slots
+        self.loss_weights = (float(sed_loss_weight), float(doa_loss_weight))
+        self.doa_loss_mask = doa_loss_mask
+        if localize:
+            self.monitor = "val/seld_f_score"
+            self.val_seld = SELDScores(num_classes, spatial_threshold)
+            self.test_seld = SELDScores(num_classes, spatial_threshold)
         self.threshold = threshold
         self.window = predict_window_frames
         self.overlap = predict_overlap_frames
@@ -116,32 +148,60 @@ class SoundEventDetector(PHTask):
                                                                 for kind in ("segment", "event")}) for _ in range(2))
 
     def forward(self, features: Tensor) -> Tensor:
-        """Logits (B, T, num_classes · slots) for features (B, C, 256, 8·T)."""
+        """Network outputs (B, T, num_classes · slots) logits for features (B, C, 256, 8·T); when
+        localising followed by the 3 · num_classes · slots tanh DOA outputs (metres / 2)."""
         return self.model(features)
+
+    def split_outputs(self, outputs: Tensor) -> tuple[Tensor, Tensor | None]:
+        """(…, outputs) → SED part (…, 42) and DOA part (…, 126) or None without localisation."""
+        if not self.localize:
+            return outputs, None
+        return outputs[..., : self.sed_outputs], outputs[..., self.sed_outputs :]
+
+    def positions(self, doa: Tensor) -> Tensor:
+        """DOA outputs or targets (…, 126) `[x of 42, y of 42, z of 42]` / 2 m → metres (…, 42, 3)."""
+        return doa.unflatten(-1, (3, self.sed_outputs)).transpose(-1, -2) * DOA_SCALE_METRES
 
     def step(self, batch: Any, stage: str) -> Tensor:
         if stage in ("val", "test"):
             return self.evaluate_clip(batch, stage)
-        features, targets = batch
-        logits = self(features)
+        features, targets = batch[0], batch[1]
+        if self.localize and len(batch) < 3:
+            raise ValueError("SoundEventDetector(localize=True): batches need DOA targets (features, sed, doa); "
+                             "set data.init_args.return_doa: true")
+        logits, doa = self.split_outputs(self(features))
         if logits.shape != targets.shape:
             raise ValueError(f"SoundEventDetector: network output {tuple(logits.shape)} does not match targets "
                              f"{tuple(targets.shape)}; features need {STFT_FRAMES_PER_LABEL_FRAME} STFT frames "
                              f"per label frame")
-        loss = F.binary_cross_entropy_with_logits(logits, targets.float())
-        self.log(f"{stage}/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=features.shape[0])
+        sed_loss = F.binary_cross_entropy_with_logits(logits, targets.float())
+        loss = self.loss_weights[0] * sed_loss
+        log = {"batch_size": features.shape[0], "on_step": True, "on_epoch": True}
+        if doa is not None:
+            doa_loss = self.doa_loss(doa, batch[2].to(doa.dtype), targets)
+            loss = loss + self.loss_weights[1] * doa_loss
+            self.log_dict({f"{stage}/sed_loss": sed_loss, f"{stage}/doa_loss": doa_loss}, **log)
+        self.log(f"{stage}/loss", loss, prog_bar=True, **log)
         return loss
 
     def evaluate_clip(self, item: dict[str, Any], stage: str) -> Tensor:
         """Score one whole clip as `predict_clip` does and update the stage's metrics."""
         targets = torch.as_tensor(item["sed"], device=self.device).float()
-        scores = self.clip_scores(item["features"])[: targets.shape[0]]
+        scores, doa = self.split_outputs(self.clip_scores(item["features"])[: targets.shape[0]])
         if scores.shape != targets.shape:
             raise ValueError(f"SoundEventDetector: clip {item.get('stem')!r}: scores {tuple(scores.shape)} do not match "
                              f"targets {tuple(targets.shape)}")
-        loss = F.binary_cross_entropy(scores.clamp(1e-7, 1 - 1e-7), targets)
-        getattr(self, f"{stage}_loss").update(loss, weight=targets.shape[0])  # mean over frames, across ranks
+        loss = self.loss_weights[0] * F.binary_cross_entropy(scores.clamp(1e-7, 1 - 1e-7), targets)
         detections = scores > self.threshold
+        if doa is not None:
+            if item.get("doa") is None:
+                raise ValueError("SoundEventDetector(localize=True): evaluation clips need DOA targets; "
+                                 "set data.init_args.return_doa: true")
+            doa_targets = torch.as_tensor(item["doa"], device=self.device).to(doa.dtype)
+            loss = loss + self.loss_weights[1] * self.doa_loss(doa[None], doa_targets[None], targets[None])
+            getattr(self, f"{stage}_seld").update(detections[None], targets[None], self.positions(doa)[None],
+                                                  self.positions(doa_targets)[None])
+        getattr(self, f"{stage}_loss").update(loss, weight=targets.shape[0])  # mean over frames, across ranks
         for metric in getattr(self, f"{stage}_frame").values():
             metric.update(detections[None], targets[None])
         estimated = [(onset, offset, cls) for onset, offset, cls, _ in detected_events(
@@ -150,6 +210,17 @@ class SoundEventDetector(PHTask):
         for metric in getattr(self, f"{stage}_dcase").values():
             metric.update(item["events"], estimated)
         return loss
+
+    def doa_loss(self, doa: Tensor, doa_targets: Tensor, targets: Tensor) -> Tensor:
+        """MSE of the DOA outputs: over every slot (baseline), or over active target slots (`doa_loss_mask`)."""
+        if doa.shape != doa_targets.shape:
+            raise ValueError(f"SoundEventDetector: DOA output {tuple(doa.shape)} does not match DOA targets "
+                             f"{tuple(doa_targets.shape)} (expected 3 coordinates per class slot)")
+        if not self.doa_loss_mask:
+            return F.mse_loss(doa, doa_targets)
+        active = targets.bool().repeat(1, 1, 3)  # the layout is [x of 42, y of 42, z of 42]
+        squared = (doa - doa_targets).square() * active
+        return squared.sum() / active.sum().clamp(min=1)
 
     def _log_scores(self, stage: str) -> None:
         loss = getattr(self, f"{stage}_loss")
@@ -165,6 +236,11 @@ class SoundEventDetector(PHTask):
         for metric in dcase.values():
             metric.reset()
         self.log_dict(values, prog_bar=stage == "val")
+        if self.localize:
+            seld = getattr(self, f"{stage}_seld")
+            self.log_dict({f"{stage}/{name}": value for name, value in seld.compute().items()},
+                          prog_bar=False)
+            seld.reset()
 
     def on_validation_epoch_end(self) -> None:
         self._log_scores("val")
@@ -183,7 +259,8 @@ class SoundEventDetector(PHTask):
         return super().samples_in(batch)
 
     def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> list[dict[str, Any]]:
-        """One dict per clip: stem, path(s), scores (T, 42), detections (T, 42), duration — or the error."""
+        """One dict per clip: stem, path(s), scores (T, 42), detections (T, 42), duration, and when
+        localising positions (T, 42, 3) in metres — or the error."""
         items = batch if isinstance(batch, (list, tuple)) else [batch]
         return [self.predict_clip(item) for item in items]
 
@@ -199,23 +276,32 @@ class SoundEventDetector(PHTask):
         if len(features.shape) != 3 or features.shape[0] != self.in_channels:
             return {**result, "error": f"expected features with {self.in_channels} channels (the model was trained "
                                        f"on {self.in_channels}); got shape {tuple(features.shape)}"}
-        scores = self.clip_scores(features)
-        frames = int(item.get("num_frames", scores.shape[0]))
-        scores = scores[:frames]
+        outputs = self.clip_scores(features)
+        frames = int(item.get("num_frames", outputs.shape[0]))
+        scores, doa = self.split_outputs(outputs[:frames])
         duration = float(item.get("duration", frames * LABEL_FRAME_SECONDS))
-        return {**result, "scores": scores.cpu(), "detections": (scores > self.threshold).cpu(),
+        positions = {} if doa is None else {"positions": self.positions(doa).cpu()}
+        return {**result, "scores": scores.cpu(), "detections": (scores > self.threshold).cpu(), **positions,
                 "duration": duration, "label_grid": item.get("label_grid", "official"), "error": None}
+
+    def activate(self, outputs: Tensor) -> Tensor:
+        """Network outputs → sigmoid scores on the SED part; the DOA part is already tanh (metres / 2)."""
+        if not self.localize:
+            return torch.sigmoid(outputs)
+        return torch.cat([torch.sigmoid(outputs[..., : self.sed_outputs]), outputs[..., self.sed_outputs :]], -1)
 
     @torch.no_grad()
     def clip_scores(self, features: Any) -> Tensor:
-        """Sigmoid scores (ceil(T_stft / 8), outputs) for one clip's features (C, F, T_stft).
+        """Scores (ceil(T_stft / 8), outputs) for one clip's features (C, F, T_stft): the sigmoid SED
+        scores, followed by the DOA outputs (metres / 2) when localising (`split_outputs` parts them).
+        The one windowing/stitching path of evaluation and prediction: both parts are averaged over overlaps.
 
         Uses only ``features.shape`` and slices ``features[..., a:b]`` along the STFT frame axis, so
         a lazy object (e.g. a memmap-backed `CachedClipFeatures`) works as well as a tensor.
         """
         step = STFT_FRAMES_PER_LABEL_FRAME
         frames = -(-features.shape[-1] // step)
-        total = torch.zeros(frames, self.model.head[-1].out_features, device=self.device)
+        total = torch.zeros(frames, self.model.outputs, device=self.device)
         count = torch.zeros(frames, 1, device=self.device)
         stride = self.window - self.overlap
         for start in range(0, max(frames - self.overlap, 1), stride):
@@ -224,6 +310,6 @@ class SoundEventDetector(PHTask):
             missing = (stop - start) * step - window.shape[-1]
             if missing:
                 window = F.pad(window, (0, missing))
-            total[start:stop] += torch.sigmoid(self.model(window[None])[0]).float()
+            total[start:stop] += self.activate(self.model(window[None])[0]).float()
             count[start:stop] += 1
         return total / count

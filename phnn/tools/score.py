@@ -1,9 +1,11 @@
 """`phnn score PRED_DIR --labels LABEL_DIR`: score prediction files against L3DAS21 label CSVs.
 
-Predictions: phnn's own (`<stem>_frames.csv` + `<stem>.csv` from `phnn predict`) or anyone's, per clip
+Predictions: phnn's own (the output folder of `phnn predict`: `<stem>.csv` events and the L3DAS21
+Task 2 submission files `l3das21_task2/<stem>.csv`, read from that subfolder) or anyone's, per clip
 in the L3DAS21 frame format (`frame,class[,x,y,z]`, no header) or the DCASE event format
-(`filename,onset,offset,event_label[,confidence]`); see `phnn.data.l3das21.formats`. A file's clip is
-its name without `.csv`, a `_frames` suffix and a `label_` prefix; labels are `label_<stem>.csv`.
+(`filename,onset,offset,event_label[,confidence[,x,y,z,azimuth,elevation]]`); see
+`phnn.data.l3das21.formats`. A file's clip is its name without `.csv`, a `_frames` suffix and a
+`label_` prefix; labels are `label_<stem>.csv`.
 Frame metrics read the frame file (or the events put on the label grid); DCASE metrics read the
 event file (or the runs of the frame rows, timed as the label grid maps them).
 
@@ -12,7 +14,10 @@ Scores, overall and per class, with the metric code the task logs with (`phnn.me
   `--spatial-threshold` metres when the frame rows carry coordinates;
 - the one-to-one counting (phnn's `f_score`), the same two ways;
 - DCASE segment-based ER/F1 on 1 s segments and event-based F1/ER (onset collar 200 ms, offset
-  collar max(200 ms, 50 % of the event)), reference = the label CSV's events.
+  collar max(200 ms, 50 % of the event)), reference = the label CSV's events;
+- with coordinates, the localisation error (metres and degrees, over detections matched to a true
+  event of their class) and the DCASE joint SELD metrics (ER and F within 20°, LE_CD, LR_CD) of
+  `phnn.metrics.seld`, as `phnn test` logs them.
 
 Prints a table, writes JSON (atomically). Missing, extra and unreadable files are listed and make
 the exit code 1 (the scores then cover the clips that were read).
@@ -50,8 +55,10 @@ from phnn.data.l3das21.labels import (
     read_events,
 )
 from phnn.data.l3das21.layout import CLASSES, MAX_SLOTS, NUM_CLASSES
+from phnn.callbacks.sed_writer import SUBMISSION_FOLDER
 from phnn.io import write_text_atomic
 from phnn.metrics import DCASEScore, L3DAS21FrameScore
+from phnn.metrics.seld import DCASEJointScore, LocalisationError
 
 COUNTINGS = {"l3das21_official": "official", "one_to_one": "one_to_one"}
 _CLASS_INDEX = {name: i for i, name in enumerate(CLASSES)}
@@ -76,10 +83,11 @@ def read_predictions(folder: Path) -> tuple[dict[str, ClipPrediction], list[dict
     """Every `.csv` in `folder` by clip stem, and the files that could not be read (with the reason)."""
     clips: dict[str, ClipPrediction] = {}
     unreadable = []
-    for path in sorted(folder.glob("*.csv")):
+    submission = sorted((folder / SUBMISSION_FOLDER).glob("*.csv"))  # phnn predict's frame files
+    for path in sorted(folder.glob("*.csv")) + submission:
         clip = clips.setdefault(clip_stem(path), ClipPrediction())
         try:
-            kind = "frames" if path.stem.endswith("_frames") else file_format(path)
+            kind = "frames" if path.stem.endswith("_frames") or path in submission else file_format(path)
             if getattr(clip, kind) is not None:
                 raise ValueError(f"{path}: a second {kind} file for clip {clip_stem(path)!r} ({clip.files})")
             setattr(clip, kind, read_frame_file(path) if kind == "frames" else read_event_file(path))
@@ -115,6 +123,7 @@ class Scorer:
         self.frame = {(name, where): L3DAS21FrameScore(NUM_CLASSES, counting, spatial_threshold)
                       for name, counting in COUNTINGS.items() for where in ("class_only", "location")}
         self.dcase = {kind: DCASEScore(NUM_CLASSES, kind) for kind in ("segment", "event")}
+        self.localisation, self.dcase_joint = LocalisationError(NUM_CLASSES), DCASEJointScore(NUM_CLASSES)
         self.located_clips = 0
 
     def add(self, label_path: Path, prediction: ClipPrediction, frames: int, duration: float) -> None:
@@ -135,6 +144,9 @@ class Scorer:
                 target_xyz = np.zeros((frames, NUM_CLASSES, slots, 3))
                 target_xyz[..., :MAX_SLOTS, :] = (doa.reshape(frames, 3, NUM_CLASSES, MAX_SLOTS).transpose(0, 2, 3, 1)
                                                    * DOA_SCALE_METRES)
+                metric.update(p, t, torch.from_numpy(xyz)[None], torch.from_numpy(target_xyz)[None])
+        if xyz is not None:
+            for metric in (self.localisation, self.dcase_joint):
                 metric.update(p, t, torch.from_numpy(xyz)[None], torch.from_numpy(target_xyz)[None])
         self.located_clips += xyz is not None
         estimated = ([(e.onset, e.offset, _CLASS_INDEX[e.label]) for e in prediction.events]
@@ -158,6 +170,9 @@ class Scorer:
                                                "per_class": dict(zip(CLASSES, metric.per_class()))}
         for kind, metric in self.dcase.items():
             out[f"dcase_{kind}"] = metric.scores(CLASSES)
+        located = bool(self.located_clips)
+        out["localisation"] = {k: float(v) for k, v in self.localisation.compute().items()} if located else None
+        out["dcase_joint"] = {k: float(v) for k, v in self.dcase_joint.compute().items()} if located else None
         return out
 
 
@@ -173,6 +188,12 @@ def format_table(results: dict[str, Any]) -> str:
     for kind, label in (("segment", "DCASE segment-based (1 s)"), ("event", "DCASE event-based (200 ms, 50 %)")):
         o = results[f"dcase_{kind}"]["overall"]
         lines.append(f"{label:<40} {o['f1']:7.4f} {o['precision']:7.4f} {o['recall']:7.4f} {o['error_rate']:7.4f}")
+    if results.get("dcase_joint") is not None:
+        joint, error = results["dcase_joint"], results["localisation"]
+        lines.append(f"{'DCASE joint (20°)':<40} {joint['f_score']:7.4f} {'':>7} {'':>7} {joint['error_rate']:7.4f}")
+        lines.append(f"localisation error {error['error_m']:.3f} m, {error['error_deg']:.2f}° over "
+                     f"{int(error['matched'])} matched detections; LE_CD {joint['localisation_error']:.2f}°, "
+                     f"LR_CD {joint['localisation_recall']:.4f}")
     lines.append("")
     lines.append(f"{'class':<34} {'F l3das21':>9} {'F 1-to-1':>9} {'seg F1':>7} {'seg ER':>7} {'evt F1':>7}")
     for name in CLASSES:
@@ -233,7 +254,8 @@ def main(argv: list[str]) -> int:
                         help="which label frames a sound covers (default official; see phnn/data/l3das21/labels.py)")
     parser.add_argument("--spatial-threshold", type=float, default=2.0,
                         help="metres within which a located detection matches (default 2, as the challenge)")
-    parser.add_argument("--json", type=Path, default=None, help="where to write the scores (default PRED_DIR/scores.json)")
+    parser.add_argument("--json", type=Path, default=None, help="where to write the scores (default PRED_DIR/scores.json; next to PRED_DIR for a "
+                             f"{SUBMISSION_FOLDER} folder, which must hold the clips' CSVs only)")
     args = parser.parse_args(argv)
     audio = args.audio if args.audio is not None else args.labels.parent / "data"
     try:
@@ -243,7 +265,9 @@ def main(argv: list[str]) -> int:
         print(f"phnn score: error: {error}", file=sys.stderr)
         return 2
     print(format_table(results))
-    path = args.json or args.predictions / "scores.json"
+    # never into a submission folder, which must hold the clips' CSVs only
+    folder = args.predictions.parent if args.predictions.name == SUBMISSION_FOLDER else args.predictions
+    path = args.json or folder / "scores.json"
     write_text_atomic(path, json.dumps(results, indent=2) + "\n")
     print(f"\n{len(results['clips_scored'])} clip(s) scored; wrote {path}")
     problems = [(name, results[name]) for name in ("missing", "extra", "unreadable") if results[name]]

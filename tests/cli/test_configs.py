@@ -104,6 +104,28 @@ def test_bad_model_for_the_data_is_one_clear_line(tmp_path: Path, capsys: pytest
     assert "data.mics: AB" in err and "Union subtypes" not in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize(("data", "channels"), [("4ch", 8), ("8ch", 16)])
+def test_seld_overlay_localises_any_composition(data: str, channels: int, capsys: pytest.CaptureFixture[str]) -> None:
+    """configs/sed/seld.yaml after sed.yaml, a data and a model file: DOA head, DOA targets, intensity channels."""
+    config = print_config(capsys, SED / "sed.yaml", SED / "data" / f"{data}.yaml", SED / "model" / "quaternion.yaml",
+                          SED / "seld.yaml")
+    init, data_init = config["model"]["init_args"], config["data"]["init_args"]
+    assert init["localize"] is True and (init["sed_loss_weight"], init["doa_loss_weight"]) == (1.0, 5.0)
+    assert data_init["return_doa"] is True and data_init["intensity"] is True
+    assert 4 * len(data_init["mics"]) * (1 + data_init["phase"] + data_init["intensity"]) == channels
+    assert init["family"] == "quaternion" and init["optimizer"]["init_args"]["lr"] == 1e-5
+    (stopping,) = config["trainer"]["callbacks"]
+    assert stopping["init_args"]["monitor"] == "val/seld_f_score"
+
+
+def test_seldnet_baseline_is_the_official_recipe(capsys: pytest.CaptureFixture[str]) -> None:
+    config = print_config(capsys, SED / "seldnet_baseline.yaml")
+    init, data_init = config["model"]["init_args"], config["data"]["init_args"]
+    assert (init["family"], init["localize"], init["doa_loss_mask"]) == ("real", True, False)
+    assert (data_init["mics"], data_init["phase"], data_init["intensity"], data_init["batch_size"]) == ("A", False, False, 3)
+    assert init["optimizer"]["init_args"]["lr"] == 1e-5 and data_init["segment_seconds"] == 60
+
+
 PAPER = sorted((CONFIGS / "experiment" / "paper").glob("*.yaml"))
 # the original argument files (eleGAN23/HyperNets image-classification/configs) and main.py's defaults
 ORIGINAL_RUNS = {

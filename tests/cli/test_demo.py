@@ -25,4 +25,4 @@ def test_demo_runs_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, c
     (run,) = (tmp_path / "demo" / "runs" / "demo").glob("version_*")  # fit, test and predict: one run folder
     assert (run / "checkpoints" / "best.ckpt").is_file() and (run / "test" / "metrics.json").is_file()
     predictions = tmp_path / "demo" / "predictions"
-    assert len(list(predictions.glob("*_frames.csv"))) == 2 and len(list(predictions.glob("*.png"))) == 2
+    assert len(list((predictions / "l3das21_task2").glob("*.csv"))) == 2 and len(list(predictions.glob("*.png"))) == 2

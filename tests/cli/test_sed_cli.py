@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import soundfile
 
+from phnn.callbacks.sed_writer import SUBMISSION_FOLDER
 from phnn.cli import main
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "sed"
@@ -55,9 +56,10 @@ def test_predict_writes_into_the_run_and_counts_clips(trained: dict[str, Path], 
     assert main(["predict", "--config", str(trained["config"]), "--ckpt_path", str(trained["ckpt"]),
                  f"--data.predict_path={clips}", "--writer.plot=false",
                  "--trainer.callbacks+=Timing", "--trainer.callbacks.warmup_steps=0"]) == 0
-    written = sorted(p.name for p in (trained["run"] / "predictions").iterdir())
+    folder = trained["run"] / "predictions"
+    written = {str(p.relative_to(folder)) for p in folder.rglob("*.csv")}
     stems = sorted(p.name.removesuffix("_A.wav") for p in clips.glob("*_A.wav"))
-    assert written == sorted([f"{s}.csv" for s in stems] + [f"{s}_frames.csv" for s in stems])
+    assert {f"{s}.csv" for s in stems} | {f"{SUBMISSION_FOLDER}/{s}.csv" for s in stems} <= written
     assert re.search(r"predict [\d.]+ clips/s", caplog.text)
 
 
@@ -85,9 +87,11 @@ def test_predict_folder_with_a_corrupt_file(trained: dict[str, Path], l3das21_ro
     good = sorted(p.stem.removesuffix("_A") for p in clips.glob("split*_A.wav"))  # outputs use the clip stem
     assert len(good) == 2
     for stem in good:
-        with open(out / f"{stem}.csv", newline="") as file:
-            assert next(csv.reader(file)) == ["filename", "onset", "offset", "event_label", "confidence"]
-        assert (out / f"{stem}_frames.csv").is_file()
+        with open(out / f"{stem}.csv", newline="") as file:  # the demo config localises: position columns
+            assert next(csv.reader(file)) == ["filename", "onset", "offset", "event_label", "confidence",
+                                              "x", "y", "z", "azimuth", "elevation"]
+        assert (out / "l3das21_task2" / f"{stem}.csv").is_file()
+    assert sorted(p.name for p in (out / "l3das21_task2").iterdir()) == [f"{stem}.csv" for stem in good]
     assert not [p for p in out.iterdir() if p.name.startswith(("broken", "nan", "cut"))]
 
 
@@ -109,8 +113,8 @@ def test_predict_resamples_a_44k_clip(trained: dict[str, Path], l3das21_root: Pa
     soundfile.write(clip, resampled.astype(np.float32), 44100)
     out = tmp_path / "out"
     assert predict(trained, clip, out, "--writer.plot=true") == 0
-    with open(out / "clip44k_A_frames.csv", newline="") as file:
-        frames = [int(row["frame"]) for row in csv.DictReader(file)]
+    with open(out / "l3das21_task2" / "clip44k_A.csv", newline="") as file:
+        frames = [int(row[0]) for row in csv.reader(file)]
     assert all(0 <= f < 40 for f in frames)  # 4 s → 40 label frames at 100 ms
     assert (out / "clip44k_A.png").is_file()
 
@@ -129,9 +133,10 @@ def test_inspect_and_export_a_sed_checkpoint(trained: dict[str, Path], tmp_path:
     assert meta["max_abs_diff_vs_phnn"] <= 1e-5
     features = meta["input"]
     assert features["kind"] == "l3das21_stft" and len(features["classes"]) == 14
-    assert features["channels"] == ["A_magnitude_W", "A_magnitude_Y", "A_magnitude_Z", "A_magnitude_X"]
-    assert np.asarray(features["normalization"]["mean"]).shape == (4, 256)  # training-split statistics
-    assert meta["input_shape"][1:3] == [4, 256]
+    # the demo's SELD input: mic A magnitudes, then mic A intensities
+    assert features["channels"] == [f"A_{kind}_{c}" for kind in ("magnitude", "intensity") for c in "WYZX"]
+    assert np.asarray(features["normalization"]["mean"]).shape == (8, 256)  # training-split statistics
+    assert meta["input_shape"][1:3] == [8, 256]
 
 
 # The 1-epoch model's scores sit near its prior 0.03: a threshold that detects some frames. Given on the
@@ -155,7 +160,8 @@ def test_test_and_score_on_predict_files_agree(trained: dict[str, Path], l3das21
     logged = logged_test_metrics(tmp_path / "scored")
     dev = l3das21_root / "L3DAS_Task2_dev"
     assert predict(trained, dev / "data", tmp_path / "pred", LOW_THRESHOLD) == 0
-    assert sum(p.stat().st_size for p in (tmp_path / "pred").glob("*_frames.csv")) > 0  # something was detected
+    submission = tmp_path / "pred" / "l3das21_task2"
+    assert sum(p.stat().st_size for p in submission.glob("*.csv")) > 0  # something was detected
     capsys.readouterr()
     assert main(["score", str(tmp_path / "pred"), "--labels", str(dev / "labels")]) == 0
     assert "l3das21_official class_only" in capsys.readouterr().out
@@ -169,9 +175,26 @@ def test_test_and_score_on_predict_files_agree(trained: dict[str, Path], l3das21
              "segment_f1": scores["dcase_segment"]["overall"]["f1"],
              "event_f1": scores["dcase_event"]["overall"]["f1"],
              "event_error_rate": scores["dcase_event"]["overall"]["error_rate"]}
+    # the demo config localises: the submission rows carry x, y, z, scored location-sensitively (2 m)
+    located_official = scores["l3das21_official"]["location"]["overall"]
+    located = scores["one_to_one"]["location"]["overall"]
+    pairs.update({"seld_f_score": located["f_score"], "seld_precision": located["precision"],
+                  "seld_recall": located["recall"], "seld_f_score_l3das21": located_official["f_score"],
+                  "dcase_error_rate_20": scores["dcase_joint"]["error_rate"],
+                  "dcase_f_score_20": scores["dcase_joint"]["f_score"],
+                  "dcase_localisation_recall": scores["dcase_joint"]["localisation_recall"]})
     for name, value in pairs.items():
         assert logged[f"test/{name}"] == pytest.approx(value, abs=1e-6), name
-    assert 0 < one["f_score"] < 1 and scores["one_to_one"]["location"] is None
+    # positions: written with 0.1 mm, targets cached as float16 (about 1 mm)
+    assert logged["test/doa_error_m"] == pytest.approx(scores["localisation"]["error_m"], abs=2e-3)
+    assert logged["test/doa_error_deg"] == pytest.approx(scores["localisation"]["error_deg"], abs=0.1)
+    assert 0 < one["f_score"] < 1
+    # the submission folder scored on its own gives the same located numbers, and stays clean
+    capsys.readouterr()
+    assert main(["score", str(submission), "--labels", str(dev / "labels")]) == 0
+    alone = json.loads((tmp_path / "pred" / "scores.json").read_text())
+    assert alone["one_to_one"]["location"]["overall"] == located
+    assert sorted(p.suffix for p in submission.iterdir()) == [".csv", ".csv"]
 
 
 def test_score_lists_missing_extra_and_unreadable_files(l3das21_root: Path, tmp_path: Path,
@@ -212,5 +235,7 @@ def test_ddp_test_scores_every_clip_once(trained: dict[str, Path], tmp_path: Pat
     assert done.returncode == 0, done.stderr[-3000:]
     one, two = logged_test_metrics(tmp_path / "one"), logged_test_metrics(tmp_path / "two")
     assert set(one) == set(two) and "test/f_score_l3das21" in one
+    # the demo config localises: the SELD metrics are summed over the ranks too
+    assert {"test/seld_f_score", "test/seld_f_score_l3das21", "test/doa_error_m", "test/dcase_error_rate_20"} <= set(one)
     for name, value in one.items():
         assert two[name] == pytest.approx(value, abs=1e-6), name

@@ -15,7 +15,7 @@ import torch
 from phnn.data.l3das21 import features as feat
 from phnn.data.l3das21.audio import AudioFile, ClipAudio, Resampler, load_clip
 from phnn.data.l3das21.datamodule import L3DAS21DataModule, PredictDataset
-from phnn.data.l3das21.features import ClipFeatures, FeatureCache, FeatureSettings, Normalizer, stft_features
+from phnn.data.l3das21.features import ClipFeatures, FeatureCache, FeatureSettings, Normalizer, group_channels, stft_features
 from phnn.data.l3das21.labels import load_targets
 from phnn.data.l3das21.layout import find_clips
 from phnn.data.l3das21.synth import main as synth_main
@@ -221,7 +221,8 @@ def test_long_clip_streams_window_by_window_equal_to_whole_clip(tmp_path: Path, 
     a = write_float_wav(tmp_path / "long_A.wav", noise(samples=int(rate * seconds), seed=1), rate)
     b = write_float_wav(tmp_path / "long_B.wav", noise(samples=int(rate * seconds), seed=2), rate)
     settings = FeatureSettings(phase=True)
-    whole = torch.cat([stft_features(load_clip(p)[0], settings) for p in (a, b)])  # the cache's per-mic layout
+    # per-mic features in the official order (all magnitudes, then all phases), as the cache is read
+    whole = group_channels([stft_features(load_clip(p)[0], settings) for p in (a, b)], len(settings.kinds))
     lazy = ClipFeatures(ClipAudio([a, b]), settings)
     assert lazy.shape == whole.shape == (16, 256, 8 * 94)
     for start, stop in ((0, 80), (77, 600), (700, 752), (740, 5000)):

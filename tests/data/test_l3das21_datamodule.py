@@ -224,3 +224,37 @@ def test_predict_folder_with_both_mics_reads_mic_a_clips(l3das21_root: Path, tmp
     assert [(paths[0].name, problem is None) for _, paths, problem in clash] == [
         ("split0_ov1_1.wav", True), ("split0_ov1_1_A.wav", False)]
     assert "same output stem 'split0_ov1_1'" in clash[1][2]
+
+
+def test_training_windows_and_predict_items_share_the_channel_order(l3das21_root: Path, tmp_path: Path) -> None:
+    """Mics A and B with phase and intensity: a cached training window holds the same channels, in the same
+    order, as the predict item built from the clip's audio (the cache stores one file per mic)."""
+    dm = make_dm(l3das21_root, tmp_path, phase=True, intensity=True, val_fraction=0.0, segment_seconds=1)
+    assert dm.in_channels == 24
+    dm.setup("fit")
+    window = dm.train_dataloader().dataset[0][0]
+    clip = dm.train_clips[0]
+    predictor = make_dm(l3das21_root, tmp_path, phase=True, intensity=True, predict_path=str(clip.audio["A"]))
+    predictor.normalizer.set(dm.normalizer.mean, dm.normalizer.std)
+    item = predictor.predict_dataloader().dataset[0]
+    assert item["stem"] == clip.stem
+    torch.testing.assert_close(window, item["features"][..., : window.shape[-1]], atol=1e-3, rtol=1e-3)
+    channels = dm.describe_input()["channels"]
+    assert channels[:8] == [f"{mic}_magnitude_{c}" for mic in "AB" for c in "WYZX"]
+    assert channels[8] == "A_phase_W" and channels[16] == "A_intensity_W" and len(channels) == 24
+
+
+def test_checkpoints_of_the_per_mic_channel_order_are_refused(l3das21_root: Path, tmp_path: Path) -> None:
+    """Two mics with phase: a state without the channel-order record (before issue 9) is refused, one mic is not."""
+    dm = make_dm(l3das21_root, tmp_path, phase=True)
+    dm.setup("fit")
+    state = dm.state_dict()
+    assert state["channel_order"] == "official"
+    make_dm(l3das21_root, tmp_path, phase=True).load_state_dict(state)
+    old = {k: v for k, v in state.items() if k != "channel_order"}
+    with pytest.raises(ValueError, match="per-mic channel order.*retrain"):
+        make_dm(l3das21_root, tmp_path, phase=True).load_state_dict(old)
+    single = make_dm(l3das21_root, tmp_path, mics="A", phase=True)
+    single.setup("fit")
+    make_dm(l3das21_root, tmp_path, mics="A", phase=True).load_state_dict(
+        {k: v for k, v in single.state_dict().items() if k != "channel_order"})

@@ -141,7 +141,7 @@ def test_stats_are_per_channel_and_bin(l3das21_root: Path, tmp_path: Path) -> No
     cache.STATS_CHUNK = 7  # exercise the chunked pass
     stats = cache.compute_stats("dev", clips)
     every = np.concatenate(
-        [np.concatenate([np.load(cache.feature_path("dev", c.stem, m)) for m in "AB"]) for c in clips], axis=-1
+        [feat.group_channels([np.load(cache.feature_path("dev", c.stem, m)) for m in "AB"], 2) for c in clips], axis=-1
     ).astype(np.float64)
     assert stats.mean.shape == (16, 256)
     np.testing.assert_allclose(stats.mean.numpy(), every.mean(-1), rtol=1e-4, atol=1e-5)
@@ -164,6 +164,38 @@ def test_targets_cached_before_the_rounding_change_are_rebuilt(l3das21_root: Pat
     sed, _ = load_targets(clip.labels, frames)
     np.testing.assert_array_equal(np.load(sed_path), sed)
     assert sed_path.name == f"{clip.stem}.sed-official-v{feat.TARGET_VERSION}.npy"
+
+
+def test_intensity_channels_are_the_signed_direction_of_a_plane_wave() -> None:
+    """One source at azimuth 135°, elevation −30°: intensity (W, Y, Z, X) = its SN3D gains, signs included
+    (the magnitudes of a source at the opposite direction are the same, the intensities flip)."""
+    azimuth, elevation = np.radians(135.0), np.radians(-30.0)
+    gains = np.array([1.0, np.sin(azimuth) * np.cos(elevation), np.sin(elevation), np.cos(azimuth) * np.cos(elevation)])
+    source = np.random.default_rng(0).standard_normal(6400)
+    wave = torch.from_numpy((gains[:, None] * source).astype(np.float32))
+    x = stft_features(wave, FeatureSettings(intensity=True))
+    assert x.shape == (8, 256, 16)
+    intensity = x[4:, :, 1:-1]  # frames away from the zero padding
+    torch.testing.assert_close(intensity, torch.from_numpy(gains).float()[:, None, None].expand_as(intensity),
+                               atol=1e-4, rtol=0)
+    opposite = stft_features(wave * torch.tensor([1.0, -1.0, -1.0, -1.0])[:, None], FeatureSettings(intensity=True))
+    torch.testing.assert_close(opposite[:4], x[:4])
+    torch.testing.assert_close(opposite[5:], -x[5:])
+
+
+def test_channel_order_is_the_official_stacking() -> None:
+    """Two mics with phase and intensity: A mag, B mag, A phase, B phase, A intensity, B intensity —
+    what the official spectrum_fast gives for the stacked mics (magnitudes, then phases)."""
+    torch.manual_seed(0)
+    a, b = torch.randn(4, 3200), torch.randn(4, 3200)
+    settings = FeatureSettings(phase=True, intensity=True)
+    assert settings.kinds == ("magnitude", "phase", "intensity") and settings.channels_per_mic == 12
+    per_mic = [stft_features(a, settings), stft_features(b, settings)]
+    both = stft_features(torch.cat([a, b]), settings)
+    torch.testing.assert_close(both, feat.group_channels(per_mic, 3))
+    torch.testing.assert_close(both[4:8], per_mic[1][:4])  # B magnitudes right after A's
+    torch.testing.assert_close(both[8:12], per_mic[0][4:8])  # then A phases
+    assert FeatureSettings(intensity=True).key() != FeatureSettings().key()
 
 
 def test_targets_of_each_label_grid_are_cached_apart(l3das21_root: Path, tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ import torch
 
 from phnn.models import create_model, make_family
 from phnn.models.sednet import SEDnet
+from phnn.nn import PHMLinear
 
 TINY = {"widths": (16, 16, 16, 16), "gru_hidden": 8, "gru_layers": 1, "fc_width": 16, "fc_layers": 2}
 
@@ -72,3 +73,68 @@ def test_output_bias_starts_at_the_prior() -> None:
     torch.testing.assert_close(torch.sigmoid(model.head[-1].bias), torch.full((42,), 0.1))
     with pytest.raises(ValueError, match="output_prior"):
         create_model("sednet", family="phc", n=4, in_channels=4, num_classes=14, output_prior=1.5, **TINY)
+
+
+# --- the DOA (localisation) head -----------------------------------------------------------------
+
+FAMILIES = [("real", 1, 4, False), ("quaternion", 4, 4, False), ("quaternion", 4, 8, True), ("phc", 2, 4, False),
+            ("phc", 4, 8, True), ("phc", 8, 8, False), ("phc", 16, 16, True)]
+
+
+@pytest.mark.parametrize(("family", "n", "channels", "full"), FAMILIES)
+def test_doa_head_shapes_every_family(family: str, n: int, channels: int, full: bool) -> None:
+    model = create_model("sednet", family=family, n=n, in_channels=channels, num_classes=14, doa=True,
+                         full_phm=full, **TINY).eval()
+    with torch.no_grad():
+        out = model(torch.randn(2, channels, 256, 24))
+    assert out.shape == (2, 3, 42 + 126) and model.outputs == 168
+    assert out[..., 42:].abs().max() <= 1.0  # tanh: metres / 2
+    sed_only = create_model("sednet", family=family, n=n, in_channels=channels, num_classes=14, full_phm=full, **TINY)
+    assert sed_only.outputs == 42 and sed_only.doa_head is None
+    with torch.no_grad():
+        assert sed_only.eval()(torch.randn(2, channels, 256, 24)).shape == (2, 3, 42)
+
+
+@pytest.mark.parametrize(("family", "n", "channels", "full"), FAMILIES)
+def test_doa_head_parameter_count_every_family(family: str, n: int, channels: int, full: bool) -> None:
+    """The DOA head is the SED head's hidden layers (PHM with full_phm) and a dense layer to 126 outputs."""
+    kwargs = dict(family=family, n=n, in_channels=channels, num_classes=14, full_phm=full, **TINY)
+    with_doa, without = create_model("sednet", doa=True, **kwargs), create_model("sednet", **kwargs)
+    hidden, fc = TINY["fc_width"], TINY["fc_width"]
+    gru_out = 2 * TINY["gru_hidden"]
+    dense_hidden = gru_out * hidden + hidden + (TINY["fc_layers"] - 1) * (hidden * hidden + hidden)
+    if full:  # PHM: n³ algebra + 1/n of the weights per layer, biases dense
+        phm_hidden = (n**3 + gru_out * hidden // n + hidden) + (TINY["fc_layers"] - 1) * (n**3 + hidden * hidden // n + hidden)
+        expected_hidden = phm_hidden - (TINY["fc_layers"] * n**3 if family == "quaternion" else 0)  # fixed algebra: a buffer
+        hidden_layers = [m for m in with_doa.doa_head[:-2] if isinstance(m, (torch.nn.Linear, PHMLinear))]
+        assert len(hidden_layers) == TINY["fc_layers"] and all(isinstance(m, PHMLinear) for m in hidden_layers)
+    else:
+        expected_hidden = dense_hidden
+    assert count(with_doa) - count(without) == expected_hidden + fc * 126 + 126
+
+
+def official_seldnet_augmented_parameters(in_channels: int = 4) -> int:
+    """`Seldnet_augmented` of the official L3DAS21 code, counted from its layers (defaults of train_baseline_task2.py)."""
+    convs = [(in_channels, 64), (64, 128), (128, 256), (256, 512)]
+    conv = sum(i * o * 9 + o for i, o in convs)  # Conv2d(kernel 3) with bias
+    batch_norm = sum(2 * o for _, o in convs)
+    gru_layer = lambda inputs: 3 * (256 * inputs + 256 * 256 + 2 * 256)  # noqa: E731  one direction
+    gru = 2 * (gru_layer(512 * 2) + 2 * gru_layer(2 * 256))  # input: 512 filters × 2 bins left of 256
+    head = lambda outputs: 512 * 1024 + 1024 + 2 * (1024 * 1024 + 1024) + 1024 * outputs + outputs  # noqa: E731
+    return conv + batch_norm + gru + head(42) + head(42 * 3)
+
+
+def test_baseline_config_has_the_official_parameter_count() -> None:
+    """configs/sed/seldnet_baseline.yaml = the official baseline, minus the conv biases that batch norm makes redundant."""
+    import yaml
+    from pathlib import Path
+
+    from phnn.tasks import SoundEventDetector
+
+    config = yaml.safe_load((Path(__file__).resolve().parents[2] / "configs" / "sed" / "seldnet_baseline.yaml").read_text())
+    init = {k: v for k, v in config["model"]["init_args"].items() if k != "optimizer"}
+    channels = 4 * len(config["data"]["init_args"]["mics"])
+    task = SoundEventDetector(num_classes=14, in_channels=channels, **init)
+    conv_biases = 64 + 128 + 256 + 512
+    assert count(task.model) == official_seldnet_augmented_parameters(channels) - conv_biases == 11_308_328
+    assert not any(isinstance(m, PHMLinear) for m in task.modules()) and task.localize

@@ -109,3 +109,96 @@ def test_predict_step_returns_one_dict_per_clip() -> None:
 def test_bad_options(kwargs: dict) -> None:
     with pytest.raises(ValueError, match="SoundEventDetector"):
         tiny_task(**kwargs)
+
+
+# --- localisation (SELD) -------------------------------------------------------------------------
+
+def seld_batch(size: int = 2, frames: int = 10) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    features, sed = batch(size, frames)
+    doa = (torch.rand(size, frames, 126) * 2 - 1) * sed.repeat(1, 1, 3)  # zero where the slot is inactive
+    return features, sed, doa
+
+
+def test_seld_loss_is_weighted_bce_plus_mse_and_reaches_every_parameter() -> None:
+    torch.manual_seed(0)
+    task = tiny_task(localize=True, sed_loss_weight=0.5, doa_loss_weight=3.0)
+    features, sed, doa = seld_batch()
+    loss = task.training_step((features, sed, doa), 0)
+    logits, predicted = task.split_outputs(task(features))
+    expected = 0.5 * torch.nn.functional.binary_cross_entropy_with_logits(logits, sed) + \
+        3.0 * torch.nn.functional.mse_loss(predicted, doa)
+    torch.testing.assert_close(loss, expected)
+    loss.backward()
+    assert all(p.grad is not None for p in task.parameters())
+    assert task.monitor == "val/seld_f_score" and SoundEventDetector.monitor == "val/f_score"
+
+
+def test_masked_doa_loss_averages_over_active_slots_only() -> None:
+    task = tiny_task(localize=True, doa_loss_mask=True)
+    sed = torch.zeros(1, 2, 42)
+    sed[0, 1, 5] = 1.0
+    target = torch.zeros(1, 2, 126)
+    output = torch.full((1, 2, 126), 0.5)
+    target[0, 1, [5, 47, 89]] = torch.tensor([0.1, -0.2, 0.3])  # x, y, z of slot 5
+    expected = ((0.5 - 0.1) ** 2 + (0.5 + 0.2) ** 2 + (0.5 - 0.3) ** 2) / 3
+    torch.testing.assert_close(task.doa_loss(output, target, sed), torch.tensor(expected))
+
+
+def test_seld_batches_without_doa_targets_are_refused() -> None:
+    features, sed = batch()
+    with pytest.raises(ValueError, match="return_doa"):
+        tiny_task(localize=True).training_step((features, sed), 0)
+
+
+def seld_clip(frames: int = 20, seed: int = 0) -> dict:
+    item = clip(frames, seed)
+    return {**item, "doa": (torch.rand(frames, 126) * 2 - 1) * item["sed"].repeat(1, 3)}
+
+
+def test_seld_fit_and_test_log_the_seld_metrics(tmp_path) -> None:
+    train = DataLoader(TensorDataset(*seld_batch(4)), batch_size=2)
+    clips = DataLoader([seld_clip(seed=0), seld_clip(seed=1)], batch_size=1, collate_fn=predict_collate)
+    task = tiny_task(localize=True, threshold=0.3, optimizer=lambda p: torch.optim.Adam(p, lr=1e-2))
+    trainer = L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, default_root_dir=tmp_path)
+    trainer.fit(task, train, clips)
+    assert {"train/sed_loss_epoch", "train/doa_loss_epoch", "val/seld_f_score"} <= set(trainer.callback_metrics)
+    (results,) = trainer.test(task, clips, verbose=False)
+    expected = {"test/f_score", "test/seld_f_score", "test/seld_f_score_l3das21", "test/doa_error_m",
+                "test/doa_error_deg", "test/dcase_error_rate_20", "test/dcase_f_score_20",
+                "test/dcase_localisation_error", "test/dcase_localisation_recall", "test/loss"}
+    assert expected <= set(results)
+
+
+def test_seld_evaluation_scores_positions_exactly_as_prediction() -> None:
+    """The located metrics of `phnn test` use the detections and positions that `phnn predict` writes."""
+    from phnn.metrics.seld import SELDScores
+
+    task = tiny_task(localize=True, predict_window_frames=6, predict_overlap_frames=2, output_prior=0.5).eval()
+    item = seld_clip(23, seed=4)
+    predicted = task.predict_clip(item)
+    task.evaluate_clip(item, "test")
+    reference = SELDScores()
+    reference.update(predicted["detections"][None], item["sed"][None], predicted["positions"][None],
+                     task.positions(item["doa"])[None])
+    logged = task.test_seld.compute()
+    assert logged == reference.compute() and float(logged["seld_f_score"]) > 0 and float(logged["doa_error_m"]) > 0
+    with pytest.raises(ValueError, match="return_doa"):
+        task.evaluate_clip(clip(23, seed=4), "test")
+
+
+def test_clip_outputs_hold_scores_and_positions_through_one_stitching_path() -> None:
+    task = tiny_task(localize=True, predict_window_frames=600).eval()
+    features = torch.randn(4, 256, 80)
+    outputs = task.clip_scores(features)
+    assert outputs.shape == (10, 168)
+    with torch.no_grad():
+        raw = task(features[None])[0]
+    torch.testing.assert_close(outputs[:, :42], torch.sigmoid(raw[:, :42]))
+    torch.testing.assert_close(outputs[:, 42:], raw[:, 42:])
+    windowed = tiny_task(localize=True, predict_window_frames=4, predict_overlap_frames=2).eval()
+    assert windowed.clip_scores(features).shape == (10, 168)
+    (item,) = task.predict_step({"stem": "a", "paths": ["a_A.wav"], "features": features, "duration": 1.0}, 0)
+    assert item["scores"].shape == (10, 42) and item["positions"].shape == (10, 42, 3)
+    # positions in metres: the DOA output column of slot 7's y is 42 + 42 + 7, times 2 m
+    torch.testing.assert_close(item["positions"][:, 7, 1], 2.0 * raw[:, 42 + 42 + 7])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 from pathlib import Path
 
 import pytest
@@ -47,8 +48,8 @@ def test_event_and_frame_csv(tmp_path: Path, grid: str, times: list[tuple[str, s
         ["clip1_A.wav", *times[1], CLASSES[2], "0.6000"],
         ["clip1_A.wav", *times[2], CLASSES[13], "0.9000"],
     ]
-    frames = read_csv(tmp_path / "out" / "clip1_frames.csv")
-    # the official submission rows: no header, class index
+    frames = read_csv(tmp_path / "out" / "l3das21_task2" / "clip1.csv")
+    # the official submission rows: no header, class index (x, y, z follow for a localising model)
     assert frames == [["3", "2"], ["4", "2"], ["5", "2"], ["5", "2"], ["6", "2"], ["18", "13"], ["19", "13"]]
     assert writer.failures == []
     assert not list((tmp_path / "out").glob(TEMPORARY_GLOB))
@@ -68,7 +69,8 @@ def test_error_items_are_recorded_and_skipped(tmp_path: Path) -> None:
     named = {"stem": "x", "path": "/data/x_A.wav", "error": "/data/x_A.wav: 3 channels, expected 4"}
     writer.write_on_batch_end(None, None, [bad, fake_prediction("good"), named], [0, 1, 2], None, 0, 0)
     assert writer.failures == ["/data/broken_A.wav: not a wav file", "/data/x_A.wav: 3 channels, expected 4"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["good.csv", "good_frames.csv"]
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == [
+        "good.csv", "l3das21_task2", "l3das21_task2/good.csv"]
 
 
 def test_existing_output_is_replaced_whole_even_when_interrupted(tmp_path: Path, monkeypatch) -> None:
@@ -85,7 +87,8 @@ def test_existing_output_is_replaced_whole_even_when_interrupted(tmp_path: Path,
     with pytest.raises(OSError):
         writer.write_item(empty)
     assert (tmp_path / "clip1.csv").read_text() == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip1.csv", "clip1_frames.csv"]
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == [
+        "clip1.csv", "l3das21_task2", "l3das21_task2/clip1.csv"]
     monkeypatch.undo()
     writer.write_item(empty)
     assert read_csv(tmp_path / "clip1.csv") == [["filename", "onset", "offset", "event_label", "confidence"]]
@@ -95,4 +98,73 @@ def test_mismatched_shapes_are_refused(tmp_path: Path) -> None:
     item = fake_prediction()
     item["detections"] = item["detections"][:, :40]
     with pytest.raises(ValueError, match="clip1"):
+        SEDPredictionWriter(tmp_path).write_item(item)
+
+
+def located_prediction(stem: str = "clip1", path: str | None = None) -> dict:
+    """`fake_prediction` with positions: class 2 slot 0 moves from (1, 1, 0) to (1, 1, 0.4) m; the rest at (−2, 0, 0)."""
+    item = fake_prediction(stem)
+    positions = torch.zeros(20, 42, 3)
+    positions[:, :] = torch.tensor([-2.0, 0.0, 0.0])
+    for i, frame in enumerate(range(3, 7)):
+        positions[frame, 6] = torch.tensor([1.0, 1.0, 0.4 * i / 3])
+    return {**item, "positions": positions, **({"path": path} if path else {})}
+
+
+def test_submission_folder_is_the_official_task2_format(tmp_path: Path) -> None:
+    """One `<clip>.csv` per clip in `l3das21_task2/` and nothing else: rows frame,class,x,y,z (metres), no header."""
+    writer = SEDPredictionWriter(tmp_path, plot=False)
+    writer.write_item(located_prediction("split0_ov1_1"))
+    writer.write_item(located_prediction("split0_ov2_1"))
+    folder = tmp_path / "l3das21_task2"
+    assert sorted(p.name for p in folder.iterdir()) == ["split0_ov1_1.csv", "split0_ov2_1.csv"]
+    rows = read_csv(folder / "split0_ov1_1.csv")
+    assert all(len(row) == 5 for row in rows) and len(rows) == 7
+    assert rows[0] == ["3", "2", "1.0000", "1.0000", "0.0000"]
+    assert rows[-1] == ["19", "13", "-2.0000", "0.0000", "0.0000"]
+    assert all(int(row[0]) >= 0 and 0 <= int(row[1]) < 14 for row in rows)  # integers, as the official reader expects
+
+
+def test_event_list_has_mean_position_and_direction(tmp_path: Path) -> None:
+    writer = SEDPredictionWriter(tmp_path, plot=False)
+    writer.write_item(located_prediction())
+    rows = read_csv(tmp_path / "clip1.csv")
+    assert rows[0] == ["filename", "onset", "offset", "event_label", "confidence", "x", "y", "z", "azimuth", "elevation"]
+    first = rows[1]  # class 2 slot 0, frames 3–6: mean z = 0.4 · (0 + 1 + 2 + 3) / 12 = 0.2
+    assert first[3] == CLASSES[2] and first[5:8] == ["1.0000", "1.0000", "0.2000"]
+    assert first[8] == "45.00" and float(first[9]) == pytest.approx(math.degrees(math.atan2(0.2, math.sqrt(2))), abs=0.01)
+    assert rows[3][8:] == ["180.00", "0.00"]  # (−2, 0, 0): behind the microphone
+
+
+def test_event_file_with_positions_reads_back(tmp_path: Path) -> None:
+    from phnn.data.l3das21.formats import read_event_file
+
+    SEDPredictionWriter(tmp_path, plot=False).write_item(located_prediction())
+    events = read_event_file(tmp_path / "clip1.csv")
+    assert [e.label for e in events] == [CLASSES[2], CLASSES[2], CLASSES[13]]
+    assert events[0].xyz == pytest.approx((1.0, 1.0, 0.2)) and events[2].xyz == pytest.approx((-2.0, 0.0, 0.0))
+
+
+def test_png_with_direction_panels_and_labels_next_to_the_clip(tmp_path: Path) -> None:
+    data = tmp_path / "L3DAS_Task2_dev" / "data"
+    labels = tmp_path / "L3DAS_Task2_dev" / "labels"
+    data.mkdir(parents=True)
+    labels.mkdir()
+    (labels / "label_clip1.csv").write_text("File,Start,End,Class,X,Y,Z\nclip1,0.3,0.7,Cupboard_open_or_close,1,1,0.2\n")
+    writer = SEDPredictionWriter(tmp_path / "out", plot=True)
+    item = located_prediction(path=str(data / "clip1_A.wav"))
+    assert writer._labels_next_to(item, "clip1")[0].class_index == 2
+    writer.write_item(item)
+    plain = SEDPredictionWriter(tmp_path / "plain", plot=True)
+    plain.write_item(fake_prediction())
+    from PIL import Image
+
+    with Image.open(tmp_path / "out" / "clip1.png") as located, Image.open(tmp_path / "plain" / "clip1.png") as flat:
+        assert located.size[1] > 2 * flat.size[1] * 0.9  # the azimuth and elevation panels below the scores
+
+
+def test_positions_of_the_wrong_shape_are_refused(tmp_path: Path) -> None:
+    item = located_prediction()
+    item["positions"] = item["positions"][:, :, :2]
+    with pytest.raises(ValueError, match="positions"):
         SEDPredictionWriter(tmp_path).write_item(item)

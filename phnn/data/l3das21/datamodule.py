@@ -8,8 +8,9 @@ Batches (fit / validate / test)::
     (features [B, C, 256, 8·T] float32, normalised,   sed [B, T, 42] float32)
     (features, sed, doa [B, T, 126] float32)            with return_doa=True
 
-``C`` = ``in_channels`` = 4 per mic (A or A+B) × 2 with ``phase`` (channel order: A magnitude,
-[A phase], B magnitude, [B phase]). Training items are windows of ``segment_seconds`` (``T`` label
+``C`` = ``in_channels`` = 4 per mic (A or A+B) × (1 + ``phase`` + ``intensity``), in the official
+order (all mics' magnitudes, then their phases, then their intensities; each group W, Y, Z, X per mic,
+A before B; see ``features.group_channels``). Training items are windows of ``segment_seconds`` (``T`` label
 frames of 100 ms) taken every ``segment_seconds·(1 − segment_overlap)``; a clip shorter than a
 window is zero-padded (features at the mean, no events).
 
@@ -69,6 +70,7 @@ from phnn.data.l3das21.features import (
     FeatureCache,
     FeatureSettings,
     Normalizer,
+    group_channels,
     source_identity,
 )
 from phnn.data.l3das21.labels import FRAMES_PER_SECOND, LabelGrid, read_events
@@ -83,6 +85,10 @@ from phnn.data.l3das21.layout import (
     mic_set,
     parse_audio_name,
 )
+
+# Recorded in checkpoints: models of two mics with several feature kinds from before issue 9 saw the
+# channels per mic (A magnitude, A phase, B magnitude, B phase) and are refused.
+CHANNEL_ORDER = "official"
 
 # Which cached splits each Lightning stage reads (predict reads raw audio only).
 _STAGE_SPLITS: dict[str | None, tuple[str, ...]] = {
@@ -123,7 +129,8 @@ class WindowDataset(Dataset):
         clip_index, start, length = self.windows[index]
         features, sed, doa = self._open(clip_index)
         stft = slice(start * STFT_FRAMES_PER_LABEL, (start + length) * STFT_FRAMES_PER_LABEL)
-        x = self.normalizer(torch.from_numpy(np.concatenate([f[:, :, stft] for f in features]).astype(np.float32)))
+        groups = len(self.cache.settings.kinds)
+        x = self.normalizer(torch.from_numpy(group_channels([f[:, :, stft] for f in features], groups).astype(np.float32)))
         targets = [torch.from_numpy(sed[start : start + length].astype(np.float32))]
         if self.return_doa:
             targets.append(torch.from_numpy(doa[start : start + length].astype(np.float32)))
@@ -138,8 +145,8 @@ class CachedClipFeatures:
     """A cached clip's normalised features, read lazily: ``.shape`` and slicing ``[..., a:b]`` along the
     last (STFT frame) axis, which is all `SoundEventDetector.clip_scores` uses; memory: one window."""
 
-    def __init__(self, paths: list[Path], normalizer: Normalizer) -> None:
-        self.paths, self.normalizer = paths, normalizer
+    def __init__(self, paths: list[Path], normalizer: Normalizer, groups: int = 1) -> None:
+        self.paths, self.normalizer, self.groups = paths, normalizer, groups  # groups: feature kinds per mic
         self._arrays: list[np.ndarray] | None = None
 
     def __getstate__(self) -> dict[str, Any]:
@@ -158,7 +165,7 @@ class CachedClipFeatures:
     def __getitem__(self, key: Any) -> torch.Tensor:
         if not (isinstance(key, tuple) and len(key) == 2 and key[0] is Ellipsis and isinstance(key[1], slice)):
             raise TypeError(f"CachedClipFeatures supports [..., a:b] along the frame axis only; got {key!r}")
-        chunk = np.concatenate([a[..., key[1]] for a in self._open()]).astype(np.float32)
+        chunk = group_channels([a[..., key[1]] for a in self._open()], self.groups).astype(np.float32)
         return self.normalizer(torch.from_numpy(chunk))
 
 
@@ -179,7 +186,7 @@ class ClipDataset(Dataset):
         info = soundfile.info(str(next(iter(clip.audio.values()))))
         item = {"stem": clip.stem,
                 "features": CachedClipFeatures([self.cache.feature_path(self.split, clip.stem, m) for m in clip.audio],
-                                               self.normalizer),
+                                               self.normalizer, len(self.cache.settings.kinds)),
                 "sed": sed, "num_frames": sed.shape[0], "duration": info.frames / info.samplerate,
                 "events": [(e.start, e.end, e.class_index) for e in read_events(clip.labels)] if clip.labels else [],
                 "label_grid": self.cache.label_grid}
@@ -310,7 +317,9 @@ class L3DAS21DataModule(pl.LightningDataModule):
     Args:
         root: folder holding ``L3DAS_Task2_train`` / ``L3DAS_Task2_dev``.
         mics: ``A`` (mic A: 4 channels) or ``AB`` (mics A and B: 8 channels).
-        phase: add the phase channels (doubles the channel count).
+        phase: add the phase channels (4 per mic).
+        intensity: add the normalised intensity channels (4 per mic: the signed direction cosines of
+            the dominant sound per bin; what localisation needs, see ``features``).
         ov_subsets: which overlap subsets (1, 2, 3) to use.
         val_fraction: share of training clips held out for validation (seeded by ``seed``, by clip).
         segment_seconds: window length of the items, a positive whole number of seconds (evaluation
@@ -337,7 +346,7 @@ class L3DAS21DataModule(pl.LightningDataModule):
                  num_workers: int | None = 0, cache_dir: str | Path | None = None, predict_path: str | None = None,
                  magnitude_scale: Literal["linear", "div512", "log1p"] = "linear", return_doa: bool = False,
                  progress: bool = True, label_grid: LabelGrid = "official",
-                 bad_clips: Literal["error", "skip"] = "error") -> None:
+                 bad_clips: Literal["error", "skip"] = "error", intensity: bool = False) -> None:
         super().__init__()
         self.save_hyperparameters()
         for name, value in self.hparams.items():  # paths as text: checkpoints stay loadable with weights_only
@@ -360,7 +369,7 @@ class L3DAS21DataModule(pl.LightningDataModule):
         self.bad_clips = bad_clips
         if batch_size < 1:
             raise ValueError(f"batch_size={batch_size}: expected >= 1")
-        self.settings = FeatureSettings(phase=phase, magnitude_scale=magnitude_scale)
+        self.settings = FeatureSettings(phase=phase, magnitude_scale=magnitude_scale, intensity=intensity)
         self.root = Path(root)
         self.label_grid = label_grid
         self.cache = FeatureCache(Path(cache_dir) if cache_dir is not None else self.root / ".phnn_cache", self.settings,
@@ -493,8 +502,7 @@ class L3DAS21DataModule(pl.LightningDataModule):
 
     def describe_input(self) -> dict[str, Any]:
         """What a deployed model needs to build its input from audio (stored in checkpoints/exports)."""
-        channels = [f"{mic}{kind}_{acn}" for mic in self.mics
-                    for kind in (("_magnitude", "_phase") if self.settings.phase else ("_magnitude",))
+        channels = [f"{mic}_{kind}_{acn}" for kind in self.settings.kinds for mic in self.mics
                     for acn in ("W", "Y", "Z", "X")]
         return {
             "kind": "l3das21_stft",
@@ -505,7 +513,9 @@ class L3DAS21DataModule(pl.LightningDataModule):
             "label_frame_seconds": 1 / FRAMES_PER_SECOND,
             "label_grid": self.label_grid,
             "classes": list(CLASSES),
-            "outputs": "logits (sigmoid for scores) of shape (N, frames, classes × 3 slots)",
+            "outputs": "logits (sigmoid for scores) of shape (N, frames, classes × 3 slots)" + (
+                "; a localising model (SELD) follows them with 3 × as many DOA outputs (tanh, metres / 2): "
+                "x of every class slot, then y, then z" if self.return_doa else ""),
             "normalization": None if not self.normalizer.ready else {
                 "mean": self.normalizer.mean.tolist(), "std": self.normalizer.std.tolist(),
                 "formula": "(features - mean) / std per channel × frequency bin"},
@@ -522,6 +532,7 @@ class L3DAS21DataModule(pl.LightningDataModule):
             "feature_key": self.settings.key(),
             "mics": "".join(self.mics),
             "label_grid": self.label_grid,
+            "channel_order": CHANNEL_ORDER,
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -531,9 +542,14 @@ class L3DAS21DataModule(pl.LightningDataModule):
             raise ValueError(
                 f"checkpoint statistics are for in_channels={state_dict.get('in_channels')} "
                 f"(mics={state_dict.get('mics')!r}, feature key {state_dict.get('feature_key')}), but this DataModule "
-                f"has in_channels={self.in_channels} (mics={''.join(self.mics)!r}, phase={self.settings.phase}, "
+                f"has in_channels={self.in_channels} (mics={''.join(self.mics)!r}, features {list(self.settings.kinds)}, "
                 f"magnitude_scale={self.settings.magnitude_scale!r}, key {self.settings.key()}); use the run's config"
             )
+        if len(self.mics) > 1 and len(self.settings.kinds) > 1 and state_dict.get("channel_order") != CHANNEL_ORDER:
+            raise ValueError(
+                f"the checkpoint's model was trained with mics {state_dict.get('mics')!r} in the per-mic channel order "
+                f"(A magnitude, A phase, B magnitude, B phase) of phnn before issue 9; features now come in the official "
+                f"order (all magnitudes, then all phases), which these weights do not expect: retrain the model")
         trained_grid = state_dict.get("label_grid", "nearest")  # checkpoints before label_grid used round(t / 0.1)
         if trained_grid != self.label_grid:
             raise ValueError(

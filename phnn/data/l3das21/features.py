@@ -12,9 +12,17 @@ Features of a clip with ``N`` samples at 32 kHz (``T = ceil(N / 3200)`` label fr
 * the DC bin is dropped → 256 frequency bins;
 * per channel: magnitude as scipy scales it (``|X| / Σ window``), then ``magnitude_scale``:
   ``linear`` as published, ``div512`` divides it by 512 (the original PHNN code), ``log1p`` =
-  ``log(1 + |X|)`` of the unscaled magnitude; with ``phase=True``, then the phase / π.
-  A mic gives 4 (magnitude) or 8 (magnitude, then phase) channels; mics A+B are concatenated
-  (A first) → 4, 8 or 16 channels.
+  ``log(1 + |X|)`` of the unscaled magnitude; with ``phase=True``, then the phase / π; with
+  ``intensity=True``, then the normalised active intensity of each Ambisonic component against W,
+  ``2·Re(W̄·C) / (|W|² + |Y|² + |Z|² + |X|²)`` for C in (W, Y, Z, X): for one plane wave this is its
+  SN3D gain (1, sin az·cos el, sin el, cos az·cos el), i.e. the direction cosines with their signs.
+  Magnitudes alone lose those signs (|X| is the same for a source in front and behind), so
+  localisation needs phase or intensity channels; intensity gives the direction directly per bin
+  (and stays within [-1, 1]), which a small network learns much faster than phase differences.
+* channel order, as the official ``spectrum_fast`` on the stacked mics: every mic's magnitudes
+  (A then B, each W, Y, Z, X), then every mic's phases, then every mic's intensities
+  (``group_channels``): 4, 8, 12 or 16 ... channels; a PH layer with n = 4 on the 4 magnitudes
+  of mic A sees W, Y, Z, X as its components 1, i, j, k.
 
 Cache: ``<cache_dir>/<key>/<split>/<stem>_<mic>.npy`` float16 ``(channels_per_mic, 256, 8T)``,
 plus ``<stem>.sed-v<TARGET_VERSION>.npy`` (uint8, ``(T, 42)``) and ``<stem>.doa-v<TARGET_VERSION>.npy``
@@ -76,6 +84,7 @@ class FeatureSettings:
 
     phase: bool = False
     magnitude_scale: str = "linear"
+    intensity: bool = False
     sample_rate: int = SAMPLE_RATE
     n_fft: int = 512
     hop_length: int = 400
@@ -91,8 +100,13 @@ class FeatureSettings:
             )
 
     @property
+    def kinds(self) -> tuple[str, ...]:
+        """The feature groups of 4 channels (W, Y, Z, X) per mic, in channel order."""
+        return ("magnitude",) + (("phase",) if self.phase else ()) + (("intensity",) if self.intensity else ())
+
+    @property
     def channels_per_mic(self) -> int:
-        return CHANNELS_PER_MIC * (2 if self.phase else 1)
+        return CHANNELS_PER_MIC * len(self.kinds)
 
     @property
     def max_sample(self) -> float | None:
@@ -102,7 +116,10 @@ class FeatureSettings:
         return None if scale is None else FLOAT16_MAX * scale
 
     def key(self) -> str:
-        text = json.dumps({"format": FORMAT_VERSION, **asdict(self)}, sort_keys=True)
+        fields = asdict(self)
+        if not self.intensity:  # keys of caches and checkpoints made before the intensity option stay valid
+            del fields["intensity"]
+        text = json.dumps({"format": FORMAT_VERSION, **fields}, sort_keys=True)
         return hashlib.sha1(text.encode()).hexdigest()[:12]
 
 
@@ -117,30 +134,48 @@ def first_sample(frame: int, settings: FeatureSettings = FeatureSettings()) -> i
     return frame * settings.hop_length - settings.n_fft // 2
 
 
+def group_channels(per_mic: Sequence[np.ndarray | torch.Tensor], groups: int) -> np.ndarray | torch.Tensor:
+    """Per-mic features ``[(groups·4, ...), ...]`` → the official order: group 0 of every mic, group 1 of every mic, …"""
+    parts = [mic[g * CHANNELS_PER_MIC : (g + 1) * CHANNELS_PER_MIC] for g in range(groups) for mic in per_mic]
+    return torch.cat(parts) if isinstance(parts[0], torch.Tensor) else np.concatenate(parts)
+
+
+def _intensity(real: torch.Tensor, imag: torch.Tensor, power: torch.Tensor) -> torch.Tensor:
+    """Normalised active intensity ``2·Re(W̄·C) / Σ|C|²`` of one mic's (W, Y, Z, X) spectra."""
+    cross = real[:1] * real + imag[:1] * imag  # Re(conj(W) · C)
+    return 2.0 * cross / (power.sum(0, keepdim=True) + 1e-10)
+
+
 def stft_frames(read: Callable[[int, int], torch.Tensor], start: int, stop: int,
                 settings: FeatureSettings = FeatureSettings()) -> torch.Tensor:
-    """Features of STFT frames ``start … stop - 1``: ``(C·(1+phase), 256, stop - start)`` float32.
+    """Features of STFT frames ``start … stop - 1``: ``(C·len(settings.kinds), 256, stop - start)`` float32.
 
     ``read(a, b)`` returns the samples ``a … b - 1`` of the clip, ``(C, b - a)``, zeros outside it.
     The whole-clip features and any window of them are this one function on different frame ranges,
     so a window computed alone equals the same frames of the whole clip. Channels are taken in groups
-    of 4 (one mic each): magnitude, then phase with ``phase=True``, per mic (A first).
+    of 4 (one mic each, A first); the output is in the official order: every mic's magnitudes, then
+    every mic's phases, then every mic's intensities (see the module docstring).
     """
     with torch.no_grad():
         wave = read(first_sample(start, settings), first_sample(stop - 1, settings) + settings.n_fft).float()
+        channels = wave.shape[0]
+        if channels % CHANNELS_PER_MIC:
+            raise ValueError(f"stft_features: {channels} channels; expected 4 per mic (W, Y, Z, X)")
         window = torch.hamming_window(settings.n_fft, dtype=wave.dtype, device=wave.device)
         spec = torch.stft(wave, settings.n_fft, settings.hop_length, window=window, center=False,
                           return_complex=True)[:, 1:, :]
         window_sum = float(window.sum())
         real, imag = torch.view_as_real(spec).unbind(-1)
+        power = real * real + imag * imag
         # |z| as sqrt(re² + im²): 4x faster than complex abs (hypot), same values for audio ranges
-        magnitude = (real * real + imag * imag).sqrt_().div_(window_sum)
-        magnitude = MAGNITUDE_SCALES[settings.magnitude_scale](magnitude, window_sum)
-        if not settings.phase:
-            return magnitude
-        phase = spec.angle() / math.pi
-        return torch.cat([part for mic in range(0, wave.shape[0], CHANNELS_PER_MIC)
-                          for part in (magnitude[mic : mic + CHANNELS_PER_MIC], phase[mic : mic + CHANNELS_PER_MIC])])
+        magnitude = power.sqrt().div_(window_sum)
+        groups = [MAGNITUDE_SCALES[settings.magnitude_scale](magnitude, window_sum)]
+        if settings.phase:
+            groups.append(spec.angle() / math.pi)
+        if settings.intensity:
+            mics = range(0, channels, CHANNELS_PER_MIC)
+            groups.append(torch.cat([_intensity(real[m : m + 4], imag[m : m + 4], power[m : m + 4]) for m in mics]))
+        return torch.cat(groups)
 
 
 def _zero_padded(waveform: torch.Tensor) -> Callable[[int, int], torch.Tensor]:
@@ -372,7 +407,8 @@ class FeatureCache:
             arrays = [np.load(self.feature_path(split, clip.stem, mic), mmap_mode="r") for mic in clip.audio]
             frames = arrays[0].shape[-1]
             for start in range(0, frames, self.STATS_CHUNK):
-                chunk = np.concatenate([a[..., start : start + self.STATS_CHUNK] for a in arrays]).astype(np.float64)
+                chunk = group_channels([a[..., start : start + self.STATS_CHUNK] for a in arrays],
+                                       len(self.settings.kinds)).astype(np.float64)
                 sums, sums_sq = chunk.sum(axis=-1), np.square(chunk).sum(axis=-1)
                 total = sums if total is None else total + sums
                 total_sq = sums_sq if total_sq is None else total_sq + sums_sq

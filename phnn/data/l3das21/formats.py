@@ -11,6 +11,11 @@ L3DAS21 frame format (the Task 2 submission files): one row per active frame and
 DCASE event format: one row per event, times in seconds, an optional header line::
 
     filename,onset,offset,event_label[,confidence]
+    filename,onset,offset,event_label,confidence,x,y,z,azimuth,elevation     with localisation
+
+where x, y, z are the event's mean position in metres over its frames and azimuth / elevation the
+direction of that position in degrees (azimuth = atan2(y, x), counter-clockwise from the front
+X axis towards Y on the left; elevation = atan2(z, √(x² + y²)), up positive; the Ambisonics axes).
 
 Readers raise ``ValueError`` naming the file, the line, the field and what was expected.
 Writers go through `phnn.io.atomic_open` (temporary file + rename).
@@ -19,6 +24,7 @@ Writers go through `phnn.io.atomic_open` (temporary file + rename).
 from __future__ import annotations
 
 import csv
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +36,7 @@ from phnn.data.l3das21.layout import CLASSES
 from phnn.io import atomic_open
 
 EVENT_COLUMNS: tuple[str, ...] = ("filename", "onset", "offset", "event_label", "confidence")
+POSITION_COLUMNS: tuple[str, ...] = ("x", "y", "z", "azimuth", "elevation")
 _CLASS_INDEX = {name: i for i, name in enumerate(CLASSES)}
 
 
@@ -44,13 +51,20 @@ class FrameRow:
 
 @dataclass(frozen=True)
 class EventRow:
-    """One DCASE event: seconds, the class name, and the detector's confidence when given."""
+    """One DCASE event: seconds, the class name, the detector's confidence and mean position (metres) when given."""
 
     filename: str
     onset: float
     offset: float
     label: str
     confidence: float | None = None
+    xyz: tuple[float, float, float] | None = None
+
+
+def direction_degrees(xyz: Sequence[float]) -> tuple[float, float]:
+    """(azimuth, elevation) in degrees of a position seen from the origin (mic A); see the module docstring."""
+    x, y, z = xyz
+    return math.degrees(math.atan2(y, x)), math.degrees(math.atan2(z, math.hypot(x, y)))
 
 
 def _index(text: str, where: str, field: str, upper: int | None) -> int:
@@ -108,27 +122,36 @@ def read_event_file(path: str | Path, class_names: Sequence[str] = CLASSES) -> l
         where = f"{path}, line {number}"
         if [f.lower() for f in fields[:4]] == list(EVENT_COLUMNS[:4]):
             continue
-        if len(fields) not in (4, 5):
+        if len(fields) not in (4, 5, 10):
             raise ValueError(f"{where}: {len(fields)} fields {fields}; expected "
-                             f"filename,onset,offset,event_label[,confidence]")
+                             f"filename,onset,offset,event_label[,confidence[,x,y,z,azimuth,elevation]]")
         onset, offset = parse_number(fields[1], where, "onset"), parse_number(fields[2], where, "offset")
         if onset < 0 or offset < onset:
             raise ValueError(f"{where}: onset={onset}, offset={offset}; expected 0 <= onset <= offset (seconds)")
         if fields[3] not in known:
             raise ValueError(f"{where}: field event_label={fields[3]!r} is not a class; expected one of {list(class_names)}")
-        confidence = parse_number(fields[4], where, "confidence") if len(fields) == 5 and fields[4] else None
-        events.append(EventRow(fields[0], onset, offset, fields[3], confidence))
+        confidence = parse_number(fields[4], where, "confidence") if len(fields) >= 5 and fields[4] else None
+        xyz = tuple(parse_number(v, where, n) for v, n in zip(fields[5:8], "xyz")) if len(fields) == 10 else None
+        events.append(EventRow(fields[0], onset, offset, fields[3], confidence, xyz))  # type: ignore[arg-type]
     return events
 
 
-def write_event_file(path: str | Path, events: Iterable[EventRow]) -> None:
-    """Write events with the header line (times with 3 decimals, confidence with 4)."""
+def write_event_file(path: str | Path, events: Iterable[EventRow], located: bool | None = None) -> None:
+    """Write events with the header line (times with 3 decimals, confidence with 4); with the position
+    columns (metres with 4 decimals, degrees with 2) when `located`, by default when an event has a position."""
+    events = list(events)
+    located = any(event.xyz is not None for event in events) if located is None else located
     with atomic_open(Path(path), "w", newline="") as file:
         writer = csv.writer(file)
-        writer.writerow(EVENT_COLUMNS)
+        writer.writerow(EVENT_COLUMNS + (POSITION_COLUMNS if located else ()))
         for event in events:
             confidence = "" if event.confidence is None else f"{event.confidence:.4f}"
-            writer.writerow([event.filename, f"{event.onset:.3f}", f"{event.offset:.3f}", event.label, confidence])
+            row = [event.filename, f"{event.onset:.3f}", f"{event.offset:.3f}", event.label, confidence]
+            if event.xyz is not None:
+                row += [f"{v:.4f}" for v in event.xyz] + [f"{a:.2f}" for a in direction_degrees(event.xyz)]
+            elif located:
+                row += [""] * len(POSITION_COLUMNS)
+            writer.writerow(row)
 
 
 def file_format(path: str | Path) -> str:
@@ -178,16 +201,27 @@ def slots_to_rows(detections: np.ndarray, num_classes: int = len(CLASSES),
             for frame, column in zip(*np.nonzero(detections))]
 
 
-def find_events(scores: np.ndarray, detections: np.ndarray, num_classes: int) -> list[tuple[int, int, int, float]]:
-    """Runs of active frames per class slot → (class, first_frame, last_frame, mean score), by onset."""
-    slots = detections.shape[1] // num_classes
+def find_runs(detections: np.ndarray) -> list[tuple[int, int, int]]:
+    """Runs of active frames per column (class slot) → (column, first_frame, last_frame), by onset."""
     active = np.pad(detections.astype(bool), ((1, 1), (0, 0)))
-    events = []
+    runs = []
     for column in np.flatnonzero(active.any(0)):
         edges = np.flatnonzero(np.diff(active[:, column].astype(np.int8)))
-        for start, stop in zip(edges[::2], edges[1::2]):  # active frames start … stop - 1
-            events.append((int(column) // slots, int(start), int(stop) - 1, float(scores[start:stop, column].mean())))
+        runs += [(int(column), int(start), int(stop) - 1) for start, stop in zip(edges[::2], edges[1::2])]
+    return runs
+
+
+def _event_runs(scores: np.ndarray, detections: np.ndarray, num_classes: int) -> list[tuple[int, int, int, float, int]]:
+    """Runs of active frames per class slot → (class, first_frame, last_frame, mean score, column), by onset."""
+    slots = detections.shape[1] // num_classes
+    events = [(column // slots, first, last, float(scores[first : last + 1, column].mean()), column)
+              for column, first, last in find_runs(detections)]
     return sorted(events, key=lambda event: (event[1], event[0], event[2]))
+
+
+def find_events(scores: np.ndarray, detections: np.ndarray, num_classes: int) -> list[tuple[int, int, int, float]]:
+    """Runs of active frames per class slot → (class, first_frame, last_frame, mean score), by onset."""
+    return [event[:4] for event in _event_runs(scores, detections, num_classes)]
 
 
 def detected_events(scores: np.ndarray, detections: np.ndarray, duration: float, label_grid: LabelGrid = "official",
@@ -199,8 +233,13 @@ def detected_events(scores: np.ndarray, detections: np.ndarray, duration: float,
 
 
 def detections_to_events(scores: np.ndarray, detections: np.ndarray, filename: str, duration: float,
-                         label_grid: LabelGrid = "official", class_names: Sequence[str] = CLASSES) -> list[EventRow]:
-    """`detected_events` as DCASE event rows of ``filename``."""
-    return [EventRow(filename, onset, offset, class_names[cls], confidence)
-            for onset, offset, cls, confidence in detected_events(scores, detections, duration, label_grid,
-                                                                  len(class_names))]
+                         label_grid: LabelGrid = "official", class_names: Sequence[str] = CLASSES,
+                         xyz: np.ndarray | None = None) -> list[EventRow]:
+    """`detected_events` as DCASE event rows of ``filename``; with positions ``xyz`` ``(T, C·S, 3)`` in
+    metres, each event's position is the mean over its frames."""
+    rows = []
+    for cls, first, last, confidence, column in _event_runs(scores, detections, len(class_names)):
+        onset, offset = frame_seconds(first, last, label_grid, duration)
+        position = None if xyz is None else tuple(float(v) for v in xyz[first : last + 1, column].mean(0))
+        rows.append(EventRow(filename, onset, offset, class_names[cls], confidence, position))  # type: ignore[arg-type]
+    return rows
