@@ -38,6 +38,7 @@ import zipfile
 from pathlib import Path
 
 from phnn.data.l3das21.layout import SPLIT_FOLDERS
+from phnn.errors import PHNNError
 
 ZENODO_RECORD = "4642005"
 DEFAULT_URL_BASE = f"https://zenodo.org/records/{ZENODO_RECORD}/files"
@@ -293,8 +294,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             folder = fetch(args.dataset, split, args.out, args.url_base, args.md5, args.keep_archive, args.retries,
                            no_verify=args.no_verify, max_bytes=args.max_extract_bytes)
-        except (ValueError, RuntimeError) as error:
-            print(f"phnn download: {error}", file=sys.stderr)
-            return 1
+        except RuntimeError as error:  # a transfer that failed: a user-facing failure like a bad archive
+            raise PHNNError(str(error)) from error
         print(f"{args.dataset} {split}: {folder}")
     return 0

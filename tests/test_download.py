@@ -121,7 +121,7 @@ def test_corrupt_archive_is_reported_and_removed(serve, tmp_path: Path, capsys: 
     payload[200:260] = b"x" * 60  # damage file data: the CRC check catches it
     server = serve(bytes(payload))
     assert phnn_main(["download", "l3das21", "--set", "dev", "--out", str(tmp_path), "--url-base", server.url,
-                      "--no-verify"]) == 1
+                      "--no-verify"]) == 2
     err = capsys.readouterr().err
     assert f"{NAME} is not verified (--no-verify)" in err and f"{NAME}: corrupt download: member" in err
     assert list(tmp_path.iterdir()) == []
@@ -169,7 +169,7 @@ def test_existing_folder_without_data_is_reported_not_overwritten(serve, tmp_pat
     (labels / "mine.csv").write_text("copied by hand\n")
     args = ["download", "l3das21", "--set", "dev", "--out", str(tmp_path), "--url-base", server.url,
             "--md5", hashlib.md5(payload).hexdigest()]
-    assert phnn_main(args) == 1
+    assert phnn_main(args) == 2
     err = capsys.readouterr().err
     assert f"{tmp_path / 'L3DAS_Task2_dev'} already exists without a data/ folder (it holds labels)" in err
     assert "move or delete" in err
@@ -189,7 +189,7 @@ def test_an_archive_nobody_vouches_for_is_refused_before_downloading(serve, tmp_
                                                                      capsys: pytest.CaptureFixture) -> None:
     server = serve(make_zip())
     args = ["download", "l3das21", "--set", "dev", "--out", str(tmp_path), "--url-base", server.url]
-    assert phnn_main(args) == 1
+    assert phnn_main(args) == 2
     assert (f"{NAME}: no checksum to verify it against ({server.url} is not the official source); pass --md5 "
             in capsys.readouterr().err)
     assert server.ranges == [] and list(tmp_path.iterdir()) == []

@@ -258,12 +258,8 @@ def main(argv: list[str]) -> int:
                              f"{SUBMISSION_FOLDER} folder, which must hold the clips' CSVs only)")
     args = parser.parse_args(argv)
     audio = args.audio if args.audio is not None else args.labels.parent / "data"
-    try:
-        results = score_folder(args.predictions, args.labels, audio if audio.is_dir() else None, args.duration,
-                               args.label_grid, args.spatial_threshold)
-    except ValueError as error:
-        print(f"phnn score: error: {error}", file=sys.stderr)
-        return 2
+    results = score_folder(args.predictions, args.labels, audio if audio.is_dir() else None, args.duration,
+                           args.label_grid, args.spatial_threshold)
     print(format_table(results))
     # never into a submission folder, which must hold the clips' CSVs only
     folder = args.predictions.parent if args.predictions.name == SUBMISSION_FOLDER else args.predictions

@@ -214,6 +214,12 @@ def test_score_lists_missing_extra_and_unreadable_files(l3das21_root: Path, tmp_
     assert scores["l3das21_official"]["location"]["overall"]["tp"] >= 0  # coordinates → location-sensitive too
 
 
+def test_score_fails_in_one_line_on_a_missing_label_folder(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["score", str(tmp_path), "--labels", str(tmp_path / "no_labels")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0].startswith("phnn score: error: ") and "no_labels" in err[0] and "Traceback" not in "".join(err)
+
+
 def test_ddp_test_scores_every_clip_once(trained: dict[str, Path], tmp_path: Path) -> None:
     """3 dev clips on 2 processes: Lightning's default sampler would pad rank 1 with a repeated clip."""
     import os
