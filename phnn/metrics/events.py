@@ -32,6 +32,8 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 
+from phnn.metrics.frames import one_to_one_prf
+
 Event = tuple[float, float, int]  # onset s, offset s, class index
 
 
@@ -192,23 +194,21 @@ def event_counts(reference: Sequence[Event], estimated: Sequence[Event], num_cla
     return counts
 
 
-def _rates(tp: int, fp: int, fn: int, n_ref: int, n_sys: int, errors: int) -> dict[str, float]:
-    precision = tp / n_sys if n_sys else 0.0
-    recall = tp / n_ref if n_ref else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"error_rate": errors / max(n_ref, 1), "f1": f1, "precision": precision, "recall": recall}
+def _rates(tp: int, fp: int, fn: int, errors: int) -> dict[str, float]:
+    """P, R, F1 (0 where undefined) and ER; the system has tp + fp events, the reference tp + fn."""
+    precision, recall, f1 = one_to_one_prf(tp, fp, fn)
+    return {"error_rate": errors / max(tp + fn, 1), "f1": f1, "precision": precision, "recall": recall}
 
 
 def dcase_scores(counts: DCASECounts, class_names: Sequence[str] | None = None) -> dict[str, object]:
     """Overall rates (ER with its S/D/I parts, F1, P, R) and the same per class (ER = (FN + FP) / Nref)."""
     n_ref = int(counts.reference.sum())
-    overall = _rates(int(counts.tp.sum()), int(counts.fp.sum()), int(counts.fn.sum()), n_ref,
-                     int(counts.system.sum()), counts.substitutions + counts.deletions + counts.insertions)
+    overall = _rates(int(counts.tp.sum()), int(counts.fp.sum()), int(counts.fn.sum()),
+                     counts.substitutions + counts.deletions + counts.insertions)
     for rate, count in (("substitution_rate", counts.substitutions), ("deletion_rate", counts.deletions),
                         ("insertion_rate", counts.insertions)):
         overall[rate] = count / max(n_ref, 1)
     names = class_names or [str(c) for c in range(counts.num_classes)]
-    per_class = {names[c]: _rates(int(counts.tp[c]), int(counts.fp[c]), int(counts.fn[c]), int(counts.reference[c]),
-                                  int(counts.system[c]), int(counts.fn[c] + counts.fp[c]))
+    per_class = {names[c]: _rates(int(counts.tp[c]), int(counts.fp[c]), int(counts.fn[c]), int(counts.fn[c] + counts.fp[c]))
                  for c in range(counts.num_classes)}
     return {"overall": overall, "per_class": per_class}
