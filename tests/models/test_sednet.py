@@ -138,3 +138,68 @@ def test_baseline_config_has_the_official_parameter_count() -> None:
     conv_biases = 64 + 128 + 256 + 512
     assert count(task.model) == official_seldnet_augmented_parameters(channels) - conv_biases == 11_308_328
     assert not any(isinstance(m, PHMLinear) for m in task.modules()) and task.localize
+
+
+# --- the DOA branch (doa_shared_blocks) ------------------------------------------------------------
+
+@pytest.mark.parametrize(("family", "n", "channels", "full"), FAMILIES)
+@pytest.mark.parametrize("shared", [0, 2, 4])
+def test_doa_branch_shapes_and_parameters_every_family(family: str, n: int, channels: int, full: bool, shared: int) -> None:
+    """A branch with its own conv blocks after `shared` and its own GRU: exactly those layers' parameters more."""
+    kwargs = dict(family=family, n=n, in_channels=channels, num_classes=14, full_phm=full, doa=True, **TINY)
+    trunk = create_model("sednet", **kwargs)
+    branch = create_model("sednet", doa_shared_blocks=shared, **kwargs).eval()
+    with torch.no_grad():
+        out = branch(torch.randn(2, channels, 256, 24))
+    assert out.shape == (2, 3, 168) and out[..., 42:].abs().max() <= 1.0
+    own_blocks = sum(count(block) for block in trunk.conv[shared:])
+    assert count(branch) - count(trunk) == own_blocks + count(trunk.gru)
+
+
+def test_unshared_doa_branch_leaves_detection_alone() -> None:
+    """doa_shared_blocks=0: the DOA outputs depend on no parameter of the SED path, and the SED outputs on
+    none of the DOA branch — the DOA loss cannot slow detection down."""
+    model = create_model("sednet", family="phc", n=4, in_channels=8, num_classes=14, doa=True, doa_shared_blocks=0,
+                         **TINY)
+    out = model(torch.randn(2, 8, 256, 16))
+    out[..., 42:].sum().backward(retain_graph=True)
+    def untouched(parameters) -> bool:
+        return all(p.grad is None or not p.grad.any() for p in parameters)
+
+    doa_path = [*model.doa_conv.parameters(), *model.doa_gru.parameters(), *model.doa_head.parameters()]
+    assert untouched([*model.conv.parameters(), *model.gru.parameters(), *model.head.parameters()])
+    assert not untouched(model.doa_conv[0].parameters())
+    model.zero_grad(set_to_none=True)
+    out[..., :42].sum().backward()
+    assert untouched(doa_path) and not untouched(model.conv[0].parameters())
+
+
+def test_doa_branch_widths_and_pooling() -> None:
+    model = create_model("sednet", family="phc", n=4, in_channels=8, num_classes=14, doa=True, doa_shared_blocks=1,
+                         doa_widths=(8, 32, 16), doa_pooling="avg", **{**TINY, "widths": (4, 8, 16, 16)})
+    assert [block[0].out_channels for block in model.doa_conv] == [8, 32, 16]
+    assert all(isinstance(block[3], torch.nn.AvgPool2d) for block in model.doa_conv)
+    assert model(torch.randn(1, 8, 256, 16)).shape == (1, 2, 168)
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"doa_shared_blocks": 5}, "doa_shared_blocks=5"),
+    ({"doa_shared_blocks": 1, "doa_widths": (8, 8)}, "doa_widths=[8, 8] must give the 3 conv blocks"),
+    ({"doa_widths": (8, 8, 8, 8)}, "doa_widths needs doa=True and doa_shared_blocks"),
+    ({"doa_shared_blocks": 0, "doa_pooling": "min"}, "doa_pooling='min'"),
+])
+def test_bad_doa_branch_options_are_named(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        create_model("sednet", family="phc", n=4, in_channels=4, num_classes=14, doa=True, **kwargs, **TINY)
+
+
+def test_max_pool_before_relu_is_the_published_block() -> None:
+    """Blocks pool before the ReLU (16x fewer elements to rectify): the same function as the published
+    conv → BN → ReLU → MaxPool order."""
+    model = create_model("sednet", family="phc", n=4, in_channels=4, num_classes=14, **TINY).eval()
+    x = torch.randn(2, 4, 256, 16)
+    for block in model.conv:
+        conv, norm, pool = block[0], block[1], block[2]
+        published = pool(torch.relu(norm(conv(x))))
+        torch.testing.assert_close(block(x), published)
+        x = published
