@@ -63,6 +63,7 @@ from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader, Dataset
 
+from phnn.data.l3das21.augment import Axis, check_reflections, reflect
 from phnn.data.l3das21.audio import ClipAudio
 from phnn.data.l3das21.features import (
     STFT_FRAMES_PER_LABEL,
@@ -105,8 +106,10 @@ class WindowDataset(Dataset):
     shorter windows are zero-padded to ``window_frames``."""
 
     def __init__(self, cache: FeatureCache, split: str, clips: list[Clip], windows: list[tuple[int, int, int]],
-                 window_frames: int, normalizer: Normalizer, return_doa: bool = False) -> None:
+                 window_frames: int, normalizer: Normalizer, return_doa: bool = False,
+                 reflections: tuple[Axis, ...] = ()) -> None:
         self.cache, self.split, self.clips, self.windows = cache, split, clips, windows
+        self.reflections = reflections
         self.window_frames, self.normalizer, self.return_doa = window_frames, normalizer, return_doa
         self._arrays: dict[int, tuple[list[np.ndarray], np.ndarray, np.ndarray]] = {}
 
@@ -130,10 +133,14 @@ class WindowDataset(Dataset):
         features, sed, doa = self._open(clip_index)
         stft = slice(start * STFT_FRAMES_PER_LABEL, (start + length) * STFT_FRAMES_PER_LABEL)
         groups = len(self.cache.settings.kinds)
-        x = self.normalizer(torch.from_numpy(group_channels([f[:, :, stft] for f in features], groups).astype(np.float32)))
+        x = torch.from_numpy(group_channels([f[:, :, stft] for f in features], groups).astype(np.float32))
         targets = [torch.from_numpy(sed[start : start + length].astype(np.float32))]
         if self.return_doa:
             targets.append(torch.from_numpy(doa[start : start + length].astype(np.float32)))
+        for axis in self.reflections:  # before normalising: the statistics belong to the unreflected features
+            if torch.rand(()) < 0.5:
+                reflect(x, targets[1] if self.return_doa else None, axis, self.cache.settings.kinds, len(features))
+        x = self.normalizer(x)
         pad = self.window_frames - length
         if pad > 0:
             x = torch.nn.functional.pad(x, (0, pad * STFT_FRAMES_PER_LABEL))
@@ -336,6 +343,9 @@ class L3DAS21DataModule(pl.LightningDataModule):
             ``nearest`` (``round(t / 0.1)``); see ``labels.py``. Kept in the checkpoint.
         return_doa: add the DOA target ``(T, 126)`` as a third batch element.
         progress: show a progress bar while features are computed and cached.
+        reflect: axes (``x``, ``y``, ``z``) to mirror training windows in, each with probability 1/2
+            per window: the sign-carrying channels and the DOA targets flip together, an exact new
+            scene for localisation (see ``augment``); needs intensity or phase features; no ``x`` with mics AB.
         bad_clips: a training/test clip that fails the audio or label checks stops the run
             (``error``) or is left out with a warning naming the file (``skip``).
     """
@@ -346,7 +356,8 @@ class L3DAS21DataModule(pl.LightningDataModule):
                  num_workers: int | None = 0, cache_dir: str | Path | None = None, predict_path: str | None = None,
                  magnitude_scale: Literal["linear", "div512", "log1p"] = "linear", return_doa: bool = False,
                  progress: bool = True, label_grid: LabelGrid = "official",
-                 bad_clips: Literal["error", "skip"] = "error", intensity: bool = False) -> None:
+                 bad_clips: Literal["error", "skip"] = "error", intensity: bool = False,
+                 reflect: list[Axis] | tuple[Axis, ...] = ()) -> None:
         super().__init__()
         self.save_hyperparameters()
         for name, value in self.hparams.items():  # paths as text: checkpoints stay loadable with weights_only
@@ -370,6 +381,7 @@ class L3DAS21DataModule(pl.LightningDataModule):
         if batch_size < 1:
             raise ValueError(f"batch_size={batch_size}: expected >= 1")
         self.settings = FeatureSettings(phase=phase, magnitude_scale=magnitude_scale, intensity=intensity)
+        self.reflections = check_reflections(list(reflect), self.mics, self.settings.kinds)
         self.root = Path(root)
         self.label_grid = label_grid
         self.cache = FeatureCache(Path(cache_dir) if cache_dir is not None else self.root / ".phnn_cache", self.settings,
@@ -469,7 +481,7 @@ class L3DAS21DataModule(pl.LightningDataModule):
         stride = max(1, round(self.window_frames * (1 - self.segment_overlap)))
         windows = self._windows("train", self.train_clips, stride)
         dataset = WindowDataset(self.cache, "train", self.train_clips, windows, self.window_frames, self.normalizer,
-                                self.return_doa)
+                                self.return_doa, self.reflections)
         return self._loader(dataset, batch_size=self.batch_size, shuffle=True, drop_last=False)
 
     def _eval_loader(self, split: str, clips: list[Clip]) -> DataLoader | list:
