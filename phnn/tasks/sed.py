@@ -5,7 +5,8 @@ Training batches are `(features [B, C, 256, 8·T], targets [B, T, 42])`, plus `d
 (metres / 2, the DataModule's `return_doa`) when localising. The loss is `sed_loss_weight ·
 BCE-with-logits` on the 42 = 14 classes × 3 slots outputs, plus, when localising, `doa_loss_weight ·
 MSE` between the tanh DOA outputs and the DOA targets (defaults 1 and 5, as the official baseline;
-`doa_loss_mask` restricts the MSE to the active target slots). Validation, test and prediction take
+`doa_loss_mask` restricts it to the active target slots, `doa_loss: distance` takes the Euclidean
+distance per slot instead). Validation, test and prediction take
 one whole clip at a time (a dict from the DataModule) and score it with `clip_scores`: the network
 over windows of the clip, the window outputs (SED scores and DOA outputs) stitched (overlapping
 frames averaged). So `phnn test` scores exactly what `phnn predict` writes, and `phnn score` on those
@@ -45,6 +46,15 @@ FRAME_SCORES: dict[str, str] = {"one_to_one": "", "official": "_l3das21"}
 LABEL_FRAME_SECONDS = 0.1
 
 
+def probability_bce(scores: Tensor, targets: Tensor) -> Tensor:
+    """Mean binary cross-entropy of sigmoid scores, in float32. Written out because
+    `F.binary_cross_entropy` refuses to run under CUDA autocast (the gpu.yaml and gpu_bf16.yaml trainer
+    configs): evaluation scores stitched windows' sigmoids, so the logits are gone."""
+    p = scores.float().clamp(1e-7, 1 - 1e-7)
+    targets = targets.float()
+    return -(targets * p.log() + (1 - targets) * (-p).log1p()).mean()
+
+
 class SoundEventDetector(PHTask):
     """SEDnet + BCE + L3DAS21/DCASE metrics + windowed whole-clip prediction.
 
@@ -64,9 +74,16 @@ class SoundEventDetector(PHTask):
         localize: add the DOA head and train detection and localisation together (needs batches
             with DOA targets: `data.return_doa: true`); the best checkpoint is then chosen by
             `val/seld_f_score` (location-sensitive, one-to-one).
-        sed_loss_weight, doa_loss_weight: weights of the BCE and of the DOA MSE (baseline: 1 and 5).
-        doa_loss_mask: average the DOA MSE over active target slots only (the baseline averages over
+        sed_loss_weight, doa_loss_weight: weights of the BCE and of the DOA loss (baseline: 1 and 5).
+        doa_loss_mask: average the DOA loss over active target slots only (the baseline averages over
             every slot, pulling inactive slots towards the origin).
+        doa_loss: `mse` (the baseline) or `distance`: the Euclidean distance per slot, the quantity the
+            localisation error averages (its minimiser is the median position, not the mean).
+        doa_shared_blocks: None: the DOA head reads the shared GRU (the baseline); k: the DOA branch
+            shares only the first k conv blocks and has its own blocks and GRU (0: nothing shared, so
+            the DOA loss cannot slow detection down; what the CPU demo's narrow network needs).
+        doa_widths: filters of the DOA branch's own conv blocks (default: as `widths`).
+        doa_pooling: pooling of the DOA branch's blocks: `max` (as the SED path) or `avg`.
         spatial_threshold: metres within which a detection counts as localised (2 m in L3DAS21).
         slots: simultaneous sounds per class in the targets (3 in L3DAS21).
         threshold: a class slot is detected when its sigmoid score exceeds this.
@@ -107,6 +124,10 @@ class SoundEventDetector(PHTask):
         sed_loss_weight: float = 1.0,
         doa_loss_weight: float = 5.0,
         doa_loss_mask: bool = False,
+        doa_loss: Literal["mse", "distance"] = "mse",
+        doa_shared_blocks: int | None = None,
+        doa_widths: Sequence[int] | None = None,
+        doa_pooling: Literal["max", "avg"] = "max",
         spatial_threshold: float = 2.0,
         optimizer: OptimizerCallable = torch.optim.Adam,
         lr_scheduler: LRSchedulerCallable | None = None,
@@ -124,7 +145,8 @@ class SoundEventDetector(PHTask):
             "sednet", family=family, n=n, in_channels=in_channels, num_classes=num_classes, slots=slots,
             widths=tuple(widths), gru_hidden=gru_hidden, gru_layers=gru_layers, fc_width=fc_width,
             fc_layers=fc_layers, dropout=dropout, full_phm=full_phm,
-            output_prior=output_prior, doa=localize)
+            output_prior=output_prior, doa=localize, doa_shared_blocks=doa_shared_blocks,
+            doa_widths=None if doa_widths is None else tuple(doa_widths), doa_pooling=doa_pooling)
         if min(sed_loss_weight, doa_loss_weight) < 0 or not spatial_threshold > 0:
             raise ValueError(f"SoundEventDetector: loss weights must be >= 0 and spatial_threshold > 0; got "
                              f"{sed_loss_weight}, {doa_loss_weight}, {spatial_threshold}")
@@ -132,6 +154,9 @@ class SoundEventDetector(PHTask):
         self.sed_outputs = num_classes * slots
         self.loss_weights = (float(sed_loss_weight), float(doa_loss_weight))
         self.doa_loss_mask = doa_loss_mask
+        if doa_loss not in ("mse", "distance"):
+            raise ValueError(f"SoundEventDetector: doa_loss={doa_loss!r}: expected 'mse' or 'distance'")
+        self.doa_loss_kind = doa_loss
         if localize:
             self.monitor = "val/seld_f_score"
             self.val_seld = SELDScores(num_classes, spatial_threshold)
@@ -191,7 +216,7 @@ class SoundEventDetector(PHTask):
         if scores.shape != targets.shape:
             raise ValueError(f"SoundEventDetector: clip {item.get('stem')!r}: scores {tuple(scores.shape)} do not match "
                              f"targets {tuple(targets.shape)}")
-        loss = self.loss_weights[0] * F.binary_cross_entropy(scores.clamp(1e-7, 1 - 1e-7), targets)
+        loss = self.loss_weights[0] * probability_bce(scores, targets)
         detections = scores > self.threshold
         if doa is not None:
             if item.get("doa") is None:
@@ -212,10 +237,17 @@ class SoundEventDetector(PHTask):
         return loss
 
     def doa_loss(self, doa: Tensor, doa_targets: Tensor, targets: Tensor) -> Tensor:
-        """MSE of the DOA outputs: over every slot (baseline), or over active target slots (`doa_loss_mask`)."""
+        """MSE (baseline) or Euclidean distance of the DOA outputs, over every slot or over the active target
+        slots (`doa_loss_mask`)."""
         if doa.shape != doa_targets.shape:
             raise ValueError(f"SoundEventDetector: DOA output {tuple(doa.shape)} does not match DOA targets "
                              f"{tuple(doa_targets.shape)} (expected 3 coordinates per class slot)")
+        if self.doa_loss_kind == "distance":
+            # Euclidean distance per active slot, the quantity the localisation error averages
+            error = (doa - doa_targets).unflatten(-1, (3, self.sed_outputs))  # [x of 42, y of 42, z of 42]
+            distance = torch.linalg.vector_norm(error, dim=-2)  # its gradient at 0 is 0, not NaN
+            active = targets.bool() if self.doa_loss_mask else torch.ones_like(targets, dtype=torch.bool)
+            return (distance * active).sum() / active.sum().clamp(min=1)
         if not self.doa_loss_mask:
             return F.mse_loss(doa, doa_targets)
         active = targets.bool().repeat(1, 1, 3)  # the layout is [x of 42, y of 42, z of 42]

@@ -105,7 +105,8 @@ def test_predict_step_returns_one_dict_per_clip() -> None:
     assert "4 channels" in out[2]["error"] and "(8, 256, 80)" in out[2]["error"]
 
 
-@pytest.mark.parametrize("kwargs", [{"threshold": 1.0}, {"predict_window_frames": 4, "predict_overlap_frames": 4}])
+@pytest.mark.parametrize("kwargs", [{"threshold": 1.0}, {"predict_window_frames": 4, "predict_overlap_frames": 4},
+                                    {"localize": True, "doa_loss": "l1"}])
 def test_bad_options(kwargs: dict) -> None:
     with pytest.raises(ValueError, match="SoundEventDetector"):
         tiny_task(**kwargs)
@@ -142,6 +143,40 @@ def test_masked_doa_loss_averages_over_active_slots_only() -> None:
     target[0, 1, [5, 47, 89]] = torch.tensor([0.1, -0.2, 0.3])  # x, y, z of slot 5
     expected = ((0.5 - 0.1) ** 2 + (0.5 + 0.2) ** 2 + (0.5 - 0.3) ** 2) / 3
     torch.testing.assert_close(task.doa_loss(output, target, sed), torch.tensor(expected))
+
+
+def test_distance_doa_loss_averages_euclidean_errors_over_active_slots() -> None:
+    """doa_loss: distance trains on what the localisation error averages: metres (/ 2) per active slot."""
+    sed = torch.zeros(1, 2, 42)
+    sed[0, 0, 5] = sed[0, 1, 7] = 1.0
+    target, output = torch.zeros(1, 2, 126), torch.zeros(1, 2, 126)
+    output[0, 0, [5, 47]] = torch.tensor([0.3, 0.4])  # slot 5 off by (0.3, 0.4, 0): 0.5
+    output[0, 1, [7 + 84]] = 0.2  # slot 7 off by 0.2 in z
+    output[0, 1, 8] = 0.9  # an inactive slot: ignored with the mask
+    masked = tiny_task(localize=True, doa_loss="distance", doa_loss_mask=True)
+    torch.testing.assert_close(masked.doa_loss(output, target, sed), torch.tensor((0.5 + 0.2) / 2), atol=1e-6, rtol=0)
+    every_slot = tiny_task(localize=True, doa_loss="distance")
+    torch.testing.assert_close(every_slot.doa_loss(output, target, sed), torch.tensor((0.5 + 0.2 + 0.9) / 84),
+                               atol=1e-6, rtol=0)
+
+
+def test_evaluation_bce_is_the_torch_bce_in_float32() -> None:
+    """Written out because F.binary_cross_entropy refuses CUDA autocast (trainer configs gpu.yaml, gpu_bf16.yaml)."""
+    from phnn.tasks.sed import probability_bce
+
+    scores, targets = torch.rand(30, 42), (torch.rand(30, 42) > 0.8).float()
+    scores[0, 0], scores[0, 1] = 0.0, 1.0  # clamped as before
+    expected = torch.nn.functional.binary_cross_entropy(scores.clamp(1e-7, 1 - 1e-7), targets)
+    torch.testing.assert_close(probability_bce(scores, targets), expected)
+    assert probability_bce(scores.bfloat16(), targets.bfloat16()).dtype == torch.float32
+
+
+def test_doa_branch_options_reach_the_network() -> None:
+    task = tiny_task(localize=True, doa_shared_blocks=0, doa_widths=[8, 4, 8, 8], doa_pooling="avg")
+    assert [block[0].out_channels for block in task.model.doa_conv] == [8, 4, 8, 8]
+    features, sed, doa = seld_batch()
+    task.training_step((features, sed, doa), 0).backward()
+    assert all(p.grad is not None for p in task.model.doa_gru.parameters())
 
 
 def test_seld_batches_without_doa_targets_are_refused() -> None:
