@@ -55,6 +55,20 @@ def probability_bce(scores: Tensor, targets: Tensor) -> Tensor:
     return -(targets * p.log() + (1 - targets) * (-p).log1p()).mean()
 
 
+def event_median_positions(detections: Tensor, positions: Tensor) -> Tensor:
+    """Positions (T, S, 3) where each run of consecutive detected frames of a slot (detections (T, S)) holds
+    the run's median position. L3DAS21 sounds do not move during an event, and the median drops the
+    frames where the DOA output wanders (at onsets and offsets, or with a sign flipped)."""
+    smoothed = positions.clone()
+    active = detections.bool()
+    for slot in torch.nonzero(active.any(0)).flatten().tolist():
+        edges = torch.diff(active[:, slot].int(), prepend=active.new_zeros(1, dtype=torch.int),
+                           append=active.new_zeros(1, dtype=torch.int))
+        for start, stop in zip(torch.nonzero(edges == 1).flatten().tolist(), torch.nonzero(edges == -1).flatten().tolist()):
+            smoothed[start:stop, slot] = positions[start:stop, slot].median(0).values
+    return smoothed
+
+
 class SoundEventDetector(PHTask):
     """SEDnet + BCE + L3DAS21/DCASE metrics + windowed whole-clip prediction.
 
@@ -84,6 +98,8 @@ class SoundEventDetector(PHTask):
             the DOA loss cannot slow detection down; what the CPU demo's narrow network needs).
         doa_widths: filters of the DOA branch's own conv blocks (default: as `widths`).
         doa_pooling: pooling of the DOA branch's blocks: `max` (as the SED path) or `avg`.
+        doa_smoothing: `event_median` gives each run of detected frames of a class slot its median
+            position (sounds do not move during an event), in test and predict alike; `none`: per frame.
         spatial_threshold: metres within which a detection counts as localised (2 m in L3DAS21).
         slots: simultaneous sounds per class in the targets (3 in L3DAS21).
         threshold: a class slot is detected when its sigmoid score exceeds this.
@@ -128,6 +144,7 @@ class SoundEventDetector(PHTask):
         doa_shared_blocks: int | None = None,
         doa_widths: Sequence[int] | None = None,
         doa_pooling: Literal["max", "avg"] = "max",
+        doa_smoothing: Literal["none", "event_median"] = "none",
         spatial_threshold: float = 2.0,
         optimizer: OptimizerCallable = torch.optim.Adam,
         lr_scheduler: LRSchedulerCallable | None = None,
@@ -154,6 +171,9 @@ class SoundEventDetector(PHTask):
         self.sed_outputs = num_classes * slots
         self.loss_weights = (float(sed_loss_weight), float(doa_loss_weight))
         self.doa_loss_mask = doa_loss_mask
+        if doa_smoothing not in ("none", "event_median"):
+            raise ValueError(f"SoundEventDetector: doa_smoothing={doa_smoothing!r}: expected 'none' or 'event_median'")
+        self.doa_smoothing = doa_smoothing
         if doa_loss not in ("mse", "distance"):
             raise ValueError(f"SoundEventDetector: doa_loss={doa_loss!r}: expected 'mse' or 'distance'")
         self.doa_loss_kind = doa_loss
@@ -186,6 +206,11 @@ class SoundEventDetector(PHTask):
     def positions(self, doa: Tensor) -> Tensor:
         """DOA outputs or targets (…, 126) `[x of 42, y of 42, z of 42]` / 2 m → metres (…, 42, 3)."""
         return doa.unflatten(-1, (3, self.sed_outputs)).transpose(-1, -2) * DOA_SCALE_METRES
+
+    def located(self, detections: Tensor, doa: Tensor) -> Tensor:
+        """Positions in metres (T, 42, 3) that evaluation and prediction report for a clip's DOA outputs."""
+        positions = self.positions(doa)
+        return event_median_positions(detections, positions) if self.doa_smoothing == "event_median" else positions
 
     def step(self, batch: Any, stage: str) -> Tensor:
         if stage in ("val", "test"):
@@ -224,8 +249,8 @@ class SoundEventDetector(PHTask):
                                  "set data.init_args.return_doa: true")
             doa_targets = torch.as_tensor(item["doa"], device=self.device).to(doa.dtype)
             loss = loss + self.loss_weights[1] * self.doa_loss(doa[None], doa_targets[None], targets[None])
-            getattr(self, f"{stage}_seld").update(detections[None], targets[None], self.positions(doa)[None],
-                                                  self.positions(doa_targets)[None])
+            getattr(self, f"{stage}_seld").update(detections[None], targets[None],
+                                                  self.located(detections, doa)[None], self.positions(doa_targets)[None])
         getattr(self, f"{stage}_loss").update(loss, weight=targets.shape[0])  # mean over frames, across ranks
         for metric in getattr(self, f"{stage}_frame").values():
             metric.update(detections[None], targets[None])
@@ -312,8 +337,9 @@ class SoundEventDetector(PHTask):
         frames = int(item.get("num_frames", outputs.shape[0]))
         scores, doa = self.split_outputs(outputs[:frames])
         duration = float(item.get("duration", frames * LABEL_FRAME_SECONDS))
-        positions = {} if doa is None else {"positions": self.positions(doa).cpu()}
-        return {**result, "scores": scores.cpu(), "detections": (scores > self.threshold).cpu(), **positions,
+        detections = scores > self.threshold
+        positions = {} if doa is None else {"positions": self.located(detections, doa).cpu()}
+        return {**result, "scores": scores.cpu(), "detections": detections.cpu(), **positions,
                 "duration": duration, "label_grid": item.get("label_grid", "official"), "error": None}
 
     def activate(self, outputs: Tensor) -> Tensor:

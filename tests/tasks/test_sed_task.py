@@ -205,11 +205,13 @@ def test_seld_fit_and_test_log_the_seld_metrics(tmp_path) -> None:
     assert expected <= set(results)
 
 
-def test_seld_evaluation_scores_positions_exactly_as_prediction() -> None:
+@pytest.mark.parametrize("smoothing", ["none", "event_median"])
+def test_seld_evaluation_scores_positions_exactly_as_prediction(smoothing: str) -> None:
     """The located metrics of `phnn test` use the detections and positions that `phnn predict` writes."""
     from phnn.metrics.seld import SELDScores
 
-    task = tiny_task(localize=True, predict_window_frames=6, predict_overlap_frames=2, output_prior=0.5).eval()
+    task = tiny_task(localize=True, predict_window_frames=6, predict_overlap_frames=2, output_prior=0.5,
+                     doa_smoothing=smoothing).eval()
     item = seld_clip(23, seed=4)
     predicted = task.predict_clip(item)
     task.evaluate_clip(item, "test")
@@ -237,3 +239,18 @@ def test_clip_outputs_hold_scores_and_positions_through_one_stitching_path() -> 
     assert item["scores"].shape == (10, 42) and item["positions"].shape == (10, 42, 3)
     # positions in metres: the DOA output column of slot 7's y is 42 + 42 + 7, times 2 m
     torch.testing.assert_close(item["positions"][:, 7, 1], 2.0 * raw[:, 42 + 42 + 7])
+
+
+def test_event_median_positions_give_each_detected_run_its_median() -> None:
+    from phnn.tasks.sed import event_median_positions
+
+    detections = torch.tensor([[1, 0], [1, 1], [1, 1], [0, 1], [1, 0]]).bool()
+    positions = torch.arange(30.0).reshape(5, 2, 3)
+    positions[1, 0] = 100.0  # an outlier frame inside slot 0's first run
+    smoothed = event_median_positions(detections, positions)
+    torch.testing.assert_close(smoothed[:3, 0], positions[2, 0].expand(3, 3))  # run 0-2 of slot 0: its median
+    torch.testing.assert_close(smoothed[4, 0], positions[4, 0])  # a run of one frame: itself
+    torch.testing.assert_close(smoothed[1:4, 1], positions[2, 1].expand(3, 3))  # run 1-3 of slot 1
+    torch.testing.assert_close(smoothed[0, 1], positions[0, 1])  # not detected: untouched
+    with pytest.raises(ValueError, match="doa_smoothing"):
+        tiny_task(localize=True, doa_smoothing="mean")
