@@ -95,8 +95,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="label frames as the official csv_to_matrix_task2 (default) or round(t / 0.1)")
     parser.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1),
                         help="torch CPU threads (default: 2, or 1 on a 1-core machine; on 2 cores a training step of "
-                             "the demo network takes 0.6 of its 1-thread time, and more threads gain little on its "
-                             "small GRU ops)")
+                             "the demo network takes 0.6 of its 1-thread time)")
     args = parser.parse_args(argv)
     if args.threads < 1:
         parser.error(f"--threads must be >= 1; got {args.threads}")
