@@ -30,10 +30,8 @@ from phnn.cli import main as phnn
 from phnn.io import write_text_atomic
 
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "sed" / "demo.yaml"
-# Dataset size: enough for an honest synthetic task, small enough for ~6 minutes on 2 CPU cores.
+# Dataset size: enough for an honest synthetic task, small enough for a demo of under 8 minutes on 2 CPU cores.
 DATA = {"train_clips": 36, "dev_clips": 8, "duration": 20.0, "max_overlap": 3}
-SELD_PRINTED = ("seld_f_score", "seld_f_score_l3das21", "doa_error_m", "doa_error_deg", "dcase_error_rate_20",
-                "dcase_f_score_20", "dcase_localisation_error", "dcase_localisation_recall")
 
 
 def _write_json(path: Path, content: object) -> None:
