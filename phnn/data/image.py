@@ -275,8 +275,10 @@ class ImageDataModule(LightningDataModule):
             return
         train = self.load_split("train")
         self.class_names = list(getattr(train, "classes", None) or self.class_names)
-        val, test = self.load_split("val"), self.load_split("test")
-        carved_test = self.held_out_test_fraction() if test is None else 0.0
+        val = self.load_split("val")
+        # only a dataset that can hold test images out needs to know whether it has a test split (a full read)
+        held_out = self.held_out_test_fraction()
+        carved_test = held_out if held_out and self.load_split("test") is None else 0.0
         train_idx, val_idx, test_idx = self.split_indices(len(train), carved_test)
         if val is not None:  # a val/ folder: nothing of train/ goes to validation
             train_idx, val_idx = sorted(train_idx + val_idx), list(range(len(val)))
