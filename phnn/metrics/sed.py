@@ -49,13 +49,6 @@ def _check_pair(preds: Tensor, target: Tensor, num_classes: int) -> tuple[Tensor
     return p, t
 
 
-def _ratio(num: Tensor, den: Tensor) -> Tensor:
-    """num / den, 0 where den is 0 (den may be a count or a float below 1, e.g. P + R)."""
-    num, den = num.double(), den.double()
-    positive = den > 0
-    return torch.where(positive, num / torch.where(positive, den, torch.ones_like(den)), torch.zeros_like(num))
-
-
 class L3DAS21FrameScore(Metric):
     """The L3DAS21 Task 2 frame metric: precision, recall and F per 100 ms frame, in one `counting`.
 
