@@ -54,14 +54,13 @@ from phnn.data.l3das21.labels import (
     num_label_frames,
     read_events,
 )
-from phnn.data.l3das21.layout import CLASSES, MAX_SLOTS, NUM_CLASSES
+from phnn.data.l3das21.layout import CLASS_INDEX, CLASSES, MAX_SLOTS, NUM_CLASSES
 from phnn.callbacks.sed_writer import SUBMISSION_FOLDER
 from phnn.io import write_text_atomic
 from phnn.metrics import DCASEScore, L3DAS21FrameScore
 from phnn.metrics.seld import DCASEJointScore, LocalisationError
 
 COUNTINGS = {"l3das21_official": "official", "one_to_one": "one_to_one"}
-_CLASS_INDEX = {name: i for i, name in enumerate(CLASSES)}
 
 
 def clip_stem(path: Path) -> str:
@@ -111,7 +110,7 @@ def events_to_rows(events: list[EventRow], label_grid: str, duration: float, fra
     rows = []
     for event in events:
         first, last = event_frames(event.onset, event.offset, label_grid, duration)  # type: ignore[arg-type]
-        rows += [FrameRow(f, _CLASS_INDEX[event.label]) for f in range(first, min(last, frames - 1) + 1)]
+        rows += [FrameRow(f, CLASS_INDEX[event.label]) for f in range(first, min(last, frames - 1) + 1)]
     return sorted(rows, key=lambda row: (row.frame, row.class_index))
 
 
@@ -137,19 +136,22 @@ class Scorer:
         target = np.zeros_like(active)
         target[..., :MAX_SLOTS] = sed.reshape(frames, NUM_CLASSES, MAX_SLOTS) > 0
         p, t = torch.from_numpy(active)[None], torch.from_numpy(target)[None]
+        located: tuple[torch.Tensor, torch.Tensor] | None = None
+        if xyz is not None:
+            target_xyz = np.zeros((frames, NUM_CLASSES, slots, 3))
+            target_xyz[..., :MAX_SLOTS, :] = (doa.reshape(frames, 3, NUM_CLASSES, MAX_SLOTS).transpose(0, 2, 3, 1)
+                                               * DOA_SCALE_METRES)
+            located = torch.from_numpy(xyz)[None], torch.from_numpy(target_xyz)[None]
         for (_, where), metric in self.frame.items():
             if where == "class_only":
                 metric.update(p, t)
-            elif xyz is not None:
-                target_xyz = np.zeros((frames, NUM_CLASSES, slots, 3))
-                target_xyz[..., :MAX_SLOTS, :] = (doa.reshape(frames, 3, NUM_CLASSES, MAX_SLOTS).transpose(0, 2, 3, 1)
-                                                   * DOA_SCALE_METRES)
-                metric.update(p, t, torch.from_numpy(xyz)[None], torch.from_numpy(target_xyz)[None])
-        if xyz is not None:
+            elif located is not None:
+                metric.update(p, t, *located)
+        if located is not None:
             for metric in (self.localisation, self.dcase_joint):
-                metric.update(p, t, torch.from_numpy(xyz)[None], torch.from_numpy(target_xyz)[None])
+                metric.update(p, t, *located)
         self.located_clips += xyz is not None
-        estimated = ([(e.onset, e.offset, _CLASS_INDEX[e.label]) for e in prediction.events]
+        estimated = ([(e.onset, e.offset, CLASS_INDEX[e.label]) for e in prediction.events]
                      if prediction.events is not None else
                      [(on, off, cls) for on, off, cls, _ in detected_events(
                          np.ones((frames, NUM_CLASSES * slots)), active.reshape(frames, -1), duration,

@@ -37,7 +37,6 @@ from phnn.io import atomic_open
 
 EVENT_COLUMNS: tuple[str, ...] = ("filename", "onset", "offset", "event_label", "confidence")
 POSITION_COLUMNS: tuple[str, ...] = ("x", "y", "z", "azimuth", "elevation")
-_CLASS_INDEX = {name: i for i, name in enumerate(CLASSES)}
 
 
 @dataclass(frozen=True)

@@ -34,13 +34,12 @@ from typing import Literal
 import numpy as np
 
 from phnn.errors import DataFileError
-from phnn.data.l3das21.layout import CLASSES, MAX_SLOTS, NUM_CLASSES
+from phnn.data.l3das21.layout import CLASS_INDEX, CLASSES, MAX_SLOTS, NUM_CLASSES
 
 LABEL_HOP_SECONDS = 0.1
 FRAMES_PER_SECOND = 10  # 1 / LABEL_HOP_SECONDS, kept exact for rounding
 REQUIRED_COLUMNS: tuple[str, ...] = ("Start", "End", "Class", "X", "Y", "Z")
 DOA_SCALE_METRES = 2.0
-_CLASS_INDEX = {name: i for i, name in enumerate(CLASSES)}
 LabelGrid = Literal["official", "nearest"]
 LABEL_GRIDS: tuple[str, ...] = ("official", "nearest")
 
@@ -135,13 +134,13 @@ def _parse_row(path: Path, row_number: int, row: dict[str, str | None]) -> Event
     where = f"{path}, row {row_number} (line {row_number + 1})"
     numbers = {name: parse_number((row.get(name) or "").strip(), where, name) for name in ("Start", "End", "X", "Y", "Z")}
     label = (row.get("Class") or "").strip()
-    if label not in _CLASS_INDEX:
+    if label not in CLASS_INDEX:
         raise ValueError(f"{where}: field Class={label!r} is not an L3DAS21 class; expected one of {list(CLASSES)}")
     if numbers["Start"] < 0:
         raise ValueError(f"{where}: field Start={numbers['Start']} must be >= 0")
     if numbers["End"] < numbers["Start"]:
         raise ValueError(f"{where}: field End={numbers['End']} is before Start={numbers['Start']}")
-    return Event(numbers["Start"], numbers["End"], _CLASS_INDEX[label], numbers["X"], numbers["Y"], numbers["Z"])
+    return Event(numbers["Start"], numbers["End"], CLASS_INDEX[label], numbers["X"], numbers["Y"], numbers["Z"])
 
 
 def events_to_targets(events: list[Event], num_frames: int, source: str | Path = "<events>",

@@ -33,6 +33,7 @@ CLASSES: tuple[str, ...] = (
     "Writing",
 )
 NUM_CLASSES = len(CLASSES)
+CLASS_INDEX: dict[str, int] = {name: i for i, name in enumerate(CLASSES)}  # the `Class` field → index
 MAX_SLOTS = 3  # simultaneous sounds of one class that the targets can hold
 SAMPLE_RATE = 32000
 CHANNELS_PER_MIC = 4
