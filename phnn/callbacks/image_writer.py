@@ -58,13 +58,11 @@ class ImagePredictionWriter(BasePredictionWriter):
         self.class_names = list(class_names) if class_names is not None else None
         self.rows: list[list[str]] = []
         self.sheet: list[tuple[Tensor, str]] = []
-        self.failures: list[str] = []
-        self.written: list[Path] = []
 
     def on_predict_start(self, trainer: Any, pl_module: Any) -> None:
         if self.output_dir is None:
             raise ValueError("ImagePredictionWriter: output_dir is not set; give --writer.output_dir DIR or --out DIR")
-        self.rows, self.sheet, self.written = [], [], []
+        self.rows, self.sheet = [], []
         if self.class_names is None:
             self.class_names = list(getattr(trainer.datamodule, "class_names", None) or []) or None
 
@@ -94,9 +92,8 @@ class ImagePredictionWriter(BasePredictionWriter):
             writer = csv.writer(file)
             writer.writerow(COLUMNS)
             writer.writerows(self.rows)
-        self.written.append(path)
         if self.contact_sheet and self.sheet:
-            self.written.append(self._write_sheet(self.output_dir / f"contact_sheet{suffix}.png"))
+            self._write_sheet(self.output_dir / f"contact_sheet{suffix}.png")
 
     def _write_sheet(self, path: Path) -> Path:
         from matplotlib.figure import Figure

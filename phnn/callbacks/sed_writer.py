@@ -72,7 +72,6 @@ class SEDPredictionWriter(BasePredictionWriter):
         self.frame_seconds = frame_seconds
         self.class_names = tuple(class_names)
         self.failures: list[str] = []
-        self.written: list[Path] = []
 
     def write_on_batch_end(self, trainer: Any, pl_module: Any, prediction: Any, batch_indices: Any,
                            batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
@@ -109,7 +108,6 @@ class SEDPredictionWriter(BasePredictionWriter):
             with atomic_open(paths[2], "wb") as file:
                 self._plot(file, stem, scores, find_events(scores, detections, len(self.class_names)), duration,
                            None if xyz is None else (detections, xyz, truth))
-        self.written.extend(paths)
         return paths
 
     def _positions(self, value: Any, shape: tuple[int, ...], stem: str) -> np.ndarray:
