@@ -41,7 +41,7 @@ from phnn.data.l3das21.formats import (
     write_frame_file,
 )
 from phnn.data.l3das21.labels import Event, read_events
-from phnn.data.l3das21.layout import CLASSES
+from phnn.data.l3das21.layout import CLASSES, label_path
 from phnn.io import atomic_open
 
 SUBMISSION_FOLDER = "l3das21_task2"  # in output_dir: only the per-clip submission CSVs go here
@@ -99,7 +99,6 @@ class SEDPredictionWriter(BasePredictionWriter):
         events = detections_to_events(scores, detections, filename, duration, item.get("label_grid", "official"),
                                       self.class_names, xyz)
         paths = [self.output_dir / f"{stem}.csv", self.output_dir / SUBMISSION_FOLDER / f"{stem}.csv"]
-        paths[1].parent.mkdir(exist_ok=True)
         write_event_file(paths[0], events, located=xyz is not None)
         write_frame_file(paths[1], slots_to_rows(detections, len(self.class_names), xyz))
         if self.plot:
@@ -122,7 +121,7 @@ class SEDPredictionWriter(BasePredictionWriter):
         """The clip's label file in the official layout (`<split>/labels/label_<stem>.csv` beside `<split>/data/`)
         or in the clip's own folder; None when there is none or it cannot be read."""
         folder = Path(str(item.get("path", stem))).parent
-        for candidate in (folder.parent / "labels" / f"label_{stem}.csv", folder / f"label_{stem}.csv"):
+        for candidate in (label_path(folder.parent, stem), folder / f"label_{stem}.csv"):
             if candidate.is_file():
                 try:
                     return read_events(candidate)
