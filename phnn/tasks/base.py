@@ -24,6 +24,7 @@ from phnn.errors import CheckpointError
 from phnn.models.family import make_family
 from phnn.nn import PHLayer
 from phnn.nn.report import parameter_report
+from phnn.tasks.registry import check_task
 from phnn.tasks.spec import from_spec, to_plain, to_spec
 
 SchedulerInterval = Literal["epoch", "step"]
@@ -229,8 +230,6 @@ class PHTask(LightningModule, ABC):
         continue the random streams where the checkpoint left them, so the next epoch draws (shuffles,
         augments) what it would have drawn without the interruption (Lightning isolates the sanity
         check's draws; the training loader's first draw comes after this hook)."""
-        from phnn.tasks.identity import check_task  # it names phnn's tasks, which import this module
-
         check_task("the checkpoint", checkpoint, type(self))
         self._check_weights_fit(checkpoint.get("state_dict") or {})
         record = checkpoint["phnn"]
