@@ -62,6 +62,12 @@ class PHNNCLI(LightningCLI):
             run=run,
         )
 
+    def init_parser(self, **kwargs: Any) -> LightningArgumentParser:
+        """LightningCLI's parser, raising its errors (one line, `phnn.errors`) instead of printing a page."""
+        parser = super().init_parser(**kwargs)
+        parser.exit_on_error = False
+        return parser
+
     def _add_subcommands(self, parser: LightningArgumentParser, **kwargs: Any) -> None:
         """As LightningCLI's, with phnn's one-line help per subcommand and the extra commands listed."""
         self._subcommand_parsers: dict[str, LightningArgumentParser] = {}

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import sys
+from argparse import ArgumentError
 
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from phnn.cli.app import run_cli
 from phnn.cli.commands import EXTRA_COMMANDS, command_summaries
-from phnn.errors import EXIT_SIGTERM, report_failures
+from phnn.cli.parse_errors import one_line
+from phnn.errors import EXIT_SIGTERM, UsageError, report_failures
 
 
 def failures_of(trainer: object) -> list[str]:
@@ -27,6 +29,8 @@ def _run(argv: list[str]) -> int:
         saved = "; the state was saved in the run's checkpoints/last.ckpt (resume with --ckpt_path last)"
         print(f"phnn {argv[0]}: stopped by SIGTERM{saved if argv[0] == 'fit' else ''}", file=sys.stderr)
         return EXIT_SIGTERM
+    except ArgumentError as error:  # a value jsonargparse refused: the option, the value, what is expected
+        raise UsageError(one_line(str(error))) from None
     except SystemExit as exit_:  # --help, --print_config and parse errors end here
         return exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
     failures = failures_of(cli.trainer)

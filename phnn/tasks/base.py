@@ -25,7 +25,7 @@ from phnn.models.family import make_family
 from phnn.nn import PHLayer
 from phnn.nn.report import parameter_report
 from phnn.tasks.registry import check_task
-from phnn.tasks.spec import from_spec, to_plain, to_spec
+from phnn.tasks.spec import check_numbers, from_spec, to_plain, to_spec
 
 SchedulerInterval = Literal["epoch", "step"]
 _INTERVALS = ("epoch", "step")
@@ -144,6 +144,7 @@ class PHTask(LightningModule, ABC):
         # plain data in the checkpoint (class paths, not classes): it loads with weights_only=True
         for key in ("optimizer", "lr_scheduler"):
             self.hparams[key] = to_spec(self.hparams.get(key))
+            check_numbers(self.hparams[key], f"{name}: {key}")
         self.num_classes = num_classes
         self.in_channels = in_channels
         self.optimizer_factory = from_spec(optimizer, torch.optim.Optimizer, "optimizer")

@@ -13,6 +13,7 @@ up by name, never imported): rebuilding a task from a checkpoint imports nothing
 from __future__ import annotations
 
 import functools
+import math
 import os
 from collections.abc import Callable
 from typing import Any
@@ -36,6 +37,22 @@ def to_spec(value: Any) -> Any:
     if isinstance(value, type):
         return {"class_path": f"{value.__module__}.{value.__qualname__}", "init_args": keywords}
     return {"class_path": None, "unrecorded": repr(value)}
+
+
+#: init_args that must be positive (besides finite, as every number of a spec must be)
+POSITIVE_ARGUMENTS = ("lr",)
+
+
+def check_numbers(spec: Any, what: str) -> None:
+    """Refuse a spec whose numeric init_args are NaN or infinite (or an `lr` that is not > 0): torch
+    accepts some of them (SGD takes lr=nan) and the run would train on NaNs without a word."""
+    arguments = spec.get("init_args") if isinstance(spec, dict) else None
+    for key, value in (arguments or {}).items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        positive = key in POSITIVE_ARGUMENTS
+        if not math.isfinite(value) or (positive and not value > 0):
+            raise ValueError(f"{what}.init_args.{key} = {value}: expected a finite number{' > 0' if positive else ''}")
 
 
 def from_spec(spec: Any, base: type, what: str) -> Callable[..., Any] | None:

@@ -1,0 +1,41 @@
+"""jsonargparse's parse errors as one line: the option, the value and what is expected.
+
+jsonargparse reports a bad value as a page (usage, the Union subtypes it tried, nested "Parser key"
+lines); `one_line` keeps what the user needs, e.g. `--model.optimizer.init_args.lr nan: expected a
+finite number > 0`.
+"""
+
+from __future__ import annotations
+
+import re
+
+#: what a numeric option accepts, by its last name (jsonargparse knows only its type)
+OPTION_RANGES: dict[str, str] = {
+    "lr": "a finite number > 0 (e.g. 0.1 for SGD, 0.001 for Adam)",
+    "weight_decay": "a finite number >= 0",
+    "momentum": "a finite number >= 0 (0.9 is usual)",
+    "eta_min": "a finite number >= 0",
+    "algebra_l1": "a finite number >= 0",
+    "label_smoothing": "a finite number in [0, 1)",
+}
+#: lines of jsonargparse's report that say how it searched, not what is wrong
+_NOISE = ("Does not validate against any of the Union subtypes", "Subtypes:", "Errors:", "Given value type:",
+          "- Expected a <class 'NoneType'>", "Given value:")
+_NESTED = re.compile(r"NestedArg\(key='([^']+)', val='([^']*)'\)")
+_EXPECTED = re.compile(r"Expected a <class '(\w+)'>")
+
+
+def one_line(message: str) -> str:
+    """The one-line form of a jsonargparse error message."""
+    keys = re.findall(r'Parser key "([^"]+)"', message)
+    nested = _NESTED.search(message)
+    expected = _EXPECTED.search(message)
+    if nested and keys and expected:
+        option, value = f"--{keys[0]}.{nested.group(1)}", nested.group(2)
+        name = option.rsplit(".", 1)[-1]
+        wanted = OPTION_RANGES.get(name) or (f"a finite {expected.group(1)}" if expected.group(1) == "float"
+                                             else f"a {expected.group(1)}")
+        return f"{option} {value}: expected {wanted}"
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    kept = [line for line in lines if not line.startswith(_NOISE)]
+    return " ".join(kept or lines)
