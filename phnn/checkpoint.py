@@ -155,7 +155,8 @@ def apply_checkpoint_hyperparameters(parser: Any, config: Any, subcommand: str, 
     expected = import_object(model.class_path) if model is not None and model.get("class_path") else None  # the user's
     ckpt_path = config[subcommand].ckpt_path
     checkpoint = read_checkpoint(ckpt_path, expected_task=expected)
-    saved = {k: v for k, v in (checkpoint.get("hyper_parameters") or {}).items() if k not in ("_instantiator", "_class_path")}
+    saved = {k: v for k, v in (checkpoint.get("hyper_parameters") or {}).items()
+             if k not in ("_instantiator", "_class_path")}
     if not saved:
         return config
     explicit = parser.parse_args(argv, defaults=False)[subcommand].get("model")

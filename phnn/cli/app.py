@@ -81,6 +81,7 @@ class PHNNCLI(LightningCLI):
                                        help=summary)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        """Link the data's class count and channels into the task; add --writer and --out."""
         for field in ("num_classes", "in_channels"):
             parser.link_arguments(f"data.{field}", f"model.init_args.{field}", apply_on="instantiate")
         parser.add_argument(
@@ -109,6 +110,7 @@ class PHNNCLI(LightningCLI):
             self.config = apply_checkpoint_hyperparameters(self.parser, self.config, subcommand, self._argv)
 
     def before_instantiate_classes(self) -> None:
+        """fit: name and version the loggers (one run folder); the others: make no run of their own."""
         config = self.config.get(str(self.subcommand), self.config)
         if self.subcommand in (None, "fit"):
             self._versioned = run_folders.name_and_version_loggers(config)
@@ -118,7 +120,7 @@ class PHNNCLI(LightningCLI):
         run_folders.make_no_run(config)
 
     def after_instantiate_classes(self) -> None:
-        # the saved config.yaml keeps `version: null`, so a run started from it gets a new folder
+        """Remember the fit's run folder; config.yaml keeps `version: null` (a new run gets a new folder)."""
         for logger_args in self._versioned:
             logger_args.version = None
         if self.subcommand == "fit" and self.trainer.log_dir is not None:
@@ -135,6 +137,7 @@ class PHNNCLI(LightningCLI):
     # --- the trainer and its callbacks ----------------------------------------------------------
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        """The Trainer with phnn's default callbacks, the prediction writer and `SafeCheckpointIO`."""
         trainer_config = self._get(self.config_init, "trainer", default={})
         user = list(trainer_config.get("callbacks") or [])
         defaults = self._default_callbacks(trainer_config, user)
@@ -222,6 +225,7 @@ class PHNNCLI(LightningCLI):
             print(f"phnn predict: wrote predictions to {folder}")
 
     def after_fit(self) -> None:
+        """Print the commands that use the fit's best checkpoint next."""
         checkpoint = self.trainer.checkpoint_callback
         if self.run_dir is None or checkpoint is None or not self.trainer.is_global_zero:
             return

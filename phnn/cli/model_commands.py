@@ -47,7 +47,8 @@ def inspect_main(argv: list[str]) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("checkpoint", nargs="?", type=Path, help="a checkpoint written by `phnn fit`")
-    parser.add_argument("--config", action="append", default=[], help="instead of a checkpoint: fit configs (repeatable)")
+    parser.add_argument("--config", action="append", default=[],
+                        help="instead of a checkpoint: fit configs, files or shipped names (repeatable)")
     parser.add_argument("--out", type=Path, default=None,
                         help="folder for report.json and the PNGs (default: <run>/inspect for a checkpoint of a run; "
                              "otherwise only the table is printed)")

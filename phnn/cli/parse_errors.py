@@ -25,17 +25,23 @@ _NESTED = re.compile(r"NestedArg\(key='([^']+)', val='([^']*)'\)")
 _EXPECTED = re.compile(r"Expected a <class '(\w+)'>")
 
 
+def _wanted(option: str, type_name: str) -> str:
+    """What `option` accepts: its range when phnn knows it, else its type."""
+    name = option.rsplit(".", 1)[-1]
+    return OPTION_RANGES.get(name) or (f"a finite {type_name}" if type_name == "float" else f"a {type_name}")
+
+
 def one_line(message: str) -> str:
     """The one-line form of a jsonargparse error message."""
     keys = re.findall(r'Parser key "([^"]+)"', message)
     nested = _NESTED.search(message)
     expected = _EXPECTED.search(message)
-    if nested and keys and expected:
-        option, value = f"--{keys[0]}.{nested.group(1)}", nested.group(2)
-        name = option.rsplit(".", 1)[-1]
-        wanted = OPTION_RANGES.get(name) or (f"a finite {expected.group(1)}" if expected.group(1) == "float"
-                                             else f"a {expected.group(1)}")
-        return f"{option} {value}: expected {wanted}"
+    if nested and keys and expected:  # a command-line option: --model.optimizer.init_args.lr nan
+        option = f"--{keys[0]}.{nested.group(1)}"
+        return f"{option} {nested.group(2)}: expected {_wanted(option, expected.group(1))}"
+    if len(keys) > 1 and expected:  # a config file's value (model: init_args: optimizer: init_args: lr: nan)
+        key = ".".join(keys)
+        return f"{key}: not accepted: expected {_wanted(key, expected.group(1))}"
     lines = [line.strip() for line in message.splitlines() if line.strip()]
     kept = [line for line in lines if not line.startswith(_NOISE)]
     return " ".join(kept or lines)

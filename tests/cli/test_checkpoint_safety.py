@@ -244,7 +244,8 @@ def _edit(key: str, value: object) -> Callable[[dict], None]:
 NAMED_CODE: dict[str, tuple[str, Callable[[dict], None]]] = {
     "a plain string where a scheduler is expected": ("hyper_parameters.lr_scheduler",
                                                      _edit("lr_scheduler", "evil_module.Foo")),
-    "a string naming a module of the standard library": ("hyper_parameters.lr_scheduler", _edit("lr_scheduler", "this.Foo")),
+    "a string naming a module of the standard library": ("hyper_parameters.lr_scheduler",
+                                                         _edit("lr_scheduler", "this.Foo")),
     "a class path inside phnn that re-runs the CLI": ("hyper_parameters.optimizer.class_path",
                                                       _edit("optimizer", {"class_path": "phnn.__main__.X"})),
     "a function that runs commands": ("hyper_parameters.optimizer.class_path",
@@ -277,8 +278,8 @@ def test_hyperparameters_that_name_unknown_code_are_refused_before_any_import(
     before = set(sys.modules)
     for args in (["inspect", str(crafted)],
                  ["test", "--config", config, "--ckpt_path", str(crafted), "--out", str(tmp_path / "out")],
-                 ["predict", "--config", config, "--ckpt_path", str(crafted), f"--data.predict_path={image_folder_module}",
-                  "--out", str(tmp_path / "out")]):
+                 ["predict", "--config", config, "--ckpt_path", str(crafted),
+                  f"--data.predict_path={image_folder_module}", "--out", str(tmp_path / "out")]):
         error = fails(args, capsys)
         lines = error.strip().splitlines()
         assert len(lines) == 2 and lines[1] == "(set PHNN_DEBUG=1 for the traceback)", error

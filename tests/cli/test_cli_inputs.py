@@ -13,6 +13,7 @@ import pytest
 import cli_helpers  # noqa: F401  registers the tiny_cnn backbone
 from phnn.checkpoint import merge_hyperparameters
 from phnn.cli import main
+from phnn.cli.parse_errors import one_line
 from phnn.config_files import MAX_BYTES
 from test_image_cli import tiny
 
@@ -32,7 +33,8 @@ def one_error(args: list[str], capsys: pytest.CaptureFixture[str]) -> str:
 
 
 @pytest.mark.parametrize("form", ["--config", "-c", "--config="])
-def test_a_config_bomb_is_refused_naming_the_file(form: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_config_bomb_is_refused_naming_the_file(form: str, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
     bomb = tmp_path / "laughs.yaml"
     bomb.write_text(BILLION_LAUGHS)
     args = [f"--config={bomb}"] if form.endswith("=") else [form, str(bomb)]
@@ -109,4 +111,16 @@ def test_given_values_that_equal_the_checkpoints_as_data_raise_no_note() -> None
     given["optimizer"]["init_args"]["betas"] = [0.8, 0.999]
     assert merge_hyperparameters(saved, given)[1] == [
         "model.optimizer: {'class_path': 'torch.optim.Adam', 'init_args': {'lr': 0.001, 'betas': [0.8, 0.999]}} as "
-        "given (the checkpoint has {'class_path': 'torch.optim.Adam', 'init_args': {'lr': 0.001, 'betas': (0.9, 0.999)}})"]
+        "given (the checkpoint has {'class_path': 'torch.optim.Adam', 'init_args': "
+        "{'lr': 0.001, 'betas': (0.9, 0.999)}})"]
+
+
+def test_parse_errors_in_config_files_are_one_line_too() -> None:
+    """jsonargparse's report of a config file's `lr: nan` (no command-line option to name)."""
+    report = ('Parser key "model":\n  Does not validate against any of the Union subtypes\n  Errors:\n'
+              "    - Problem with given class_path 'phnn.tasks.ImageClassifier':\n"
+              '        Parser key "optimizer":\n          Type typing.Callable expects a function: Parser key "lr":\n'
+              "            - Expected a <class 'float'>\n            - Expected a dot import path string: nan\n")
+    assert one_line(report) == ("model.optimizer.lr: not accepted: expected a finite number > 0 "
+                                "(e.g. 0.1 for SGD, 0.001 for Adam)")
+    assert one_line("Unrecognized arguments: --foo 1\n") == "Unrecognized arguments: --foo 1"
