@@ -2,7 +2,7 @@
 
 jsonargparse reports a bad value as a page (usage, the Union subtypes it tried, nested "Parser key"
 lines); `one_line` keeps what the user needs, e.g. `--model.optimizer.init_args.lr nan: expected a
-finite number > 0`.
+finite number >= 0`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import re
 
 #: what a numeric option accepts, by its last name (jsonargparse knows only its type)
 OPTION_RANGES: dict[str, str] = {
-    "lr": "a finite number > 0 (e.g. 0.1 for SGD, 0.001 for Adam)",
+    "lr": "a finite number >= 0 (e.g. 0.1 for SGD, 0.001 for Adam)",
     "weight_decay": "a finite number >= 0",
     "momentum": "a finite number >= 0 (0.9 is usual)",
     "eta_min": "a finite number >= 0",

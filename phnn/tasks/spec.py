@@ -39,20 +39,21 @@ def to_spec(value: Any) -> Any:
     return {"class_path": None, "unrecorded": repr(value)}
 
 
-#: init_args that must be positive (besides finite, as every number of a spec must be)
-POSITIVE_ARGUMENTS = ("lr",)
+#: init_args that must not be negative (besides finite, as every number of a spec must be); lr 0 freezes
+NON_NEGATIVE_ARGUMENTS = ("lr",)
 
 
 def check_numbers(spec: Any, what: str) -> None:
-    """Refuse a spec whose numeric init_args are NaN or infinite (or an `lr` that is not > 0): torch
-    accepts some of them (SGD takes lr=nan) and the run would train on NaNs without a word."""
+    """Refuse a spec whose numeric init_args are NaN or infinite (or a negative `lr`): torch accepts
+    some of them (SGD takes lr=nan) and the run would train on NaNs without a word."""
     arguments = spec.get("init_args") if isinstance(spec, dict) else None
     for key, value in (arguments or {}).items():
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             continue
-        positive = key in POSITIVE_ARGUMENTS
-        if not math.isfinite(value) or (positive and not value > 0):
-            raise ValueError(f"{what}.init_args.{key} = {value}: expected a finite number{' > 0' if positive else ''}")
+        non_negative = key in NON_NEGATIVE_ARGUMENTS
+        if not math.isfinite(value) or (non_negative and not value >= 0):
+            raise ValueError(f"{what}.init_args.{key} = {value}: expected a finite number"
+                             + (" >= 0" if non_negative else ""))
 
 
 def from_spec(spec: Any, base: type, what: str) -> Callable[..., Any] | None:

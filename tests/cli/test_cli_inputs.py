@@ -68,9 +68,9 @@ def test_a_config_is_found_by_its_shipped_name(tmp_path: Path, monkeypatch: pyte
 
 
 @pytest.mark.parametrize(("value", "expected"), [
-    ("nan", "--model.optimizer.init_args.lr nan: expected a finite number > 0"),  # a string to YAML: parser refuses
-    (".nan", "optimizer.init_args.lr = nan: expected a finite number > 0"),      # a float to YAML: the task refuses
-    ("-inf", "--model.optimizer.init_args.lr -inf: expected a finite number > 0"),
+    ("nan", "--model.optimizer.init_args.lr nan: expected a finite number >= 0"),  # a string to YAML: parser refuses
+    (".nan", "optimizer.init_args.lr = nan: expected a finite number >= 0"),      # a float to YAML: the task refuses
+    ("-inf", "--model.optimizer.init_args.lr -inf: expected a finite number >= 0"),
 ])
 def test_a_learning_rate_that_is_not_a_number_is_one_line(value: str, expected: str, image_folder: Path,
                                                           capsys: pytest.CaptureFixture[str]) -> None:
@@ -121,6 +121,6 @@ def test_parse_errors_in_config_files_are_one_line_too() -> None:
               "    - Problem with given class_path 'phnn.tasks.ImageClassifier':\n"
               '        Parser key "optimizer":\n          Type typing.Callable expects a function: Parser key "lr":\n'
               "            - Expected a <class 'float'>\n            - Expected a dot import path string: nan\n")
-    assert one_line(report) == ("model.optimizer.lr: not accepted: expected a finite number > 0 "
+    assert one_line(report) == ("model.optimizer.lr: not accepted: expected a finite number >= 0 "
                                 "(e.g. 0.1 for SGD, 0.001 for Adam)")
     assert one_line("Unrecognized arguments: --foo 1\n") == "Unrecognized arguments: --foo 1"
