@@ -197,7 +197,8 @@ class SoundEventDetector(PHTask):
                                  "set data.init_args.return_doa: true")
             doa_targets = torch.as_tensor(item["doa"], device=self.device).to(doa.dtype)
             loss = loss + self.doa.loss_weight * self.doa.loss_of(doa[None], doa_targets[None], targets[None])
-            getattr(self, f"{stage}_seld").update(detections[None], targets[None], self.doa.located(detections, doa)[None],
+            located = self.doa.located(detections, doa)
+            getattr(self, f"{stage}_seld").update(detections[None], targets[None], located[None],
                                                   self.doa.positions(doa_targets)[None])
         getattr(self, f"{stage}_loss").update(loss, weight=targets.shape[0])  # mean over frames, across ranks
         for metric in getattr(self, f"{stage}_frame").values():
