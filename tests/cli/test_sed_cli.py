@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 import soundfile
 
-from phnn.data.l3das21.layout import SUBMISSION_FOLDER
 from phnn.cli import main
+from phnn.config_files import SHIPPED_CONFIGS
+from phnn.data.l3das21.layout import SUBMISSION_FOLDER
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "sed"
+CONFIGS = SHIPPED_CONFIGS / "sed"
 TINY_MODEL = ["--model.init_args.model.widths=[4, 4, 8, 8]", "--model.init_args.model.gru_hidden=8",
               "--model.init_args.model.gru_layers=1", "--model.init_args.model.fc_width=16",
               "--model.init_args.model.fc_layers=1",
