@@ -17,7 +17,10 @@ phnn's DOA targets: `[x of the 42 slots, y of the 42, z of the 42]`. Both heads 
 (`fc_layers` hidden FC layers of `fc_width`, then the output layer), as in the baseline.
 
 C is 4, 8 or 16 Ambisonics channels; the convs come from the family (real, quaternion, PH(n)), so
-n must divide C. With `full_phm` the hidden FC layers are PHM too. The time pooling (2·2·2·1 = 8)
+n must divide C. With `full_phm` the hidden FC layers are PHM too; with `recurrent="ph"` the GRU(s) are
+`phnn.nn.PHGRU` of the family's n and algebra (every GRU matrix a Kronecker sum, about 1/n of its
+weights); both together give the fully PH network. The default `recurrent="dense"` keeps torch's GRU,
+so the published families keep the original code's parameter counts. The time pooling (2·2·2·1 = 8)
 maps the 8 STFT frames of one 100 ms label frame to one output frame; the SED sigmoid lives in the task.
 Convs are bias-free: each is followed by batch norm, whose shift makes a conv bias redundant (the
 baseline's conv biases are the only parameters it has and SEDnet lacks).
@@ -37,6 +40,9 @@ from torch import Tensor, nn
 from phnn.models.common import conv_bn
 from phnn.models.family import LayerFamily
 from phnn.models.registry import register_model
+from phnn.nn import PHGRU
+
+RECURRENT = ("dense", "ph")
 
 PUBLISHED_POOLS: tuple[tuple[int, int], ...] = ((8, 2), (8, 2), (2, 2), (1, 1))
 
@@ -65,6 +71,7 @@ class SEDnet(nn.Module):
         doa_shared_blocks: int | None = None,
         doa_widths: Sequence[int] | None = None,
         doa_pooling: Literal["max", "avg"] = "max",
+        recurrent: Literal["dense", "ph"] = "dense",
     ) -> None:
         super().__init__()
         where = f"sednet(family={family.name!r}, n={family.n})"
@@ -78,6 +85,10 @@ class SEDnet(nn.Module):
                 f"give 8 or 16)")
         if full_phm and not family.is_hypercomplex:
             raise ValueError(f"{where}: full_phm=True needs a hypercomplex family (quaternion or phc)")
+        if recurrent not in RECURRENT:
+            raise ValueError(f"{where}: recurrent={recurrent!r}: expected one of {RECURRENT}")
+        if recurrent == "ph" and not family.is_hypercomplex:
+            raise ValueError(f"{where}: recurrent='ph' needs a hypercomplex family (quaternion or phc)")
         self.freq_pool = math.prod(p[0] for p in pools)
         self.time_pool = math.prod(p[1] for p in pools)
         if freq_bins % self.freq_pool:
@@ -99,9 +110,13 @@ class SEDnet(nn.Module):
                 channels = width
             return nn.Sequential(*blocks)
 
-        def gru(channels: int) -> nn.GRU:
-            return nn.GRU(channels * (freq_bins // self.freq_pool), gru_hidden, num_layers=gru_layers,
-                          batch_first=True, bidirectional=True, dropout=dropout if gru_layers > 1 else 0.0)
+        def gru(channels: int) -> nn.Module:
+            settings = {"num_layers": gru_layers, "batch_first": True, "bidirectional": True,
+                        "dropout": dropout if gru_layers > 1 else 0.0}
+            if recurrent == "ph":
+                settings |= {"n": family.n, "algebra": family.algebra}
+            return (PHGRU if recurrent == "ph" else nn.GRU)(channels * (freq_bins // self.freq_pool), gru_hidden,
+                                                             **settings)
 
         self.conv = conv_blocks(in_channels, widths, pools)
         self.gru = gru(widths[-1])
@@ -154,7 +169,7 @@ class SEDnet(nn.Module):
         return torch.cat([self.head(sed), self.doa_head(doa)], dim=-1)
 
     @staticmethod
-    def _recurrent(gru: nn.GRU, x: Tensor) -> Tensor:
+    def _recurrent(gru: nn.Module, x: Tensor) -> Tensor:
         """Conv features (B, C', F', T') → GRU outputs (B, T', 2 · gru_hidden)."""
         return gru(x.permute(0, 3, 1, 2).flatten(2))[0]
 

@@ -52,6 +52,10 @@ class PHMultiheadAttention(PHComposite):
         self.kdim = kdim if kdim is not None else embed_dim
         self.vdim = vdim if vdim is not None else embed_dim
         self._qkv_same_embed_dim = self.kdim == embed_dim and self.vdim == embed_dim
+        for name, size in (("embed_dim", embed_dim), ("kdim", self.kdim), ("vdim", self.vdim)):
+            if isinstance(n, int) and n > 0 and size % n:
+                raise ValueError(f"{layer}: {name}={size} must be divisible by n={n}; use a size that is a multiple "
+                                 f"of {n} (e.g. {-(-size // n) * n}) or an n that divides {size}")
         self.dropout, self.batch_first, self.add_zero_attn = dropout, batch_first, add_zero_attn
         self.n = n
         factory = {"device": device, "dtype": dtype}
@@ -89,6 +93,9 @@ class PHMultiheadAttention(PHComposite):
             for extra in (self.bias_k, self.bias_v):
                 if extra is not None:
                     nn.init.xavier_normal_(extra)
+
+    # nn.TransformerEncoderLayer's eval fast path asks its attention to merge the masks (uses num_heads only)
+    merge_masks = nn.MultiheadAttention.merge_masks
 
     def _projection(self, name: str) -> Tensor | None:
         module = self._modules.get(name)
