@@ -38,6 +38,13 @@ _MODES: dict[str, tuple[int, Callable[..., Any], type[nn.RNNBase]]] = {
 }
 
 
+def pack_contiguous(weights: list[Tensor]) -> list[Tensor]:
+    """The same tensors as views into one new contiguous buffer, in order (differentiable): the layout
+    cuDNN's RNN reads directly; given separate tensors it would compact them itself at every call."""
+    buffer = torch.cat([w.reshape(-1) for w in weights])
+    return [part.view_as(w) for part, w in zip(buffer.split([w.numel() for w in weights]), weights)]
+
+
 class PHRNNBase(PHComposite):
     """What PHRNN, PHGRU and PHLSTM share: the PH matrices, the composed flat weights, the forward."""
 
@@ -116,14 +123,7 @@ class PHRNNBase(PHComposite):
         reads without compacting the weights at every call."""
         with torch.autocast(self.ih_l0.factors.device.type, enabled=False):
             weights = [w for _, w in self._named_weights(PHMLinear.composed_weight)]
-        if not weights[0].is_cuda:
-            return weights
-        buffer = torch.cat([w.reshape(-1) for w in weights])
-        views, start = [], 0
-        for w in weights:
-            views.append(buffer[start:start + w.numel()].view_as(w))
-            start += w.numel()
-        return views
+        return pack_contiguous(weights) if weights[0].is_cuda else weights
 
     def forward(self, input: Tensor | PackedSequence, hx: Tensor | tuple[Tensor, Tensor] | None = None) -> Any:
         """As nn.RNN/GRU/LSTM.forward: (output, h_n), or (output, (h_n, c_n)) for the LSTM."""

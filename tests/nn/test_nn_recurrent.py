@@ -100,6 +100,22 @@ def test_parameter_count_formula_and_gate_layout(cls: type, extra: dict, gates: 
         torch.testing.assert_close(block, reference)
 
 
+def test_packed_weights_for_cudnn_feed_the_kernel_and_carry_gradients() -> None:
+    from phnn.nn.recurrent import pack_contiguous
+
+    ph = recurrent(PHGRU, {})
+    weights = ph.flat_weights()
+    packed = pack_contiguous(weights)
+    assert all(p.data_ptr() == packed[0].data_ptr() + 4 * sum(w.numel() for w in weights[:i])
+               for i, p in enumerate(packed))
+    x = torch.randn(3, 5, 8)
+    settings = (True, 2, 0.0, True, True, True)
+    out = torch._VF.gru(x, torch.zeros(4, 3, 12), packed, *settings)[0]
+    torch.testing.assert_close(out, ph(x)[0])
+    out.sum().backward()
+    assert all(p.grad is not None for p in ph.parameters())
+
+
 def test_init_matches_torch_variance() -> None:
     torch.manual_seed(0)
     ph, dense = PHGRU(64, 64, n=4), nn.GRU(64, 64)
@@ -147,7 +163,7 @@ def test_autocast_keeps_the_weights_in_their_dtype_like_torch() -> None:
     torch.testing.assert_close(got.float(), want.float(), rtol=0.02, atol=0.02)
 
 
-@pytest.mark.parametrize("cls", [PHGRU, PHMultiheadAttention])
+@pytest.mark.parametrize("cls", [pytest.param(PHGRU, marks=pytest.mark.slow), PHMultiheadAttention])
 def test_compile_fullgraph_captures_without_graph_breaks(cls: type) -> None:
     module = recurrent(PHGRU, {}) if cls is PHGRU else PHMultiheadAttention(8, 2, batch_first=True)
     x = torch.randn(3, 5, 8)
