@@ -272,3 +272,25 @@ def test_reports_and_plots_find_the_algebras_of_recurrent_layers() -> None:
     assert {"0.ih_l0", "0.hh_l0", "1.in_proj", "1.out_proj"} <= set(rows)
     assert rows["0.ih_l0"].dense_parameters == 3 * 8 * 8 + 3 * 8
     assert parameter_report(model).dense_total == sum(p.numel() for p in to_dense(model).parameters())
+
+
+class _Tagger(nn.Module):
+    """A tiny sequence model: GRU then attention then a linear read-out (batch, time, features) -> logits."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gru = PHGRU(8, 8, batch_first=True, bidirectional=True, n=4)
+        self.attention = PHMultiheadAttention(16, 2, batch_first=True, n=4)
+        self.out = nn.Linear(16, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.gru(x)[0]
+        return self.out(self.attention(h, h, h, need_weights=False)[0])
+
+
+def test_export_goes_through_to_dense(tmp_path) -> None:
+    from phnn.tools.export import export_model
+
+    torch.manual_seed(0)
+    result = export_model(_Tagger(), torch.randn(2, 5, 8), "torchscript", tmp_path / "model.pt", {})
+    assert result.max_abs_diff < 1e-5
