@@ -16,17 +16,17 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import Tensor, nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from layers import interleaved, table  # noqa: E402
+from layers import interleaved, table
 
-from phnn.nn import PHGRU, PHLSTM, PHMultiheadAttention  # noqa: E402
+from phnn.nn import PHGRU, PHLSTM, PHMultiheadAttention
 
 
 @dataclass(frozen=True)

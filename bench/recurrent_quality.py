@@ -79,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
                   key=lambda h: abs(3 * (h * args.symbols + h * h + 2 * h) - ph_params))
     candidates = {
         f"nn.GRU hidden {args.hidden}": (lambda: nn.GRU(args.symbols, args.hidden, batch_first=True), args.hidden),
-        f"PHGRU n=4 hidden {args.hidden}": (lambda: PHGRU(args.symbols, args.hidden, batch_first=True, n=4), args.hidden),
+        f"PHGRU n=4 hidden {args.hidden}": (lambda: PHGRU(args.symbols, args.hidden, batch_first=True, n=4),
+                                            args.hidden),
         f"nn.GRU hidden {matched} (PHGRU's size)": (lambda: nn.GRU(args.symbols, matched, batch_first=True), matched),
     }
     print(f"most frequent of {args.length} symbols ({args.symbols} classes, chance {1 / args.symbols:.3f}); "

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import copy as copy_module
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,13 +24,13 @@ from phnn.nn.algebra import LEARNED
 from phnn.nn.attention import PHMultiheadAttention
 from phnn.nn.composition import decompose
 from phnn.nn.layers import (
+    PHComposite,
     PHConv1d,
     PHConv2d,
     PHConv3d,
     PHConvTranspose1d,
     PHConvTranspose2d,
     PHConvTranspose3d,
-    PHComposite,
     PHLayer,
     PHMLinear,
 )
@@ -40,7 +40,7 @@ logger = logging.getLogger(__name__)
 
 # exact torch type -> PH type. Subclasses are skipped on purpose: their owners may rely on more than
 # the weight (attention's out_proj is converted through its nn.MultiheadAttention).
-PH_EQUIVALENT: dict[type[nn.Module], type[PHLayer] | type[PHComposite]] = {
+PH_EQUIVALENT: dict[type[nn.Module], type[PHLayer | PHComposite]] = {
     nn.Linear: PHMLinear,
     nn.Conv1d: PHConv1d,
     nn.Conv2d: PHConv2d,

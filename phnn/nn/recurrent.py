@@ -20,10 +20,11 @@ about 1/n of the torch layer's (biases stay dense: they are vectors, 2·G·H per
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
-from torch import Tensor, _VF, nn
+from torch import _VF, Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
 from phnn.nn.algebra import LEARNED
@@ -160,7 +161,9 @@ class PHRNNBase(PHComposite):
             final = tuple(s.squeeze(1) for s in final)
         return output, (final if self.mode == "LSTM" else final[0])
 
-    def _initial_state(self, hx: Any, batch: int, data: Tensor, batched: bool, order: Tensor | None) -> tuple[Tensor, ...]:
+    def _initial_state(
+        self, hx: Any, batch: int, data: Tensor, batched: bool, order: Tensor | None
+    ) -> tuple[Tensor, ...]:
         """The states (h,) or (h, c) as the kernel wants them: zeros by default, checked, in batch order."""
         layers = self.num_layers * (2 if self.bidirectional else 1)
         sizes = [self.proj_size or self.hidden_size] + ([self.hidden_size] if self.mode == "LSTM" else [])

@@ -9,7 +9,17 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from phnn.nn import PHGRU, PHLSTM, PHRNN, PHLayer, PHMLinear, PHMultiheadAttention, convert, parameter_report, to_dense
+from phnn.nn import (
+    PHGRU,
+    PHLSTM,
+    PHRNN,
+    PHLayer,
+    PHMLinear,
+    PHMultiheadAttention,
+    convert,
+    parameter_report,
+    to_dense,
+)
 from phnn.nn.composition import compose
 
 RECURRENT = [
