@@ -115,11 +115,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu", help="torch device to measure on (default: cpu)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds per comparison")
+    parser.add_argument("--ns", type=int, nargs="+", default=None, help="the n values (default: 4 16)")
     parser.add_argument("--skip", nargs="*", default=[], choices=["recurrent", "attention"])
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
     if args.rounds:
         sizes = Sizes(**{**sizes.__dict__, "rounds": args.rounds})
+    if args.ns:
+        sizes = Sizes(**{**sizes.__dict__, "ns": tuple(args.ns)})
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)

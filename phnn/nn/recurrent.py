@@ -126,6 +126,10 @@ class PHRNNBase(PHComposite):
             weights = [w for _, w in self._named_weights(PHMLinear.composed_weight)]
         return pack_contiguous(weights) if weights[0].is_cuda else weights
 
+    def flatten_parameters(self) -> None:
+        """Nothing to do (for code written for torch's RNNs): the composed weights are laid out for the
+        kernel at every call."""
+
     def forward(self, input: Tensor | PackedSequence, hx: Tensor | tuple[Tensor, Tensor] | None = None) -> Any:
         """As nn.RNN/GRU/LSTM.forward: (output, h_n), or (output, (h_n, c_n)) for the LSTM."""
         if isinstance(input, PackedSequence):
