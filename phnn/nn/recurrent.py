@@ -124,6 +124,10 @@ class PHRNNBase(PHComposite):
         reads without compacting the weights at every call."""
         with torch.autocast(self.ih_l0.factors.device.type, enabled=False):
             weights = [w for _, w in self._named_weights(PHMLinear.composed_weight)]
+        if not torch.is_grad_enabled():
+            # The CPU kernel picks its code path by whether the weights require grad, even under no_grad;
+            # nn.GRU's Parameters always do (and its path is the faster one there): present ours alike.
+            weights = [w.detach().requires_grad_(w.is_floating_point()) for w in weights]
         return pack_contiguous(weights) if weights[0].is_cuda else weights
 
     def flatten_parameters(self) -> None:
