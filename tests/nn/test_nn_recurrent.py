@@ -282,6 +282,11 @@ def test_reports_and_plots_find_the_algebras_of_recurrent_layers() -> None:
     assert {"0.ih_l0", "0.hh_l0", "1.in_proj", "1.out_proj"} <= set(rows)
     assert rows["0.ih_l0"].dense_parameters == 3 * 8 * 8 + 3 * 8
     assert parameter_report(model).dense_total == sum(p.numel() for p in to_dense(model).parameters())
+    from phnn.tools.algebra_plot import algebra_figure
+
+    plotted = [name for name, m in model.named_modules() if isinstance(m, PHLayer)]  # what `phnn inspect` plots
+    assert plotted == ["0.ih_l0", "0.hh_l0", "1.in_proj", "1.out_proj"]
+    assert "learned algebra, n=2" in algebra_figure(model[0].hh_l0, "0.hh_l0")._suptitle.get_text()
 
 
 class _Tagger(nn.Module):
