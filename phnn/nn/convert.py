@@ -78,11 +78,16 @@ def _set_submodule(root: nn.Module, name: str, module: nn.Module) -> nn.Module:
     return root
 
 
+def _is_whole(module: nn.Module) -> bool:
+    """A PH module, or a torch module `convert` turns into one PH module: it stands for its subtree."""
+    return type(module) in PH_EQUIVALENT or isinstance(module, (PHLayer, PHComposite))
+
+
 def _units(module: nn.Module, prefix: str = "") -> Iterator[tuple[str, nn.Module]]:
-    """Modules top-down, not entering PH modules or torch modules `convert` turns into one PH module:
-    each yielded module is a unit whose parameters belong to it (its own, or its whole subtree)."""
+    """Modules top-down, not entering whole ones (`_is_whole`): each yielded module is a unit whose
+    parameters belong to it (its own, or for a whole one its subtree's)."""
     yield prefix, module
-    if type(module) in PH_EQUIVALENT or isinstance(module, (PHLayer, PHComposite)):
+    if _is_whole(module):
         return
     for child, submodule in module.named_children():
         yield from _units(submodule, f"{prefix}.{child}" if prefix else child)
@@ -90,8 +95,7 @@ def _units(module: nn.Module, prefix: str = "") -> Iterator[tuple[str, nn.Module
 
 def _unit_parameters(module: nn.Module) -> int:
     """The parameters a unit of `_units` accounts for."""
-    whole = type(module) in PH_EQUIVALENT or isinstance(module, (PHLayer, PHComposite))
-    return sum(p.numel() for p in module.parameters(recurse=whole))
+    return sum(p.numel() for p in module.parameters(recurse=_is_whole(module)))
 
 
 def to_dense(model: nn.Module) -> nn.Module:
@@ -260,7 +264,7 @@ def convert(
     report = ConversionReport(model=result, n=n, algebra=algebra_name, parameters_before=before)
     counts: list[tuple[str, int, int]] = []  # (type name, before, after) per unit
     for name, module in list(_units(result)):
-        if next(iter(module.parameters(recurse=type(module) in PH_EQUIVALENT)), None) is None:
+        if next(iter(module.parameters(recurse=_is_whole(module))), None) is None:
             continue
         ph_type = PH_EQUIVALENT.get(type(module))
         layer = None

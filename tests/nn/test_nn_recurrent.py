@@ -268,6 +268,8 @@ def test_convert_an_lstm_model_and_back() -> None:
     report = convert(model, n=4)
     assert_nothing_hidden(model, report)
     assert report.converted == ["1"] and "lookup table" in report.kept["0"]
+    again = convert(report.model, n=4)
+    assert again.converted == [] and again.kept["1"] == "already a PH layer"
     assert "hidden_size=6 must be divisible by n=4" in report.skipped["2"]
     assert isinstance(report.model[1], PHLSTM)
     dense = to_dense(report.model)
