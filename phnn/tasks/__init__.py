@@ -2,6 +2,7 @@
 checkpoints by name (`phnn.tasks.registry`)."""
 
 from phnn.tasks.base import SGD, CosineAnnealingLR, PHTask
+from phnn.tasks.doa import DOAHead
 from phnn.tasks.image import ImageClassifier
 from phnn.tasks.registry import register_class, register_task
 from phnn.tasks.sed import SoundEventDetector
@@ -11,4 +12,4 @@ register_class(CosineAnnealingLR, "phnn.tasks")
 register_task(ImageClassifier)
 register_task(SoundEventDetector)
 
-__all__ = ["SGD", "CosineAnnealingLR", "ImageClassifier", "PHTask", "SoundEventDetector"]
+__all__ = ["SGD", "CosineAnnealingLR", "DOAHead", "ImageClassifier", "PHTask", "SoundEventDetector"]
