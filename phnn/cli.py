@@ -276,7 +276,7 @@ def _build_cli_class() -> type:
                     args.name = name
                 if args.get("version") is None:
                     root = Path(args.get("save_dir") or ".") / args.name
-                    args.version = versions.setdefault(root, runs.next_version(root))
+                    args.version = versions.setdefault(root, runs.claim_version(root))
                     versioned.append(args)
                 logger.init_args = args
             return versioned
@@ -413,10 +413,11 @@ def run_cli(args: list[str] | None = None, run: bool = True) -> Any:
 
     With `run=False` there is no subcommand: the classes are only built (e.g. `phnn inspect --config`).
     Config files may come in any order (`phnn.config_order`)."""
+    from phnn import runs
     from phnn.config_order import order_configs
 
     argv = order_configs(list(sys.argv[1:] if args is None else args))
-    with _quiet_libraries():
+    with _quiet_libraries(), runs.claiming():
         return _build_cli_class()(argv, run=run)
 
 

@@ -12,9 +12,11 @@ a checkpoint from `<run>/checkpoints/` write their results into that run, or int
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +26,56 @@ CHECKPOINTS = "checkpoints"
 CONFIG = "config.yaml"
 
 
+#: the environment variable through which a fit's first process hands its claimed versions to the
+#: processes it launches (DDP ranks re-run the command and must log into the same folder)
+CLAIMED_ENV = "PHNN_CLAIMED_VERSIONS"
+_claimed: set[Path] = set()
+
+
 def next_version(root: Path) -> int:
     """One more than the highest `version_<k>` folder under `root` (0 when there is none)."""
     versions = [int(p.name[8:]) for p in root.glob("version_*") if p.is_dir() and p.name[8:].isdigit()]
     return max(versions, default=-1) + 1
+
+
+def claim_version(root: Path) -> int:
+    """A new `version_<k>` under `root`, created here (exclusively): two fits started together get
+    different folders. A process launched by the fit (a DDP rank) takes the version its launcher claimed."""
+    handed = json.loads(os.environ.get(CLAIMED_ENV) or "{}")
+    if str(root.resolve()) in handed:
+        return int(handed[str(root.resolve())])
+    root.mkdir(parents=True, exist_ok=True)
+    version = next_version(root)
+    while True:
+        try:
+            (root / f"version_{version}").mkdir()
+        except FileExistsError:
+            version += 1
+            continue
+        break
+    _claimed.add((root / f"version_{version}").resolve())
+    os.environ[CLAIMED_ENV] = json.dumps({**handed, str(root.resolve()): version})
+    return version
+
+
+@contextmanager
+def claiming() -> Iterator[None]:
+    """The span of one command: a run folder it claimed and left without a checkpoint (the command
+    failed before it saved anything) is removed at the end, and its claims are forgotten."""
+    try:
+        yield
+    except BaseException:
+        for run in sorted(_claimed):
+            discard_unstarted(run, existed=True)
+        raise
+    finally:
+        _claimed.clear()
+        os.environ.pop(CLAIMED_ENV, None)
+
+
+def claimed(run: Path) -> bool:
+    """Whether this process created `run` with `claim_version` (so it did not exist before the fit)."""
+    return run.resolve() in _claimed
 
 
 def _snake(name: str) -> str:
@@ -61,7 +109,7 @@ def run_of_checkpoint(checkpoint: str | Path | None) -> Path | None:
 
 def discard_unstarted(run: Path, existed: bool) -> bool:
     """Remove the folder of a fit that failed before it saved anything (so it uses no version)."""
-    if existed or not run.is_dir() or any((run / CHECKPOINTS).glob("*.ckpt")):
+    if (existed and not claimed(run)) or not run.is_dir() or any((run / CHECKPOINTS).glob("*.ckpt")):
         return False
     shutil.rmtree(run, ignore_errors=True)
     if run.parent.is_dir() and not any(run.parent.iterdir()):
