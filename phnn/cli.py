@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from phnn import notices
 from phnn.errors import EXIT_SIGTERM, report_failures
 
 # Extra subcommands: name -> "module:function"; each function takes the remaining argv and returns
@@ -146,7 +147,7 @@ def _build_cli_class() -> type:
     import phnn.data  # noqa: F401  registers the DataModules' short names
     import phnn.tasks  # noqa: F401  registers the tasks' short names
     from phnn import runs
-    from phnn.callbacks import LastCheckpoint, Timing
+    from phnn.callbacks import DataWarnings, LastCheckpoint, Timing
     from phnn.checkpoint import SafeCheckpointIO, apply_checkpoint_hyperparameters, find_last_checkpoint
     from phnn.tasks.base import PHTask
 
@@ -334,6 +335,7 @@ def _build_cli_class() -> type:
                  LearningRateMonitor),
                 (ProgressBar, trainer_config.get("enable_progress_bar") is not False, RichProgressBar),
                 (Timing, True, Timing),
+                (DataWarnings, self.subcommand == "fit", DataWarnings),
             ]
             return [make() for kind, enabled, make in wanted if enabled and not any(isinstance(c, kind) for c in user)]
 
@@ -446,7 +448,8 @@ def main(args: list[str] | None = None) -> int:
     """Run `phnn <subcommand> ...`; returns the exit code: 0, 1 when a callback reported failures,
     2 for a user-facing error (one message; see `phnn.errors`), 143 after SIGTERM."""
     argv = list(sys.argv[1:] if args is None else args)
-    return report_failures(argv[0] if argv else "", lambda: _run(argv))
+    with notices.collecting(argv[0] if argv else ""):
+        return report_failures(argv[0] if argv else "", lambda: _run(argv))
 
 
 if __name__ == "__main__":

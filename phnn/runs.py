@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from phnn import notices
 from phnn.io import write_text_atomic
 
 CHECKPOINTS = "checkpoints"
@@ -118,9 +119,11 @@ def discard_unstarted(run: Path, existed: bool) -> bool:
 
 
 def write_results(folder: Path, stage: str, results: list[dict[str, float]], checkpoint: str | None) -> Path:
-    """`<folder>/<stage>/metrics.json`: the metrics of each dataloader and the checkpoint they come from."""
+    """`<folder>/<stage>/metrics.json`: the metrics of each dataloader, the checkpoint they come from, and
+    the counted warnings of the command (`phnn.notices`, by kind; empty without any)."""
     path = folder / stage / "metrics.json"
-    content = {"checkpoint": checkpoint, "metrics": results[0] if len(results) == 1 else results}
+    content = {"checkpoint": checkpoint, "metrics": results[0] if len(results) == 1 else results,
+               "warnings": notices.counts()}
     write_text_atomic(path, json.dumps(content, indent=2, default=float) + "\n")
     return path
 
