@@ -15,6 +15,7 @@ import json
 import os
 import re
 import shutil
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,6 +32,7 @@ CONFIG = "config.yaml"
 #: processes it launches (DDP ranks re-run the command and must log into the same folder)
 CLAIMED_ENV = "PHNN_CLAIMED_VERSIONS"
 _claimed: set[Path] = set()
+_lock = threading.Lock()
 
 
 def next_version(root: Path) -> int:
@@ -42,9 +44,10 @@ def next_version(root: Path) -> int:
 def claim_version(root: Path) -> int:
     """A new `version_<k>` under `root`, created here (exclusively): two fits started together get
     different folders. A process launched by the fit (a DDP rank) takes the version its launcher claimed."""
+    key = str(root.resolve())
     handed = json.loads(os.environ.get(CLAIMED_ENV) or "{}")
-    if str(root.resolve()) in handed:
-        return int(handed[str(root.resolve())])
+    if handed.get("pid") != os.getpid() and key in handed.get("versions", {}):
+        return int(handed["versions"][key])
     root.mkdir(parents=True, exist_ok=True)
     version = next_version(root)
     while True:
@@ -55,7 +58,10 @@ def claim_version(root: Path) -> int:
             continue
         break
     _claimed.add((root / f"version_{version}").resolve())
-    os.environ[CLAIMED_ENV] = json.dumps({**handed, str(root.resolve()): version})
+    with _lock:
+        current = json.loads(os.environ.get(CLAIMED_ENV) or "{}")
+        versions = current.get("versions", {}) if current.get("pid") == os.getpid() else {}
+        os.environ[CLAIMED_ENV] = json.dumps({"pid": os.getpid(), "versions": {**versions, key: version}})
     return version
 
 
