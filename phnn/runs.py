@@ -32,6 +32,7 @@ CONFIG = "config.yaml"
 #: processes it launches (DDP ranks re-run the command and must log into the same folder)
 CLAIMED_ENV = "PHNN_CLAIMED_VERSIONS"
 _claimed: set[Path] = set()
+_made: set[Path] = set()  # folders above the claimed ones that claiming created (removed again when left empty)
 _lock = threading.Lock()
 
 
@@ -48,7 +49,9 @@ def claim_version(root: Path) -> int:
     handed = json.loads(os.environ.get(CLAIMED_ENV) or "{}")
     if handed.get("pid") != os.getpid() and key in handed.get("versions", {}):
         return int(handed["versions"][key])
+    missing = [folder for folder in (root, *root.parents) if not folder.exists()]
     root.mkdir(parents=True, exist_ok=True)
+    _made.update(folder.resolve() for folder in missing)
     version = next_version(root)
     while True:
         try:
@@ -68,15 +71,24 @@ def claim_version(root: Path) -> int:
 @contextmanager
 def claiming() -> Iterator[None]:
     """The span of one command: a run folder it claimed and left without a checkpoint (the command
-    failed before it saved anything) is removed at the end, and its claims are forgotten."""
+    failed before it saved anything) or empty (the classes were only built, e.g. `phnn inspect
+    --config`) is removed at the end, and its claims are forgotten."""
     try:
         yield
     except BaseException:
         for run in sorted(_claimed):
             discard_unstarted(run, existed=True)
         raise
+    else:
+        for run in sorted(_claimed):
+            if run.is_dir() and not any(run.iterdir()):
+                discard_unstarted(run, existed=True)
     finally:
+        for folder in sorted(_made, key=lambda path: -len(path.parts)):  # deepest first
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
         _claimed.clear()
+        _made.clear()
         os.environ.pop(CLAIMED_ENV, None)
 
 

@@ -22,7 +22,6 @@ from phnn.cli import main
 from phnn.errors import UsageError, describe
 from phnn.io import TEMPORARY_GLOB, atomic_path, protected_inputs, save_npy_atomic, write_text_atomic
 
-
 # -- what a writer may replace ----------------------------------------------------------------------
 
 def _symlink(path: Path) -> None:
@@ -78,9 +77,9 @@ def test_a_command_never_writes_over_its_inputs(tmp_path: Path, name: str) -> No
     label.write_text("File,Start\n")
     if name != label.name:
         (tmp_path / name).symlink_to(label)
-    with protected_inputs([tmp_path / name], "a label file"):
-        with pytest.raises(UsageError, match="will not write over it .*is a label file"):
-            write_text_atomic(label, "{}")
+    with protected_inputs([tmp_path / name], "a label file"), \
+            pytest.raises(UsageError, match="will not write over it .*is a label file"):
+        write_text_atomic(label, "{}")
     assert label.read_text() == "File,Start\n"
     write_text_atomic(label, "outside the command")  # protection ends with the command
     assert label.read_text() == "outside the command"
@@ -225,7 +224,7 @@ def test_a_wav_rewritten_with_the_same_size_and_time_is_recomputed(l3das21_root:
     before = np.load(cache.feature_path("dev", clip.stem, "A"))
     wav = clip.audio["A"]
     info = os.stat(wav)
-    audio, rate = soundfile.read(wav, dtype="int16")
+    audio, _ = soundfile.read(wav, dtype="int16")
     with open(wav, "r+b") as file:  # the same size, other samples, then the old modification time
         file.seek(-len(audio.tobytes()), os.SEEK_END)
         file.write((audio // 2).tobytes())
@@ -358,3 +357,14 @@ def test_a_refused_connection_fails_at_once(tmp_path: Path, monkeypatch: pytest.
     assert code == 2 and "connection refused" in err and "Traceback" not in err
     assert waits == []  # no retry, no backoff
     assert not list((tmp_path / "out").glob("*.part"))
+
+
+def test_building_the_classes_only_leaves_no_run_folder(tmp_path: Path, image_folder: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    config = tmp_path / "model.yaml"
+    config.write_text("model:\n  class_path: ImageClassifier\n  init_args:\n    backbone: resnet18\n"
+                      "    family: quaternion\ndata:\n  class_path: ImageFolderDataModule\n  init_args:\n"
+                      f"    root: {image_folder}\n    extra_channel: zeros\n")
+    assert main(["inspect", "--config", str(config), "--out", str(tmp_path / "out"), "--no-plots"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.yaml", "out"]

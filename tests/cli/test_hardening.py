@@ -9,17 +9,17 @@ import os
 from pathlib import Path
 from types import SimpleNamespace
 
+import cli_helpers  # noqa: F401  registers the tiny_cnn backbone
 import pytest
 import torch
 from PIL import Image
+from test_image_cli import RUN, tiny
 
-import cli_helpers  # noqa: F401  registers the tiny_cnn backbone
 from phnn import notices, runs
 from phnn.cli import main
 from phnn.data.l3das21.formats import slots_to_rows, write_frame_file
 from phnn.data.l3das21.labels import DOA_SCALE_METRES, load_targets
 from phnn.data.l3das21.layout import NUM_CLASSES
-from test_image_cli import RUN, tiny
 
 
 def perfect_predictions(labels: Path, out: Path, frames: int = 40) -> list[str]:
