@@ -94,17 +94,19 @@ def test_run_versions_are_claimed_exclusively(tmp_path: Path, monkeypatch: pytes
     claimed: list[int] = []
 
     def claim() -> None:
-        claimed.append(runs.claim_version(tmp_path))
+        claimed.append(runs.claim_version(tmp_path / "runs" / "name"))
 
+    root = tmp_path / "runs" / "name"
     with runs.claiming():
         threads = [threading.Thread(target=claim) for _ in range(8)]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
-    assert sorted(claimed) == list(range(8))
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"version_{k}" for k in range(8))
+        assert sorted(claimed) == list(range(8))
+        assert sorted(p.name for p in root.iterdir()) == sorted(f"version_{k}" for k in range(8))
     assert runs.CLAIMED_ENV not in os.environ
+    assert list(tmp_path.iterdir()) == []  # left empty: given back, with the folders claiming made
 
 
 def test_a_failed_command_gives_its_claimed_version_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -367,4 +369,4 @@ def test_building_the_classes_only_leaves_no_run_folder(tmp_path: Path, image_fo
                       "    family: quaternion\ndata:\n  class_path: ImageFolderDataModule\n  init_args:\n"
                       f"    root: {image_folder}\n    extra_channel: zeros\n")
     assert main(["inspect", "--config", str(config), "--out", str(tmp_path / "out"), "--no-plots"]) == 0
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.yaml", "out"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["images", "model.yaml", "out"]
