@@ -58,8 +58,8 @@ from phnn.data.l3das21.labels import (
     read_events,
 )
 from phnn.data.l3das21.layout import CLASS_INDEX, CLASSES, MAX_SLOTS, NUM_CLASSES
+from phnn.data.l3das21.layout import SUBMISSION_FOLDER
 from phnn.bounds import CLIP_SECONDS, SPATIAL_THRESHOLD_M
-from phnn.callbacks.sed_writer import SUBMISSION_FOLDER
 from phnn.errors import UsageError
 from phnn.io import protected_inputs, write_text_atomic
 from phnn.metrics import DCASEScore, L3DAS21FrameScore

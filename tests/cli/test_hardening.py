@@ -89,7 +89,7 @@ def test_the_test_metrics_count_a_clip_without_detections(l3das21_root: Path) ->
     from phnn.metrics.seld import SELDScores
 
     labels = sorted((l3das21_root / "L3DAS_Task2_dev" / "labels").glob("*.csv"))
-    metrics = SELDScores()
+    metrics = SELDScores(NUM_CLASSES)
     active = []
     for index, label in enumerate(labels):
         sed, doa = load_targets(label, 40, "official", 4.0)
