@@ -24,6 +24,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/layers.py
 	$(BIN)/python bench/features.py
 	$(BIN)/python bench/memory.py
+	$(BIN)/python bench/recurrent.py
 
 demo: $(STAMP)
 	$(BIN)/python -m phnn.demo

@@ -17,7 +17,10 @@ phnn's DOA targets: `[x of the 42 slots, y of the 42, z of the 42]`. Both heads 
 (`fc_layers` hidden FC layers of `fc_width`, then the output layer), as in the baseline.
 
 C is 4, 8 or 16 Ambisonics channels; the convs come from the family (real, quaternion, PH(n)), so
-n must divide C. With `full_phm` the hidden FC layers are PHM too. The time pooling (2·2·2·1 = 8)
+n must divide C. With `full_phm` the hidden FC layers are PHM too; with `recurrent="ph"` the GRU(s) are
+`phnn.nn.PHGRU` of the family's n and algebra (every GRU matrix a Kronecker sum, about 1/n of its
+weights); both together give the fully PH network. The default `recurrent="dense"` keeps torch's GRU,
+so the published families keep the original code's parameter counts. The time pooling (2·2·2·1 = 8)
 maps the 8 STFT frames of one 100 ms label frame to one output frame; the SED sigmoid lives in the task.
 Convs are bias-free: each is followed by batch norm, whose shift makes a conv bias redundant (the
 baseline's conv biases are the only parameters it has and SEDnet lacks).
@@ -39,9 +42,12 @@ from phnn.models.common import conv_bn
 from phnn.models.config import NetworkConfig
 from phnn.models.family import LayerFamily
 from phnn.models.registry import register_model
+from phnn.nn import PHGRU
 
 PUBLISHED_POOLS: tuple[tuple[int, int], ...] = ((8, 2), (8, 2), (2, 2), (1, 1))
 Pooling = Literal["max", "avg"]
+Recurrent = Literal["dense", "ph"]
+RECURRENT = ("dense", "ph")
 
 
 @dataclass(frozen=True)
@@ -64,6 +70,8 @@ class SEDnetConfig(NetworkConfig):
             loss cannot slow detection down; what the CPU demo's narrow network needs).
         doa_widths: filters of the DOA branch's own conv blocks (default: as `widths`).
         doa_pooling: pooling of the DOA branch's blocks: `max` (as the SED path) or `avg`.
+        recurrent: `dense` (torch's GRU, the published counts) or `ph` (`phnn.nn.PHGRU` of the family's n
+            and algebra; with `full_phm` the fully PH network).
     """
 
     name = "sednet"
@@ -79,10 +87,11 @@ class SEDnetConfig(NetworkConfig):
     doa_shared_blocks: int | None = None
     doa_widths: tuple[int, ...] | None = None
     doa_pooling: Pooling = "max"
+    recurrent: Recurrent = "dense"
 
 
-def _check_input(where: str, family: LayerFamily, in_channels: int, full_phm: bool) -> None:
-    """The family must fit the input channels (and PHM FC layers need a hypercomplex family)."""
+def _check_input(where: str, family: LayerFamily, in_channels: int, full_phm: bool, recurrent: str) -> None:
+    """The family must fit the input channels (and PHM FC layers or a PH GRU need a hypercomplex family)."""
     if family.is_hypercomplex and in_channels % family.n:
         fitting = [n for n in (2, 4, 8, 16) if in_channels % n == 0]
         raise ValueError(
@@ -91,6 +100,10 @@ def _check_input(where: str, family: LayerFamily, in_channels: int, full_phm: bo
             f"give 8 or 16)")
     if full_phm and not family.is_hypercomplex:
         raise ValueError(f"{where}: full_phm=True needs a hypercomplex family (quaternion or phc)")
+    if recurrent not in RECURRENT:
+        raise ValueError(f"{where}: recurrent={recurrent!r}: expected one of {RECURRENT}")
+    if recurrent == "ph" and not family.is_hypercomplex:
+        raise ValueError(f"{where}: recurrent='ph' needs a hypercomplex family (quaternion or phc)")
 
 
 def _doa_branch_widths(where: str, widths: Sequence[int], shared: int | None, doa_widths: Sequence[int] | None,
@@ -134,12 +147,13 @@ class SEDnet(nn.Module):
         doa_shared_blocks: int | None = None,
         doa_widths: Sequence[int] | None = None,
         doa_pooling: Pooling = "max",
+        recurrent: Recurrent = "dense",
     ) -> None:
         super().__init__()
         where = f"sednet(family={family.name!r}, n={family.n})"
         if len(widths) != len(pools):
             raise ValueError(f"{where}: widths {list(widths)} and pools {list(pools)} must have the same length")
-        _check_input(where, family, in_channels, full_phm)
+        _check_input(where, family, in_channels, full_phm, recurrent)
         self.family, self.pools, self.dropout = family, [tuple(p) for p in pools], dropout
         self.freq_pool = math.prod(p[0] for p in pools)
         self.time_pool = math.prod(p[1] for p in pools)
@@ -148,7 +162,7 @@ class SEDnet(nn.Module):
                              f"{self.freq_pool} (product of pools {list(pools)})")
         if doa_pooling not in ("max", "avg"):
             raise ValueError(f"{where}: doa_pooling={doa_pooling!r}: expected 'max' or 'avg'")
-        self.freq_bins, self.gru_hidden, self.gru_layers = freq_bins, gru_hidden, gru_layers
+        self.freq_bins, self.gru_hidden, self.gru_layers, self.recurrent = freq_bins, gru_hidden, gru_layers, recurrent
         own = _doa_branch_widths(where, widths, doa_shared_blocks, doa_widths, doa)
         self.conv = self._conv_blocks(in_channels, widths, self.pools)
         self.gru = self._gru(widths[-1])
@@ -182,10 +196,14 @@ class SEDnet(nn.Module):
             channels = width
         return nn.Sequential(*blocks)
 
-    def _gru(self, channels: int) -> nn.GRU:
-        """The bidirectional GRU over the pooled conv features of `channels` filters."""
-        return nn.GRU(channels * (self.freq_bins // self.freq_pool), self.gru_hidden, num_layers=self.gru_layers,
-                      batch_first=True, bidirectional=True, dropout=self.dropout if self.gru_layers > 1 else 0.0)
+    def _gru(self, channels: int) -> nn.Module:
+        """The bidirectional GRU over the pooled conv features of `channels` filters (PH with `recurrent='ph'`)."""
+        settings: dict = {"num_layers": self.gru_layers, "batch_first": True, "bidirectional": True,
+                          "dropout": self.dropout if self.gru_layers > 1 else 0.0}
+        if self.recurrent == "ph":
+            settings |= {"n": self.family.n, "algebra": self.family.algebra}
+        gru = PHGRU if self.recurrent == "ph" else nn.GRU
+        return gru(channels * (self.freq_bins // self.freq_pool), self.gru_hidden, **settings)
 
     def _head(self, out_features: int, hidden_linear: type | object, fc_width: int, fc_layers: int) -> nn.Sequential:
         """`fc_layers` hidden FC layers of `fc_width` (ReLU, dropout), then the output layer."""

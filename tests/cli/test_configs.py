@@ -58,7 +58,8 @@ def test_experiments_parse(experiment: Path, capsys: pytest.CaptureFixture[str])
 
 SED = CONFIGS / "sed"
 SED_DATA = sorted((SED / "data").glob("*.yaml"))
-SED_MODELS = sorted(p for p in (SED / "model").glob("*.yaml") if p.stem != "full_phm")
+VARIANTS = ("full_phm", "fully_ph")  # compose after a family file
+SED_MODELS = sorted(p for p in (SED / "model").glob("*.yaml") if p.stem not in VARIANTS)
 # data file -> in_channels it gives; model file -> (family, n)
 SED_CHANNELS = {"4ch": 4, "8ch": 8, "8ch_phase": 8, "16ch": 16}
 SED_FAMILY = {"real": ("real", None), "quaternion": ("quaternion", None), "phc2": ("phc", 2), "phc4": ("phc", 4),
@@ -82,9 +83,16 @@ def test_sed_compositions_parse_with_the_published_recipe(model: Path, capsys: p
     if n is not None:
         assert network["n"] == n
     assert init["optimizer"]["class_path"] == "torch.optim.Adam" and init["optimizer"]["init_args"]["lr"] == 1e-5
-    assert data_init["batch_size"] == 16
+    assert data_init["batch_size"] == 16 and network["recurrent"] == "dense"
     channels = 4 * len(data_init["mics"]) * (2 if data_init["phase"] else 1)
     assert channels == SED_CHANNELS[data.stem]
+
+
+def test_the_fully_ph_variant_makes_the_gru_ph_too(capsys: pytest.CaptureFixture[str]) -> None:
+    config = print_config(capsys, SED / "sed.yaml", SED / "data" / "4ch.yaml", SED / "model" / "phc4.yaml",
+                          SED / "model" / "fully_ph.yaml")
+    network = config["model"]["init_args"]["model"]
+    assert (network["family"], network["n"], network["full_phm"], network["recurrent"]) == ("phc", 4, True, "ph")
 
 
 def test_sed_model_that_does_not_fit_the_channels_fails_by_name(tmp_path: Path) -> None:

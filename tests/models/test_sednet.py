@@ -8,7 +8,7 @@ import torch
 from phnn.config_files import SHIPPED_CONFIGS
 from phnn.models import create_model, make_family
 from phnn.models.sednet import SEDnet
-from phnn.nn import PHMLinear
+from phnn.nn import PHGRU, PHMLinear
 
 TINY = {"widths": (16, 16, 16, 16), "gru_hidden": 8, "gru_layers": 1, "fc_width": 16, "fc_layers": 2}
 
@@ -204,3 +204,31 @@ def test_max_pool_before_relu_is_the_published_block() -> None:
         published = pool(torch.relu(norm(conv(x))))
         torch.testing.assert_close(block(x), published)
         x = published
+
+
+# --- the fully PH network: PH recurrent part ------------------------------------------------------
+
+@pytest.mark.parametrize(("n", "at_most"), [(4, 0.30), (16, 0.12)])
+def test_fully_ph_seld_network_has_about_one_nth_of_the_parameters(n: int, at_most: float) -> None:
+    """Published SELD sizes (16 input channels, DOA head): conv, hidden FC and GRU all PH (docs/recurrent.md)."""
+    real = count(SEDnet(make_family("real"), 16, 42, doa=True))
+    full = SEDnet(make_family("phc", n), 16, 42, doa=True, full_phm=True, recurrent="ph")
+    assert real == 11_315_240
+    assert count(full) / real <= at_most
+    assert isinstance(full.gru, PHGRU) and full.gru.n == n
+
+
+def test_ph_recurrent_matches_its_dense_export_and_needs_a_hypercomplex_family() -> None:
+    from phnn.nn import to_dense
+
+    model = create_model("sednet", family="quaternion", in_channels=8, num_classes=14, slots=3, doa=True, doa_shared_blocks=1,
+                         recurrent="ph", **TINY).eval()
+    assert isinstance(model.gru, PHGRU) and isinstance(model.doa_gru, PHGRU)
+    assert model.gru.ih_l0.algebra_name == "quaternion"
+    x = torch.randn(1, 8, 256, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(to_dense(model)(x), model(x), rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match="recurrent='ph' needs a hypercomplex family"):
+        create_model("sednet", family="real", in_channels=4, num_classes=14, slots=3, recurrent="ph", **TINY)
+    with pytest.raises(ValueError, match="recurrent='gru'"):
+        create_model("sednet", family="phc", n=4, in_channels=4, num_classes=14, slots=3, recurrent="gru", **TINY)
