@@ -15,6 +15,11 @@ subprocess so that its peak RSS (``VmHWM``) is its own:
 
 Targets (issue 4): throughput ≥ 10× the published pipeline; phnn's peak RSS for 32 clips within 10%
 of that for 8 clips.
+
+It also times the check every run makes of a complete cache, per clip (``source_identity``: size,
+times, inode and a hash of 16 sampled 4 KiB blocks of each file), against a stat alone and against
+hashing every byte, and as a share of computing the clip's features (files in the page cache; a
+cold disk adds 16 reads per file).
 """
 
 from __future__ import annotations
@@ -107,6 +112,37 @@ def measure(pipeline: str, root: Path, count: int, scratch: Path) -> dict[str, f
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+def measure_identity(root: Path, count: int, extraction_seconds: float, repeats: int = 5) -> None:
+    """Seconds per clip of the cache's source check, a stat alone, and a hash of every byte."""
+    import hashlib
+    import os
+
+    from phnn.data.l3das21.features import source_identity
+    from phnn.data.l3das21.layout import find_clips
+
+    clips = find_clips(root, "train", mics="A")[:count]
+    files = [path for clip in clips for path in [*clip.audio.values(), clip.labels] if path is not None]
+
+    def full_hash() -> None:
+        for path in files:
+            hashlib.blake2b(Path(path).read_bytes(), digest_size=16).hexdigest()
+
+    checks = {"stat (size, mtime)": lambda: [os.stat(path) for path in files],
+              "source_identity (sampled)": lambda: [source_identity(clip) for clip in clips],
+              "blake2b of every byte": full_hash}
+    stat_seconds = None
+    print(f"{'cache check':<28} {'ms/clip':>8} {'x stat':>8} {'% of extraction':>16}")
+    for name, check in checks.items():
+        check()  # warm: the files are in the page cache, as after synthesis
+        start = time.perf_counter()
+        for _ in range(repeats):
+            check()
+        per_clip = (time.perf_counter() - start) / repeats / len(clips)
+        stat_seconds = stat_seconds or per_clip
+        print(f"{name:<28} {per_clip * 1e3:>8.3f} {per_clip / stat_seconds:>8.1f} "
+              f"{per_clip / (extraction_seconds / count):>15.3%}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="smoke test: 4 and 2 clips of 10 s")
@@ -131,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         synthesize(root, train_clips=many, dev_clips=0, duration=seconds, max_overlap=3, seed=0)
         print(f"synthesised {many} clips of {seconds:g} s in {time.perf_counter() - start:.1f} s")
         results = {(p, n): measure(p, root, n, Path(scratch)) for n in (few, many) for p in PIPELINES}
+        measure_identity(root, many, results[("phnn", many)]["seconds"])
     print(f"{'pipeline':<10} {'clips':>5} {'seconds':>8} {'audio s/s':>10} {'peak RSS MB':>12}")
     for (pipeline, count), r in results.items():
         print(f"{pipeline:<10} {count:>5} {r['seconds']:>8.2f} {count * seconds / r['seconds']:>10.0f} {r['peak_rss_mb']:>12.0f}")

@@ -12,9 +12,12 @@ archive none of these vouch for (a mirror, or the record cannot be read) is refu
 says ``--no-verify``; the zip's CRCs are checked in every case.
 
 Extraction trusts nothing in the archive: members must stay inside the folder (no absolute paths,
-no ``..``, no links), the total uncompressed size must stay under ``max_bytes`` and each member's
-compression ratio (members over 1 MiB) under ``MAX_RATIO`` (zip bombs), counted on the bytes actually written, not only
-on the sizes the archive declares. It goes into a private folder (``tempfile.mkdtemp``, mode 0700,
+no ``..``, no links), the total uncompressed size must stay under ``max_bytes`` and under
+``MAX_RATIO`` times the archive's size on disk (beyond ``RATIO_FLOOR_BYTES``), and each member's
+compression ratio (members over 1 MiB) under ``MAX_RATIO`` (zip bombs, whether one large member or
+many small ones), counted on the bytes actually written, not only on the sizes the archive declares.
+A refused connection fails at once (the server is not there: retrying cannot help); dropped
+connections and timeouts are retried with backoff. It goes into a private folder (``tempfile.mkdtemp``, mode 0700,
 in ``<out>``), and the finished ``L3DAS_Task2_<set>`` folder is renamed into place, so no
 half-extracted folder is ever visible under its final name.
 """
@@ -37,8 +40,10 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
+from phnn.bounds import Bound
 from phnn.data.l3das21.layout import SPLIT_FOLDERS
 from phnn.errors import PHNNError
+from phnn.io import check_output
 
 ZENODO_RECORD = "4642005"
 DEFAULT_URL_BASE = f"https://zenodo.org/records/{ZENODO_RECORD}/files"
@@ -52,6 +57,11 @@ MAX_EXTRACT_BYTES = 64 << 30
 #: uncompressed / compressed size of one member (wav and csv compress far less; a zip bomb far more)
 MAX_RATIO = 100
 MAX_MEMBERS = 100_000
+#: an archive may always extract to this much, whatever its size (the total ratio applies beyond it)
+RATIO_FLOOR_BYTES = 64 << 20
+#: `phnn download` options
+MAX_EXTRACT = Bound("a number of bytes", 1, 1 << 50, integer=True)
+RETRIES = Bound("a number of retries", 0, 100, integer=True)
 _TRANSIENT = (ConnectionError, http.client.IncompleteRead, http.client.HTTPException, socket.timeout, urllib.error.URLError)
 
 
@@ -79,6 +89,8 @@ def download(url: str, target: Path, retries: int = 5, timeout: float = 60.0, pr
     from tqdm.auto import tqdm
 
     part = target.with_name(target.name + ".part")
+    check_output(target)
+    check_output(part)
     target.parent.mkdir(parents=True, exist_ok=True)
     bar = tqdm(desc=target.name, unit="B", unit_scale=True, disable=not progress)
     attempt = 0
@@ -108,6 +120,10 @@ def download(url: str, target: Path, retries: int = 5, timeout: float = 60.0, pr
             bar.close()
             raise RuntimeError(f"{url}: HTTP {error.code} {error.reason}") from None
         except _TRANSIENT as error:
+            if _refused(error):
+                bar.close()
+                raise RuntimeError(f"{url}: connection refused (nothing listens there); check --url-base "
+                                   "and the network, then run the command again") from None
             attempt += 1
             if attempt > retries:
                 bar.close()
@@ -119,6 +135,12 @@ def download(url: str, target: Path, retries: int = 5, timeout: float = 60.0, pr
     bar.close()
     os.replace(part, target)
     return target
+
+
+def _refused(error: BaseException) -> bool:
+    """A connection the server's host refused (urllib wraps it in a URLError)."""
+    reason = getattr(error, "reason", None) if isinstance(error, urllib.error.URLError) else error
+    return isinstance(reason, ConnectionRefusedError)
 
 
 def md5sum(path: Path) -> str:
@@ -148,6 +170,13 @@ def verify(archive: Path, md5: str | None) -> None:
         raise ValueError(f"{archive}: corrupt download: {problem}; it was deleted, run the command again")
 
 
+def extraction_budget(archive: Path, max_bytes: int) -> int:
+    """The most bytes ``archive`` may extract to: ``max_bytes``, and ``MAX_RATIO`` times its size on disk
+    (at least ``RATIO_FLOOR_BYTES``): 300 members of 1 MiB of zeros, each under the per-member check,
+    compress to a few hundred KB together and are refused here."""
+    return min(max_bytes, max(MAX_RATIO * archive.stat().st_size, RATIO_FLOOR_BYTES))
+
+
 def _check_members(archive: Path, zf: zipfile.ZipFile, max_bytes: int) -> None:
     """Refuse, before extracting anything, members that leave the folder, links, and declared sizes
     over the limits (the sizes are checked again on the bytes written)."""
@@ -170,6 +199,10 @@ def _check_members(archive: Path, zf: zipfile.ZipFile, max_bytes: int) -> None:
     if total > max_bytes:
         raise ValueError(f"{archive}: would extract {total} bytes, more than the limit of {max_bytes}; not extracted "
                          f"(raise --max-extract-bytes if the archive is trusted)")
+    budget = extraction_budget(archive, max_bytes)
+    if total > budget:
+        raise ValueError(f"{archive}: would extract {total} bytes, more than {MAX_RATIO}× its "
+                         f"{archive.stat().st_size} bytes on disk: a zip bomb? not extracted")
 
 
 def _extract_member(archive: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo, root: Path, budget: int) -> int:
@@ -210,7 +243,7 @@ def extract(archive: Path, out: Path, folder_name: str, max_bytes: int = MAX_EXT
     try:
         with zipfile.ZipFile(archive) as zf:
             _check_members(archive, zf, max_bytes)
-            budget = max_bytes
+            budget = extraction_budget(archive, max_bytes)
             for info in zf.infolist():
                 budget -= _extract_member(archive, zf, info, tmp, budget)
         source = tmp / folder_name if (tmp / folder_name).is_dir() else tmp
@@ -283,6 +316,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep-archive", action="store_true", help="keep the .zip after extraction")
     parser.add_argument("--retries", type=int, default=5, help="reconnections per archive after a dropped transfer")
     args = parser.parse_args(argv)
+    MAX_EXTRACT.check(args.max_extract_bytes, "--max-extract-bytes")
+    RETRIES.check(args.retries, "--retries")
     if args.md5 is not None and len(set(args.sets)) > 1:
         parser.error(f"--md5 checks one archive; give a single --set (got --set {' '.join(args.sets)})")
     for split in args.sets:

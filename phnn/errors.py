@@ -58,6 +58,7 @@ _OS_HINTS: dict[int, str] = {
     errno.EPERM: "check the owner and mode of the file and its folder, or write somewhere else",
     errno.ENOENT: "check the path",
     errno.EISDIR: "give a file name, not a folder",
+    errno.EIO: "the disk may be full or failing: check its free space, or write somewhere else",
     errno.ENOTDIR: "a part of the path is a file, not a folder: check the path",
 }
 

@@ -58,11 +58,12 @@ class ImagePredictionWriter(BasePredictionWriter):
         self.class_names = list(class_names) if class_names is not None else None
         self.rows: list[list[str]] = []
         self.sheet: list[tuple[Tensor, str]] = []
+        self.failures: list[str] = []  # images that could not be read: named at the end, exit code 1
 
     def on_predict_start(self, trainer: Any, pl_module: Any) -> None:
         if self.output_dir is None:
             raise ValueError("ImagePredictionWriter: output_dir is not set; give --writer.output_dir DIR or --out DIR")
-        self.rows, self.sheet = [], []
+        self.rows, self.sheet, self.failures = [], [], []
         if self.class_names is None:
             self.class_names = list(getattr(trainer.datamodule, "class_names", None) or []) or None
 
@@ -77,13 +78,17 @@ class ImagePredictionWriter(BasePredictionWriter):
         top_probs, top_classes = probs.topk(k, dim=1)
         offset = len(self.rows)
         paths = prediction.get("paths") or [f"image[{offset + i}]" for i in range(len(probs))]
-        for path, values, classes in zip(paths, top_probs.tolist(), top_classes.tolist()):
+        errors = batch.get("errors") if isinstance(batch, dict) else None
+        errors = list(errors) if errors is not None else [""] * len(probs)
+        images = batch["images"].detach().cpu() if isinstance(batch, dict) else [None] * len(probs)
+        for path, values, classes, error, image in zip(paths, top_probs.tolist(), top_classes.tolist(), errors, images):
+            if error:  # an unreadable image: named, not predicted
+                self.failures.append(error)
+                continue
             top = " ".join(f"{self._name(c)}:{p:.4f}" for c, p in zip(classes, values))
             self.rows.append([str(path), self._name(classes[0]), f"{values[0]:.4f}", top])
-        if self.contact_sheet and len(self.sheet) < self.sheet_size and isinstance(batch, dict):
-            for image, row in zip(batch["images"].detach().cpu(), self.rows[offset:]):
-                if len(self.sheet) < self.sheet_size:
-                    self.sheet.append((_thumbnail(image), f"{row[1]} {float(row[2]):.2f}"))
+            if self.contact_sheet and image is not None and len(self.sheet) < self.sheet_size:
+                self.sheet.append((_thumbnail(image), f"{self.rows[-1][1]} {values[0]:.2f}"))
 
     def on_predict_end(self, trainer: Any, pl_module: Any) -> None:
         suffix = f"_rank{trainer.global_rank}" if trainer.world_size > 1 else ""

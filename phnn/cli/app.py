@@ -24,7 +24,7 @@ from lightning.pytorch.plugins.io import CheckpointIO
 import phnn.callbacks  # noqa: F401  registers the writers' short names
 import phnn.data  # noqa: F401  registers the DataModules' short names
 from phnn import runs
-from phnn.callbacks import LastCheckpoint, Timing
+from phnn.callbacks import DataWarnings, LastCheckpoint, Timing
 from phnn.checkpoint import SafeCheckpointIO, apply_checkpoint_hyperparameters, find_last_checkpoint
 from phnn.cli import run_folders
 from phnn.cli.help import SUBCOMMANDS, parser_kwargs
@@ -181,6 +181,7 @@ class PHNNCLI(LightningCLI):
              LearningRateMonitor),
             (ProgressBar, trainer_config.get("enable_progress_bar") is not False, RichProgressBar),
             (Timing, True, Timing),
+            (DataWarnings, self.subcommand == "fit", DataWarnings),
         ]
         return [make() for kind, enabled, make in wanted if enabled and not any(isinstance(c, kind) for c in user)]
 
@@ -241,5 +242,5 @@ def run_cli(args: list[str] | None = None, run: bool = True, extra_commands: Map
     Config files are found by path or shipped name and checked (`phnn.config_files`), and may come in
     any order (`phnn.config_order`)."""
     argv = order_configs(resolve_config_args(list(sys.argv[1:] if args is None else args)))
-    with quiet_libraries():
+    with quiet_libraries(), runs.claiming():
         return PHNNCLI(argv, run=run, extra_commands=extra_commands)

@@ -10,6 +10,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from phnn.cli.app import run_cli
 from phnn.cli.commands import EXTRA_COMMANDS, command_summaries
 from phnn.cli.parse_errors import one_line
+from phnn import notices
 from phnn.errors import EXIT_SIGTERM, UsageError, report_failures
 
 
@@ -44,4 +45,5 @@ def main(args: list[str] | None = None) -> int:
     """Run `phnn <subcommand> ...`; returns the exit code: 0, 1 when a callback reported failures,
     2 for a user-facing error (one message; see `phnn.errors`), 143 after SIGTERM."""
     argv = list(sys.argv[1:] if args is None else args)
-    return report_failures(argv[0] if argv else "", lambda: _run(argv))
+    with notices.collecting(argv[0] if argv else ""):
+        return report_failures(argv[0] if argv else "", lambda: _run(argv))

@@ -17,12 +17,19 @@ from typing import Any
 
 import torch
 
+from phnn.bounds import Bound
 from phnn.checkpoint import load_task
 from phnn.cli.app import run_cli
 from phnn.errors import UsageError
-from phnn.io import write_text_atomic
+from phnn.io import check_output, protected_inputs, write_text_atomic
 from phnn.nn import PHLayer
 from phnn.runs import run_of_checkpoint
+
+
+#: `phnn export` options: inputs per checked batch, the accepted output difference, one input dimension
+EXPORT_BATCH = Bound("inputs per batch", 1, 4096, integer=True)
+EXPORT_TOLERANCE = Bound("an absolute output difference", 0.0, 1e3)
+INPUT_SIZE = Bound("an input dimension", 1, 65536, integer=True)
 
 
 def build_task(configs: list[str], overrides: list[str]) -> Any:
@@ -86,7 +93,7 @@ def inspect_main(argv: list[str]) -> int:
 
 def export_main(argv: list[str]) -> int:
     """Export a model as plain torch layers (ONNX, ...)."""
-    from phnn.tools.export import FORMATS, export_model
+    from phnn.tools.export import FORMATS
 
     parser = argparse.ArgumentParser(
         prog="phnn export",
@@ -103,6 +110,10 @@ def export_main(argv: list[str]) -> int:
     parser.add_argument("--batch-size", type=int, default=2)
     parser.add_argument("--tolerance", type=float, default=1e-4, help="largest accepted output difference")
     args = parser.parse_args(argv)
+    EXPORT_BATCH.check(args.batch_size, "--batch-size")
+    EXPORT_TOLERANCE.check(args.tolerance, "--tolerance")
+    for size in args.input_shape or []:
+        INPUT_SIZE.check(size, "--input-shape")
     if args.out is None:
         run = run_of_checkpoint(args.checkpoint)
         if run is None:
@@ -111,6 +122,15 @@ def export_main(argv: list[str]) -> int:
     if args.out.is_dir():
         raise UsageError(f"--out {args.out} is a folder; give the file to write, e.g. "
                          f"{args.out / ('model' + FORMATS[args.format].suffix)}")
+    with protected_inputs([args.checkpoint], "the checkpoint phnn export reads"):
+        check_output(args.out)  # before the slow part: the writer checks again
+        return _export(args)
+
+
+def _export(args: argparse.Namespace) -> int:
+    """Load the checkpoint, export it to ``args.out``, compare the outputs; 1 when they differ too much."""
+    from phnn.tools.export import export_model
+
     task, checkpoint = load_task(args.checkpoint)
     shape = args.input_shape or checkpoint["phnn"].get("input_shape")
     if not shape:

@@ -66,7 +66,8 @@ def name_and_version_loggers(config: Namespace) -> list[Namespace]:
             args.name = name
         if args.get("version") is None:
             root = Path(args.get("save_dir") or ".") / args.name
-            args.version = versions.setdefault(root, runs.next_version(root))
+            versions[root] = versions[root] if root in versions else runs.claim_version(root)
+            args.version = versions[root]
             versioned.append(args)
         logger.init_args = args
     return versioned

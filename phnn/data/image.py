@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import datasets
 from torchvision.transforms import v2
 
+from phnn.data.listing import regular_files
 from phnn.data.workers import resolve_num_workers
 from phnn.errors import DataFileError, DatasetNotFoundError
 
@@ -76,13 +77,14 @@ def find_images(predict_path: str | Path) -> list[Path]:
     """The images of a file, a folder (recursively) or a glob, sorted; ValueError when there are none."""
     text = str(predict_path)
     path = Path(text).expanduser()
+    context = f"predict_path={text!r}"
     if path.is_file():
         files = [path]
     elif path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        files = regular_files(sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES), context)
     else:
-        files = sorted(Path(p) for p in glob.glob(text, recursive=True)
-                       if Path(p).suffix.lower() in IMAGE_SUFFIXES and Path(p).is_file())
+        files = regular_files(sorted(Path(p) for p in glob.glob(text, recursive=True)
+                                     if Path(p).suffix.lower() in IMAGE_SUFFIXES), context)
     if not files:
         raise ValueError(f"predict_path={text!r}: no image found (expected an image file, a folder or a glob of "
                          f"{', '.join(IMAGE_SUFFIXES)} files)")
@@ -90,7 +92,10 @@ def find_images(predict_path: str | Path) -> list[Path]:
 
 
 class ImageFiles(Dataset):
-    """Image files for prediction: items `{"images": tensor, "paths": str}` (batched by the default collate)."""
+    """Image files for prediction: items `{"images": tensor, "paths": str, "errors": str}` (batched by the
+    default collate). An image that cannot be read (corrupt, truncated, a decompression bomb) does not
+    stop the others: its item holds a blank image and, in ``errors``, the one-line reason naming the
+    file, which the prediction writer reports instead of a prediction (``errors`` is "" for a good one)."""
 
     def __init__(self, files: Sequence[Path], transform: Callable[[Any], Tensor]) -> None:
         self.files = list(files)
@@ -100,7 +105,11 @@ class ImageFiles(Dataset):
         return len(self.files)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        return {"images": self.transform(_rgb_loader(str(self.files[index]))), "paths": str(self.files[index])}
+        path = str(self.files[index])
+        try:
+            return {"images": self.transform(_rgb_loader(path)), "paths": path, "errors": ""}
+        except DataFileError as error:
+            return {"images": self.transform(Image.new("RGB", (1, 1))), "paths": path, "errors": str(error)}
 
 
 class NamedItems(Dataset):

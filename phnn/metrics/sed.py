@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 from torchmetrics import Metric
 
+from phnn.bounds import SPATIAL_THRESHOLD_M
 from phnn.metrics.events import DCASECounts, Event, dcase_scores, event_counts, segment_counts
 from phnn.metrics.frames import COUNTINGS, PRF, Counting, match_frames
 
@@ -68,7 +69,7 @@ class L3DAS21FrameScore(Metric):
             raise ValueError(f"L3DAS21FrameScore: counting={counting!r}; expected one of {list(COUNTINGS)}")
         self.num_classes = num_classes
         self.counting = counting
-        self.spatial_threshold = spatial_threshold
+        self.spatial_threshold = SPATIAL_THRESHOLD_M.check(spatial_threshold, "spatial_threshold")
         for name in ("tp", "fp", "fn"):
             self.add_state(name, default=torch.zeros(num_classes, dtype=torch.long), dist_reduce_fx="sum")
 

@@ -19,8 +19,11 @@ Scores, overall and per class, with the metric code the task logs with (`phnn.me
   event of their class) and the DCASE joint SELD metrics (ER and F within 20°, LE_CD, LR_CD) of
   `phnn.metrics.seld`, as `phnn test` logs them.
 
-Prints a table, writes JSON (atomically). Missing, extra and unreadable files are listed and make
-the exit code 1 (the scores then cover the clips that were read).
+Every labelled clip is scored: a clip without a prediction file, or with an empty one, is a clip
+without detections (its sounds count as missed in every metric, location-sensitive ones included).
+Prints a table, writes JSON (atomically; never over one of the label or prediction files). Missing,
+extra and unreadable files are listed and make the exit code 1; prediction files that name none of
+the labelled clips are a one-line error.
 """
 
 from __future__ import annotations
@@ -56,7 +59,9 @@ from phnn.data.l3das21.labels import (
 )
 from phnn.data.l3das21.layout import CLASS_INDEX, CLASSES, MAX_SLOTS, NUM_CLASSES
 from phnn.data.l3das21.layout import SUBMISSION_FOLDER
-from phnn.io import write_text_atomic
+from phnn.bounds import CLIP_SECONDS, SPATIAL_THRESHOLD_M
+from phnn.errors import UsageError
+from phnn.io import protected_inputs, write_text_atomic
 from phnn.metrics import DCASEScore, L3DAS21FrameScore
 from phnn.metrics.seld import DCASEJointScore, LocalisationError
 
@@ -117,13 +122,15 @@ def events_to_rows(events: list[EventRow], label_grid: str, duration: float, fra
 class Scorer:
     """Accumulates every score over clips with the metric classes the task logs with."""
 
-    def __init__(self, label_grid: str, spatial_threshold: float) -> None:
+    def __init__(self, label_grid: str, spatial_threshold: float, located: bool = False) -> None:
         self.label_grid = label_grid
+        self.located = located  # the submission carries coordinates: a clip without detections is located too
         self.frame = {(name, where): L3DAS21FrameScore(NUM_CLASSES, counting, spatial_threshold)
                       for name, counting in COUNTINGS.items() for where in ("class_only", "location")}
         self.dcase = {kind: DCASEScore(NUM_CLASSES, kind) for kind in ("segment", "event")}
         self.localisation, self.dcase_joint = LocalisationError(NUM_CLASSES), DCASEJointScore(NUM_CLASSES)
         self.located_clips = 0
+        self.clips = 0
 
     def add(self, label_path: Path, prediction: ClipPrediction, frames: int, duration: float) -> None:
         reference_events = read_events(label_path)
@@ -131,8 +138,14 @@ class Scorer:
         rows = prediction.frames
         if rows is None:
             rows = events_to_rows(prediction.events or [], self.label_grid, duration, frames)
-        active, xyz = rows_to_slots(rows, frames, NUM_CLASSES, MAX_SLOTS, source=prediction.files[0])
+        source = prediction.files[0] if prediction.files else f"(no prediction file for {label_path.name})"
+        active, xyz = rows_to_slots(rows, frames, NUM_CLASSES, MAX_SLOTS, source=source)
         slots = active.shape[-1]
+        if self.located and xyz is None:
+            if rows:
+                raise ValueError(f"{source}: rows without coordinates, but other clips' files carry x,y,z; "
+                                 "one submission, one layout")
+            xyz = np.zeros((*active.shape, 3))  # no detections: every true sound of the clip is missed
         target = np.zeros_like(active)
         target[..., :MAX_SLOTS] = sed.reshape(frames, NUM_CLASSES, MAX_SLOTS) > 0
         p, t = torch.from_numpy(active)[None], torch.from_numpy(target)[None]
@@ -151,6 +164,7 @@ class Scorer:
             for metric in (self.localisation, self.dcase_joint):
                 metric.update(p, t, *located)
         self.located_clips += xyz is not None
+        self.clips += 1
         estimated = ([(e.onset, e.offset, CLASS_INDEX[e.label]) for e in prediction.events]
                      if prediction.events is not None else
                      [(on, off, cls) for on, off, cls, _ in detected_events(
@@ -217,11 +231,15 @@ def score_folder(predictions: Path, labels: Path, audio: Path | None = None, dur
     if not label_files:
         raise ValueError(f"{labels}: no label CSV (label_<stem>.csv) found")
     clips, unreadable = read_predictions(predictions)
-    scorer = Scorer(label_grid, spatial_threshold)
+    if clips and not set(clips) & set(label_files):
+        raise UsageError(f"{predictions}: none of its {len(clips)} prediction file(s) (e.g. {min(clips)!r}) names a clip "
+                         f"of {labels} (e.g. {min(label_files)!r}); check that the two folders are of the same split")
+    located = any(row.xyz is not None for clip in clips.values() for row in clip.frames or [])
+    scorer = Scorer(label_grid, spatial_threshold, located)
     scored = []
-    for stem, prediction in sorted(clips.items()):
-        if stem not in label_files:
-            continue
+    for stem in sorted(label_files):
+        # a clip without a prediction file is scored as a clip without detections: its sounds are missed
+        prediction = clips.get(stem, ClipPrediction(frames=[]))
         frames, seconds = clip_length(stem, audio, duration)
         try:
             scorer.add(label_files[stem], prediction, frames, seconds)
@@ -229,6 +247,9 @@ def score_folder(predictions: Path, labels: Path, audio: Path | None = None, dur
             unreadable.append({"file": ", ".join(prediction.files), "error": str(error)})
             continue
         scored.append(stem)
+    if not scorer.clips:
+        raise UsageError(f"{labels}: no clip could be scored ({len(unreadable)} unreadable file(s), e.g. "
+                         f"{_reason(unreadable[0]) if unreadable else 'none'})")
     return {
         "predictions": str(predictions), "labels": str(labels), "label_grid": label_grid,
         "spatial_threshold_m": spatial_threshold, "clips_scored": scored,
@@ -259,17 +280,23 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--json", type=Path, default=None, help="where to write the scores (default PRED_DIR/scores.json; next to PRED_DIR for a "
                              f"{SUBMISSION_FOLDER} folder, which must hold the clips' CSVs only)")
     args = parser.parse_args(argv)
+    SPATIAL_THRESHOLD_M.check(args.spatial_threshold, "--spatial-threshold")
+    CLIP_SECONDS.check(args.duration, "--duration")
     audio = args.audio if args.audio is not None else args.labels.parent / "data"
-    results = score_folder(args.predictions, args.labels, audio if audio.is_dir() else None, args.duration,
-                           args.label_grid, args.spatial_threshold)
-    print(format_table(results))
-    # never into a submission folder, which must hold the clips' CSVs only
-    folder = args.predictions.parent if args.predictions.name == SUBMISSION_FOLDER else args.predictions
-    path = args.json or folder / "scores.json"
-    write_text_atomic(path, json.dumps(results, indent=2) + "\n")
+    inputs = [p for folder in (args.labels, args.predictions, args.predictions / SUBMISSION_FOLDER)
+              for p in (sorted(folder.glob("*.csv")) if folder.is_dir() else [])]
+    with protected_inputs(inputs, "an input of phnn score (a label or prediction file)"):
+        results = score_folder(args.predictions, args.labels, audio if audio.is_dir() else None, args.duration,
+                               args.label_grid, args.spatial_threshold)
+        print(format_table(results))
+        # never into a submission folder, which must hold the clips' CSVs only
+        folder = args.predictions.parent if args.predictions.name == SUBMISSION_FOLDER else args.predictions
+        path = args.json or folder / "scores.json"
+        write_text_atomic(path, json.dumps(results, indent=2) + "\n")
     print(f"\n{len(results['clips_scored'])} clip(s) scored; wrote {path}")
     problems = [(name, results[name]) for name in ("missing", "extra", "unreadable") if results[name]]
     for name, items in problems:
-        print(f"phnn score: {name}: " + "; ".join(i if isinstance(i, str) else _reason(i) for i in items),
+        note = " (scored as clips without detections)" if name == "missing" else ""
+        print(f"phnn score: {name}: " + "; ".join(i if isinstance(i, str) else _reason(i) for i in items) + note,
               file=sys.stderr)
     return 1 if problems else 0

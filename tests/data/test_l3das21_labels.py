@@ -135,7 +135,7 @@ def test_label_errors_name_file_row_field(tmp_path: Path, header: str, row: str,
 
 
 def test_fourth_simultaneous_sound_of_a_class(tmp_path: Path) -> None:
-    path = write_csv(tmp_path / "l.csv", ["a,0,1,Knock,0,0,0"] * 4)
+    path = write_csv(tmp_path / "l.csv", [f"a,0,1,Knock,{x},0,0" for x in range(4)])
     with pytest.raises(ValueError, match=r"l\.csv, row 4: more than 3 simultaneous Knock"):
         load_targets(path, 20)
 

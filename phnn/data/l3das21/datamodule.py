@@ -74,6 +74,7 @@ from phnn.data.l3das21.features import (
     source_identity,
 )
 from phnn.data.l3das21.labels import LabelGrid, read_events
+from phnn.data.listing import regular_files
 from phnn.data.workers import resolve_num_workers
 from phnn.data.l3das21.layout import (
     CLASSES,
@@ -257,12 +258,13 @@ def find_predict_groups(predict_path: str | Path, mics: str) -> list[tuple[str, 
     """
     path = Path(predict_path)
     wanted = mic_set(mics)
+    context = f"predict_path={str(predict_path)!r}"
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix.lower() == ".wav" and p.is_file())
+        files = regular_files(sorted(p for p in path.iterdir() if p.suffix.lower() == ".wav"), context)
     elif path.is_file():
         files = [path]
     elif any(ch in str(predict_path) for ch in "*?["):
-        files = sorted(Path(p) for p in glob.glob(str(predict_path)) if Path(p).is_file())
+        files = regular_files(sorted(Path(p) for p in glob.glob(str(predict_path))), context)
     else:
         files = sorted(p for m in wanted for p in [path.with_name(f"{path.name}_{m}.wav")] if p.is_file())
     if not files:

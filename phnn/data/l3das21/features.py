@@ -30,9 +30,11 @@ plus ``<stem>.sed-v<TARGET_VERSION>.npy`` (uint8, ``(T, 42)``) and ``<stem>.doa-
 changes when the label quantisation does, and the target names carry the ``label_grid``
 (``<stem>.sed-official-v3.npy``), so targets of another grid or version are never read as current
 ones. ``FORMAT_VERSION`` 2 is the official (centred) framing: caches of the older framing are rebuilt.
-``<stem>.source.json``, written last, records the size and modification time of the clip's wavs and
-label CSV: a clip whose sources changed (or whose record is missing) is rebuilt, with a log line
-naming what changed. Every file is written to a temporary name in the same folder, flushed to the
+``<stem>.source.json``, written last, records each source file's identity (`source_identity`: size,
+modification and change times, inode, and a hash of sampled blocks of its content) and the counted
+warnings its labels gave (replayed whenever the cached clip is used, so every run counts them): a
+clip whose sources changed (or whose record is missing) is rebuilt, with a log line naming what
+changed. Every file is written to a temporary name in the same folder, flushed to the
 disk (fsync) and renamed, so a killed run or a power loss leaves no half-written file under a final
 name and the next run skips what is complete. Clips are processed one at a time: memory does not grow with their
 number.
@@ -58,6 +60,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from phnn import notices
 from phnn.data.l3das21.audio import ClipAudio, load_clip  # load_clip: re-exported (the one feature path)
 from phnn.data.l3das21.labels import LabelGrid, check_label_grid, load_targets, num_label_frames
 from phnn.data.l3das21.layout import (
@@ -232,14 +235,36 @@ class ClipFeatures:
         return features[(None,) * new_axes]
 
 
-def source_identity(clip: Clip) -> dict[str, list[int]]:
-    """File name → ``[size in bytes, modification time in ns]`` of a clip's wavs and label CSV."""
+#: content sampled by `file_identity`: this many blocks of this many bytes, spread evenly over the file
+IDENTITY_BLOCKS, IDENTITY_BLOCK_BYTES = 16, 4096
+
+
+def file_identity(path: str | Path) -> list[int | str]:
+    """``[size, mtime_ns, ctime_ns, inode, digest]`` of a file: the digest hashes its first and last
+    block and ``IDENTITY_BLOCKS`` blocks spread between (the whole file when it is smaller than those).
+
+    A file rewritten in place with the same size and its modification time set back still changes
+    (its change time and, almost always, the sampled bytes); reading 64 KiB per file keeps the check
+    cheap next to the 15 MB of a 60 s clip (bench/features.py measures it).
+    """
+    digest = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as handle:
+        stat = os.fstat(handle.fileno())
+        size = stat.st_size
+        if size <= IDENTITY_BLOCKS * IDENTITY_BLOCK_BYTES:
+            digest.update(handle.read())
+        else:
+            step = (size - IDENTITY_BLOCK_BYTES) / (IDENTITY_BLOCKS - 1)
+            for index in range(IDENTITY_BLOCKS):
+                handle.seek(round(index * step))
+                digest.update(handle.read(IDENTITY_BLOCK_BYTES))
+    return [size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino, digest.hexdigest()]
+
+
+def source_identity(clip: Clip) -> dict[str, list[int | str]]:
+    """File name → `file_identity` of a clip's wavs and label CSV."""
     files = [*clip.audio.values(), *([clip.labels] if clip.labels is not None else [])]
-    identity = {}
-    for path in files:
-        stat = Path(path).stat()
-        identity[Path(path).name] = [stat.st_size, stat.st_mtime_ns]
-    return identity
+    return {Path(path).name: file_identity(path) for path in files}
 
 
 def _describe_change(old: dict[str, list[int]], new: dict[str, list[int]]) -> str:
@@ -252,8 +277,10 @@ def _describe_change(old: dict[str, list[int]], new: dict[str, list[int]]) -> st
             changes.append(f"{name} {'added' if before is None else 'gone'}")
         elif before[0] != after[0]:
             changes.append(f"{name} changed size ({before[0]} → {after[0]} bytes)")
-        else:
+        elif len(before) < 5 or before[1] != after[1]:
             changes.append(f"{name} modified ({(after[1] - before[1]) / 1e9:+.3f} s)")
+        else:
+            changes.append(f"{name} rewritten (same size and modification time, other content or file)")
     return ", ".join(changes)
 
 
@@ -333,6 +360,7 @@ class FeatureCache:
                     report.bad[clip.stem] = record["error"]
                     continue
                 if all(p.is_file() for p in self._paths(split, clip)):
+                    notices.replay(record.get("warnings", []))
                     continue
             elif record is not None:
                 report.rebuilt[clip.stem] = _describe_change(record.get("sources", {}), identity)
@@ -385,8 +413,9 @@ class FeatureCache:
                       for i, mic in enumerate(clip.audio)}
             del wave
             samples, rate = audio.num_samples, self.settings.sample_rate
-            targets = load_targets(clip.labels, num_label_frames(samples, rate), self.label_grid, samples / rate) \
-                if clip.labels is not None else None
+            with notices.capture() as said:
+                targets = load_targets(clip.labels, num_label_frames(samples, rate), self.label_grid, samples / rate) \
+                    if clip.labels is not None else None
         except ValueError as error:
             write_text_atomic(record, json.dumps({"sources": identity, "error": str(error)}))
             return clip.stem, str(error)
@@ -396,7 +425,7 @@ class FeatureCache:
             sed_path, doa_path = self.target_paths(split, clip.stem)
             save_npy_atomic(doa_path, targets[1].astype(np.float16), sync=True)
             save_npy_atomic(sed_path, targets[0].astype(np.uint8), sync=True)
-        write_text_atomic(record, json.dumps({"sources": identity, "error": None}), sync=True)
+        write_text_atomic(record, json.dumps({"sources": identity, "error": None, "warnings": said}), sync=True)
         return clip.stem, None
 
     def num_frames(self, split: str, stem: str, mic: str = "A") -> int:

@@ -16,6 +16,11 @@
     since 0.35 / 0.1 = 3.4999999999999996, 1.45 s → 14); the frame nearest in time.
   An event that starts at or after the clip's end is a ``DataFileError`` naming the file and row
   (such a label belongs to another clip, or the clip is truncated): never dropped silently.
+  Changes that keep the data usable are counted warnings (`phnn.notices`), each naming file and row:
+  an event that ends past the clip's end is clipped (``clipped_events``), a row repeating an earlier
+  one exactly is dropped (``duplicate_label_rows``), a ``File`` column naming another clip
+  (``label_file_names_other_clip``) and an event with Start = End (``zero_length_events``) are
+  kept and said. Coordinates beyond ±100 m (`phnn.bounds.COORDINATE_M`) are an error.
 
 * Slot: per frame, the number of sounds of the same class already active there (CSV row order).
 * SED target ``(T_label, 42)``: column ``3·class + slot``.
@@ -33,6 +38,8 @@ from typing import Literal
 
 import numpy as np
 
+from phnn import notices
+from phnn.bounds import COORDINATE_M
 from phnn.errors import DataFileError
 from phnn.data.l3das21.layout import (
     CLASS_INDEX,
@@ -118,10 +125,38 @@ def read_events(path: str | Path) -> list[Event]:
                 f"{path}: missing column(s) {missing} in the header {header}; expected {list(REQUIRED_COLUMNS)}"
             )
         reader.fieldnames = header
-        events = []
+        events: list[Event] = []
+        first_row: dict[Event, int] = {}
+        other_clip = False
         for row_number, row in enumerate(reader, start=1):
-            events.append(_parse_row(path, row_number, row))
+            event = _parse_row(path, row_number, row)
+            other_clip = other_clip or _names_other_clip(path, row_number, row.get("File"))
+            if event in first_row:
+                notices.warn("duplicate_label_rows", f"{path}, row {row_number}: repeats row {first_row[event]} "
+                                                     "exactly; dropped (a sound is labelled once)")
+                continue
+            first_row[event] = row_number
+            events.append(event)
     return events
+
+
+def clip_of_label(path: Path) -> str:
+    """The clip a label file belongs to: ``label_split0_ov1_1.csv`` → ``split0_ov1_1``."""
+    return path.stem.removeprefix("label_")
+
+
+def _names_other_clip(path: Path, row_number: int, value: str | None) -> bool:
+    """Whether a ``File`` value names another clip than the label file's; said (counted) by the caller's
+    first such row only, not refused."""
+    name = Path((value or "").strip()).name
+    stem = Path(name).stem if name.lower().endswith(".wav") else name
+    stem = stem[:-2] if stem.endswith(("_A", "_B")) else stem
+    if name and stem != clip_of_label(path):
+        notices.warn("label_file_names_other_clip",
+                     f"{path}, row {row_number}: field File={value!r} names another clip than "
+                     f"{clip_of_label(path)!r}; its rows are used for {clip_of_label(path)!r}")
+        return True
+    return False
 
 
 def parse_number(text: str, where: str, field: str) -> float:
@@ -145,6 +180,8 @@ def _parse_row(path: Path, row_number: int, row: dict[str, str | None]) -> Event
         raise ValueError(f"{where}: field Start={numbers['Start']} must be >= 0")
     if numbers["End"] < numbers["Start"]:
         raise ValueError(f"{where}: field End={numbers['End']} is before Start={numbers['Start']}")
+    for name in "XYZ":
+        COORDINATE_M.check(numbers[name], f"field {name}", where)
     return Event(numbers["Start"], numbers["End"], CLASS_INDEX[label], numbers["X"], numbers["Y"], numbers["Z"])
 
 
@@ -166,6 +203,7 @@ def events_to_targets(events: list[Event], num_frames: int, source: str | Path =
                 f"at or past the end of its clip ({duration:g} s); fix the label file or use the clip it belongs to")
         first, last = event_frames(event.start, event.end, label_grid, duration)
         first, last = min(first, num_frames - 1), min(last, num_frames - 1)
+        _say_changes(source, row_number, event, duration, first, last)
         position[:] = (event.x, event.y, event.z)
         position /= DOA_SCALE_METRES
         for frame in range(first, last + 1):
@@ -180,6 +218,17 @@ def events_to_targets(events: list[Event], num_frames: int, source: str | Path =
             sed[frame, column] = 1.0
             doa[frame, column :: slots] = position
     return sed, doa
+
+
+def _say_changes(source: str | Path, row_number: int, event: Event, duration: float, first: int, last: int) -> None:
+    """Counted warnings for an event that is clipped at the clip's end or has no length."""
+    name = CLASSES[event.class_index]
+    if event.end > duration + 1e-9:
+        notices.warn("clipped_events", f"{source}, row {row_number}: event {name} ends at End={event.end} s, past "
+                                       f"the end of its clip ({duration:g} s); clipped to frames {first}-{last}")
+    if event.end == event.start:
+        notices.warn("zero_length_events", f"{source}, row {row_number}: event {name} has no length "
+                                           f"(Start = End = {event.start} s); it marks frame {first} only")
 
 
 def load_targets(path: str | Path, num_frames: int, label_grid: LabelGrid = "official",

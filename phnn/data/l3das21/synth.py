@@ -27,6 +27,7 @@ import numpy as np
 import soundfile
 
 from phnn.data.l3das21.layout import CLASSES, SAMPLE_RATE, SPLIT_FOLDERS
+from phnn.bounds import Bound
 from phnn.errors import UsageError
 from phnn.io import write_bytes_atomic
 
@@ -233,6 +234,14 @@ def _csv_bytes(stem: str, events: list[SynthEvent]) -> bytes:
     return buffer.getvalue().encode()
 
 
+#: `phnn synth` options. A clip is rendered whole in memory (about 4 MB per second of clip with mic B,
+#: measured), so its length is bounded by what memory allows: 5 minutes (1.2 GB), 5x a real L3DAS21 clip.
+SYNTH_SECONDS = Bound("a clip length in seconds", 0.5, 300.0, low_open=True)
+SYNTH_CLIPS = Bound("a number of clips", 0, 100_000, integer=True)
+SEED = Bound("a random seed", 0, 2**63 - 1, integer=True)
+SNR_DB = Bound("a signal-to-noise ratio in dB", 0.0, 120.0)
+
+
 def synthesize(out: str | Path, train_clips: int = 8, dev_clips: int = 4, duration: float = 10.0,
                max_overlap: int = 3, mic_b: bool = False, seed: int = 0,
                snr_db: tuple[float, float] = (6.0, 30.0), progress: bool = False, overwrite: bool = False) -> list[Path]:
@@ -244,12 +253,14 @@ def synthesize(out: str | Path, train_clips: int = 8, dev_clips: int = 4, durati
     """
     if not 1 <= max_overlap <= 3:
         raise ValueError(f"max_overlap={max_overlap}: expected 1, 2 or 3")
-    if duration <= 0.5:
-        raise ValueError(f"duration={duration}: expected more than 0.5 seconds")
-    if train_clips < 0 or dev_clips < 0:
-        raise ValueError(f"train_clips={train_clips}, dev_clips={dev_clips}: expected counts >= 0")
-    if not 0 <= snr_db[0] <= snr_db[1]:
-        raise ValueError(f"snr_db={tuple(snr_db)}: expected 0 <= low <= high (dB)")
+    SYNTH_SECONDS.check(duration, "--duration")
+    SYNTH_CLIPS.check(train_clips, "--train-clips")
+    SYNTH_CLIPS.check(dev_clips, "--dev-clips")
+    SEED.check(seed, "--seed")
+    for value in snr_db:
+        SNR_DB.check(value, "--snr")
+    if not snr_db[0] <= snr_db[1]:
+        raise UsageError(f"--snr {snr_db[0]:g} {snr_db[1]:g}: expected LOW <= HIGH (dB)")
     folders = [Path(out) / SPLIT_FOLDERS[split] for split in ("train", "dev")]
     existing = [f for f in folders if f.is_dir() and any(f.iterdir())]
     if existing and not overwrite:
@@ -258,6 +269,18 @@ def synthesize(out: str | Path, train_clips: int = 8, dev_clips: int = 4, durati
                          f"phnn synth does not write over a dataset: pass --overwrite to replace it, or choose another --out")
     for folder in existing:
         shutil.rmtree(folder)
+    created = [folder for folder in folders if not folder.exists()]
+    try:
+        return _write_splits(Path(out), train_clips, dev_clips, duration, max_overlap, mic_b, seed, snr_db, progress)
+    except BaseException:
+        for folder in created:  # a failed synth leaves no partial dataset that would block the next one
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
+
+
+def _write_splits(out: Path, train_clips: int, dev_clips: int, duration: float, max_overlap: int, mic_b: bool,
+                  seed: int, snr_db: tuple[float, float], progress: bool) -> list[Path]:
+    """Render and write every clip and label file of both splits; returns the written wav paths."""
     written = []
     from tqdm.auto import tqdm
 
