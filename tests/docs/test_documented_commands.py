@@ -1,8 +1,12 @@
 """Every `phnn ...` command the docs show runs as written, in order, on tiny stand-in data.
 
-Commands come from README.md, configs/README.md and the "Examples:" of each subcommand's `--help`
-(fit/validate/test/predict and every command in `phnn.cli.EXTRA_COMMANDS`), so a command added to
-any of them later is picked up without touching this file. They run in-process through
+Commands come from README.md, configs/README.md, every `docs/*.md` page and the "Examples:" of each
+subcommand's `--help` (fit/validate/test/predict and every command in `phnn.cli.EXTRA_COMMANDS`), so a
+command added to any of them later (a new page included) is picked up without touching this file.
+The ```python blocks of the same documents run too (each document's blocks in order, in one namespace,
+in a scratch folder: a block that is not meant to run is not fenced as python), and each `python
+SCRIPT` / `python -m MODULE` / `make TARGET` they show names a script, module or target that exists,
+with options the script defines (those are not run: they take minutes). They run in-process through
 `phnn.cli.main`, in a scratch folder laid out like a user's checkout: `configs/` (the real one),
 `data/cifar10`, `data/svhn`, `data/l3das21` (tiny files in each dataset's own format) and
 `data/my_images/`. The only changes made to a command are the ones listed in the tables below:
@@ -38,7 +42,8 @@ from conftest import write_image_folder  # noqa: E402
 from dataset_files import skip_checksums, write_cifar10, write_svhn  # noqa: E402
 
 REPO = TESTS.parent
-DOCUMENTS = ("README.md", "configs/README.md")
+# The documents whose commands run, as globs in walk order: the README first (its commands set the scene).
+DOCUMENT_GLOBS = ("README.md", "configs/README.md", "docs/*.md")
 IMAGES = "data/my_images"
 SED_ROOT = "data/l3das21"
 
@@ -98,7 +103,8 @@ APPENDED: dict[str, list[str]] = {
 ONLINE: dict[str, str] = {"download": "downloads from the internet"}
 
 # Commands too slow for `make test`, by a word they contain → why; `make test-all` runs them too.
-EXPENSIVE: dict[str, str] = {"--format onnx": "the ONNX exporter takes minutes on a recurrent model on a CPU"}
+EXPENSIVE: dict[str, str] = {"--format onnx": "the ONNX exporter takes minutes on a recurrent model on a CPU",
+                             "configs/sed/paper.yaml": "the published SEDnet on whole clips: half a minute on a CPU"}
 
 # Commands that only print (help, the resolved config) get nothing appended.
 PRINT_ONLY = ("--help", ".help", "--print_config")
@@ -108,6 +114,14 @@ SYNOPSIS = ("<", "[", "|", "…", "...")
 
 
 # ---- finding the commands ---------------------------------------------------------------------------------
+
+
+def documents(repo: Path = REPO) -> list[str]:
+    """The documents of `DOCUMENT_GLOBS` in `repo`, as paths relative to it, in walk order."""
+    found: list[str] = []
+    for pattern in DOCUMENT_GLOBS:
+        found += [path.relative_to(repo).as_posix() for path in sorted(repo.glob(pattern)) if path.is_file()]
+    return found
 
 
 def commands_in_markdown(text: str) -> list[str]:
@@ -132,6 +146,45 @@ def commands_in_markdown(text: str) -> list[str]:
         elif not fenced:
             found += [span for span in re.findall(r"`(phnn [^`]+)`", line) if " --" in span or " -c " in span]
     return found
+
+
+def python_blocks(text: str) -> list[str]:
+    """The ```python fenced blocks of a markdown text, in document order."""
+    return re.findall(r"^```python\n(.*?)^```", text, flags=re.DOTALL | re.MULTILINE)
+
+
+def script_commands(text: str) -> list[str]:
+    """`python SCRIPT|-m MODULE ...` and `make TARGET` commands: lines of code blocks other than ```python ones,
+    and inline spans."""
+    found: list[str] = []
+    fence = ""
+    for line in text.splitlines():
+        if line.lstrip().startswith("```"):
+            fence = "" if fence else line.strip()
+            continue
+        command = line.strip()
+        if (fence or line.startswith("    ")) and fence != "```python" and re.match(r"(python3?|make) ", command):
+            found.append(command)
+        elif not fence:
+            found += re.findall(r"`((?:python3?|make) [^`]+)`", line)
+    return found
+
+
+def script_problem(command: str, repo: Path = REPO) -> str | None:
+    """Why a documented `python ...` / `make ...` command cannot run as written, or None: a Makefile target,
+    script or module that does not exist, or an option the script does not define."""
+    argv = shlex.split(command, comments=True)
+    if argv[0] == "make":
+        targets = set(re.findall(r"^([\w-]+):", (repo / "Makefile").read_text(), flags=re.MULTILINE))
+        missing = [arg for arg in argv[1:] if arg not in targets]
+        return f"no Makefile target {missing}" if missing else None
+    module = argv[2] if argv[1] == "-m" and len(argv) > 2 else None
+    source = repo / (module.replace(".", "/") + ".py" if module else argv[1])
+    if not source.is_file():
+        return f"{source.relative_to(repo)} does not exist"
+    text = source.read_text(encoding="utf-8")
+    unknown = [arg.split("=")[0] for arg in argv if arg.startswith("--") and f'"{arg.split("=")[0]}"' not in text]
+    return f"{source.relative_to(repo)} defines no option {unknown}" if unknown else None
 
 
 def commands_in_help(text: str) -> list[str]:
@@ -159,7 +212,7 @@ def documented_commands(repo: Path = REPO) -> list[tuple[str, str]]:
     """(source, command) for every documented command, in walk order: the documents, then the helps."""
     from phnn import cli
 
-    found = [(name, command) for name in DOCUMENTS
+    found = [(name, command) for name in documents(repo)
              for command in commands_in_markdown((repo / name).read_text(encoding="utf-8"))]
     for name in ["fit", "validate", "test", "predict", *cli.EXTRA_COMMANDS]:
         found += [(f"phnn {name} --help", command) for command in commands_in_help(help_text(name))]
@@ -295,12 +348,40 @@ def test_the_docs_show_the_commands_that_matter() -> None:
     """The extraction itself: each document and help contributes the commands a user copies."""
     found = documented_commands()
     commands = [command for _, command in found]
-    assert {source for source, _ in found} >= {*DOCUMENTS, "phnn fit --help", "phnn test --help",
+    assert {"README.md", "docs/sed.md", "docs/images.md", "docs/runs.md"} <= set(documents())
+    assert {source for source, _ in found} >= {"README.md", "docs/sed.md", "phnn fit --help", "phnn test --help",
                                                "phnn predict --help", "phnn inspect --help"}
     assert any(c.startswith("phnn inspect --config") for c in commands)  # broken once by the config order
     assert any(c.startswith("phnn predict") and "predict_path" in c for c in commands)
     assert commands_in_markdown("text `phnn test` and `phnn fit --x 1`\n\n    phnn a \\\n      --b c  # note\n") == \
         ["phnn fit --x 1", "phnn a --b c  # note"]
+
+
+def documents_with_python() -> list[str]:
+    return [name for name in documents() if python_blocks((REPO / name).read_text(encoding="utf-8"))]
+
+
+@pytest.mark.parametrize("document", documents_with_python())
+def test_documented_python_runs(document: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A document's python blocks run in order, as one session, in a scratch folder."""
+    monkeypatch.chdir(tmp_path)
+    namespace: dict[str, object] = {"__name__": "__main__"}
+    for index, block in enumerate(python_blocks((REPO / document).read_text(encoding="utf-8")), start=1):
+        exec(compile(block, f"{document}, python block {index}", "exec"), namespace)  # noqa: S102
+
+
+def test_documented_scripts_and_targets_exist() -> None:
+    """`python SCRIPT ...`, `python -m MODULE ...` and `make TARGET` in the docs name what exists."""
+    found = [(name, command) for name in documents()
+             for command in script_commands((REPO / name).read_text(encoding="utf-8"))]
+    assert {"make demo", "make test"} <= {command for name, command in found if name == "README.md"}
+    assert any(command.startswith("python bench/") for _, command in found)
+    problems = [f"{name}: {command}: {why}" for name, command in found if (why := script_problem(command))]
+    assert not problems, "\n".join(problems)
+    assert script_commands("```python\nprint(1)\n```\n    python bench/x.py --a\n`make test` and `python -m m`\n") \
+        == ["python bench/x.py --a", "make test", "python -m m"]
+    assert script_problem("python bench/layers.py --threads 1") is None
+    assert script_problem("python bench/layers.py --nope") and script_problem("make nothing")
 
 
 def walk_and_check(root: Path, l3das21_root: Path, expensive: bool) -> None:
