@@ -99,6 +99,12 @@ APPENDED: dict[str, list[str]] = {
     "inspect": ["--no-plots"],  # a PNG per PH layer takes seconds; tests/cli/test_inspect_export.py checks them
 }
 
+# Appended to a fit on L3DAS21 data (a config it names holds the L3DAS21 DataModule): training windows as long as
+# the stand-in clips (4 s, as the conftest's l3das21_root), where the configs ask for 5 to 60 s windows of mostly
+# padding (the 60 s windows of seldnet_baseline.yaml alone took half a minute).
+SED_CLIP_SECONDS = 4.0
+SED_FIT = [f"--data.segment_seconds={SED_CLIP_SECONDS:g}"]
+
 # Commands that cannot run offline, by a word they contain → why.
 ONLINE: dict[str, str] = {"download": "downloads from the internet"}
 
@@ -244,7 +250,16 @@ def adapt(command: str, walk: Walk) -> list[str] | str:
         adapted.append(option + equals + substitute(value) if equals and arg.startswith("-") else substitute(arg))
     if any(mark in arg for arg in adapted for mark in PRINT_ONLY):
         return adapted
-    return adapted + APPENDED.get(adapted[0] if adapted else "", [])
+    sed_fit = SED_FIT if adapted[:1] == ["fit"] and trains_on_l3das21(adapted, walk.root) else []
+    return adapted + APPENDED.get(adapted[0] if adapted else "", []) + sed_fit
+
+
+def trains_on_l3das21(argv: list[str], root: Path) -> bool:
+    """Whether a config file that `argv` names (`-c FILE`, `--config FILE`, `--config=FILE`) uses L3DAS21 data."""
+    files = [value for option, value in zip(argv, argv[1:]) if option in ("-c", "--config")]
+    files += [arg.partition("=")[2] for arg in argv if arg.startswith("--config=")]
+    return any("L3DAS21DataModule" in (root / name).read_text(encoding="utf-8")
+               for name in files if (root / name).is_file())
 
 
 def make_workspace(root: Path, sed_source: Path | None = None, repo: Path = REPO) -> Path:
@@ -259,7 +274,7 @@ def make_workspace(root: Path, sed_source: Path | None = None, repo: Path = REPO
     else:
         from phnn.data.l3das21.synth import synthesize
 
-        synthesize(root / SED_ROOT, train_clips=4, dev_clips=2, duration=4.0, max_overlap=3, mic_b=True, seed=0)
+        synthesize(root / SED_ROOT, train_clips=4, dev_clips=2, duration=SED_CLIP_SECONDS, max_overlap=3, mic_b=True, seed=0)
     return root
 
 
@@ -353,6 +368,8 @@ def test_the_docs_show_the_commands_that_matter() -> None:
                                                "phnn predict --help", "phnn inspect --help"}
     assert any(c.startswith("phnn inspect --config") for c in commands)  # broken once by the config order
     assert any(c.startswith("phnn predict") and "predict_path" in c for c in commands)
+    assert trains_on_l3das21(["fit", "-c", "configs/sed/seldnet_baseline.yaml"], REPO)
+    assert not trains_on_l3das21(["fit", "--config=configs/data/svhn.yaml"], REPO)
     assert commands_in_markdown("text `phnn test` and `phnn fit --x 1`\n\n    phnn a \\\n      --b c  # note\n") == \
         ["phnn fit --x 1", "phnn a --b c  # note"]
 
