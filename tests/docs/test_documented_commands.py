@@ -1,13 +1,13 @@
 """Every `phnn ...` command the docs show runs as written, in order, on tiny stand-in data.
 
-Commands come from README.md, configs/README.md, every `docs/*.md` page and the "Examples:" of each
+Commands come from README.md, phnn/configs/README.md, every `docs/*.md` page and the "Examples:" of each
 subcommand's `--help` (fit/validate/test/predict and every command in `phnn.cli.EXTRA_COMMANDS`), so a
 command added to any of them later (a new page included) is picked up without touching this file.
 The ```python blocks of the same documents run too (each document's blocks in order, in one namespace,
 in a scratch folder: a block that is not meant to run is not fenced as python), and each `python
 SCRIPT` / `python -m MODULE` / `make TARGET` they show names a script, module or target that exists,
-with options the script defines (those are not run: they take minutes). They run in-process through
-`phnn.cli.main`, in a scratch folder laid out like a user's checkout: `configs/` (the real one),
+with options the script defines (those are not run: they take minutes). The commands run in-process
+through `phnn.cli.main`, in a scratch folder laid out like a user's folder (configs are found by name):
 `data/cifar10`, `data/svhn`, `data/l3das21` (tiny files in each dataset's own format) and
 `data/my_images/`. The only changes made to a command are the ones listed in the tables below:
 placeholders, trainer limits (one tiny batch, on the CPU) and smaller `phnn synth` sizes.
@@ -43,7 +43,7 @@ from dataset_files import skip_checksums, write_cifar10, write_svhn  # noqa: E40
 
 REPO = TESTS.parent
 # The documents whose commands run, as globs in walk order: the README first (its commands set the scene).
-DOCUMENT_GLOBS = ("README.md", "configs/README.md", "docs/*.md")
+DOCUMENT_GLOBS = ("README.md", "phnn/configs/README.md", "docs/*.md")
 IMAGES = "data/my_images"
 SED_ROOT = "data/l3das21"
 
@@ -110,12 +110,12 @@ ONLINE: dict[str, str] = {"download": "downloads from the internet"}
 
 # Commands too slow for `make test`, by a word they contain → why; `make test-all` runs them too.
 EXPENSIVE: dict[str, str] = {"--format onnx": "the ONNX exporter takes minutes on a recurrent model on a CPU",
-                             "configs/sed/paper.yaml": "the published SEDnet on whole clips: half a minute on a CPU"}
+                             "sed/paper.yaml": "the published SEDnet on whole clips: half a minute on a CPU"}
 
 # Commands that only print (help, the resolved config) get nothing appended.
 PRINT_ONLY = ("--help", ".help", "--print_config")
 
-# A command with one of these is a synopsis (`--config configs/data/<dataset>.yaml`, `a|b`), not a command.
+# A command with one of these is a synopsis (`--config data/<dataset>.yaml`, `a|b`), not a command.
 SYNOPSIS = ("<", "[", "|", "…", "...")
 
 
@@ -255,17 +255,20 @@ def adapt(command: str, walk: Walk) -> list[str] | str:
 
 
 def trains_on_l3das21(argv: list[str], root: Path) -> bool:
-    """Whether a config file that `argv` names (`-c FILE`, `--config FILE`, `--config=FILE`) uses L3DAS21 data."""
-    files = [value for option, value in zip(argv, argv[1:]) if option in ("-c", "--config")]
-    files += [arg.partition("=")[2] for arg in argv if arg.startswith("--config=")]
-    return any("L3DAS21DataModule" in (root / name).read_text(encoding="utf-8")
-               for name in files if (root / name).is_file())
+    """Whether a config that `argv` names (`-c X`, `--config X`, `--config=X`: a path from `root`, or the name of
+    a shipped config) uses L3DAS21 data."""
+    from phnn.config_files import find_config
+
+    names = [value for option, value in zip(argv, argv[1:]) if option in ("-c", "--config")]
+    names += [arg.partition("=")[2] for arg in argv if arg.startswith("--config=")]
+    with inside(root):
+        files = [find_config(name).resolve() for name in names]
+    return any("L3DAS21DataModule" in file.read_text(encoding="utf-8") for file in files)
 
 
 def make_workspace(root: Path, sed_source: Path | None = None, repo: Path = REPO) -> Path:
-    """A user's checkout in miniature: configs/ and tiny data where the docs expect it."""
+    """A user's folder in miniature: tiny data where the docs expect it (configs are found by name)."""
     root.mkdir(parents=True, exist_ok=True)
-    (root / "configs").symlink_to(repo / "configs")
     write_cifar10(root / "data" / "cifar10")
     write_svhn(root / "data" / "svhn")
     write_image_folder(root / IMAGES, per_class=6, size=16)
@@ -368,8 +371,8 @@ def test_the_docs_show_the_commands_that_matter() -> None:
                                                "phnn predict --help", "phnn inspect --help"}
     assert any(c.startswith("phnn inspect --config") for c in commands)  # broken once by the config order
     assert any(c.startswith("phnn predict") and "predict_path" in c for c in commands)
-    assert trains_on_l3das21(["fit", "-c", "configs/sed/seldnet_baseline.yaml"], REPO)
-    assert not trains_on_l3das21(["fit", "--config=configs/data/svhn.yaml"], REPO)
+    assert trains_on_l3das21(["fit", "-c", "sed/seldnet_baseline.yaml"], REPO)
+    assert not trains_on_l3das21(["fit", "--config=data/svhn.yaml"], REPO)
     assert commands_in_markdown("text `phnn test` and `phnn fit --x 1`\n\n    phnn a \\\n      --b c  # note\n") == \
         ["phnn fit --x 1", "phnn a --b c  # note"]
 
