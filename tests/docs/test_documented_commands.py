@@ -193,6 +193,19 @@ def script_problem(command: str, repo: Path = REPO) -> str | None:
     return f"{source.relative_to(repo)} defines no option {unknown}" if unknown else None
 
 
+def documented_config_names(repo: Path = REPO) -> set[str]:
+    """The configs the documents name by `-c X` / `--config X` / `--config=X`, other than a run's own config.yaml
+    and synopses: configs a user finds by name among those phnn ships."""
+    names: set[str] = set()
+    for name in documents(repo):
+        for command in commands_in_markdown((repo / name).read_text(encoding="utf-8")):
+            argv = shlex.split(command, comments=True)
+            values = [value for option, value in zip(argv, argv[1:]) if option in ("-c", "--config")]
+            values += [arg.partition("=")[2] for arg in argv if arg.startswith("--config=")]
+            names |= {v for v in values if not v.endswith("config.yaml") and not any(m in v for m in SYNOPSIS)}
+    return names
+
+
 def commands_in_help(text: str) -> list[str]:
     """The block of `phnn ...` lines right under the last "Examples:" line of a help text."""
     lines = text.splitlines()
@@ -402,6 +415,16 @@ def test_documented_scripts_and_targets_exist() -> None:
         == ["python bench/x.py --a", "make test", "python -m m"]
     assert script_problem("python bench/layers.py --threads 1") is None
     assert script_problem("python bench/layers.py --nope") and script_problem("make nothing")
+
+
+def test_the_configs_the_docs_name_are_shipped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by name from a folder of the user's, with no checkout around: what a wheel install has."""
+    from phnn.config_files import SHIPPED_CONFIGS, find_config
+
+    monkeypatch.chdir(tmp_path)
+    names = documented_config_names()
+    assert {"sed/demo.yaml", "sed/seldnet_baseline.yaml", "trainer/gpu.yaml", "model/family/phc3.yaml"} <= names
+    assert [name for name in sorted(names) if not find_config(name).is_relative_to(SHIPPED_CONFIGS)] == []
 
 
 def walk_and_check(root: Path, l3das21_root: Path, expensive: bool) -> None:
