@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     _run("predict", run_config, runs, "--ckpt_path", checkpoint,
          f"--data.predict_path={dev_clips}", f"--writer.output_dir={out / 'predictions'}")
 
-    print("\n[demo] done in {:.0f} s (fit {:.0f} s)".format(time.perf_counter() - start, fit_seconds))
+    print(f"\n[demo] done in {time.perf_counter() - start:.0f} s (fit {fit_seconds:.0f} s)")
     _print_scores(json.loads((fit_run / "test" / "metrics.json").read_text())["metrics"])
     _print_where(out, fit_run, args.label_grid)
     return 0

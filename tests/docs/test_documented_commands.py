@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import itertools
 import os
 import re
 import shlex
@@ -200,7 +201,7 @@ def documented_config_names(repo: Path = REPO) -> set[str]:
     for name in documents(repo):
         for command in commands_in_markdown((repo / name).read_text(encoding="utf-8")):
             argv = shlex.split(command, comments=True)
-            values = [value for option, value in zip(argv, argv[1:]) if option in ("-c", "--config")]
+            values = [value for option, value in itertools.pairwise(argv) if option in ("-c", "--config")]
             values += [arg.partition("=")[2] for arg in argv if arg.startswith("--config=")]
             names |= {v for v in values if not v.endswith("config.yaml") and not any(m in v for m in SYNOPSIS)}
     return names
@@ -272,7 +273,7 @@ def trains_on_l3das21(argv: list[str], root: Path) -> bool:
     a shipped config) uses L3DAS21 data."""
     from phnn.config_files import find_config
 
-    names = [value for option, value in zip(argv, argv[1:]) if option in ("-c", "--config")]
+    names = [value for option, value in itertools.pairwise(argv) if option in ("-c", "--config")]
     names += [arg.partition("=")[2] for arg in argv if arg.startswith("--config=")]
     with inside(root):
         files = [find_config(name).resolve() for name in names]
@@ -290,7 +291,8 @@ def make_workspace(root: Path, sed_source: Path | None = None, repo: Path = REPO
     else:
         from phnn.data.l3das21.synth import synthesize
 
-        synthesize(root / SED_ROOT, train_clips=4, dev_clips=2, duration=SED_CLIP_SECONDS, max_overlap=3, mic_b=True, seed=0)
+        synthesize(root / SED_ROOT, train_clips=4, dev_clips=2, duration=SED_CLIP_SECONDS, max_overlap=3, mic_b=True,
+                   seed=0)
     return root
 
 
