@@ -25,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-from phnn.callbacks.sed_writer import SUBMISSION_FOLDER
+from phnn.data.l3das21.layout import SUBMISSION_FOLDER
 from phnn.cli import main as phnn
 from phnn.config_files import SHIPPED_CONFIGS
 from phnn.io import write_text_atomic

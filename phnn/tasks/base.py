@@ -152,6 +152,12 @@ class PHTask(LightningModule, ABC):
         self.example_input_shape: list[int] | None = None
 
     @classmethod
+    def upgrade_hparams(cls, hparams: Mapping[str, Any]) -> dict[str, Any]:
+        """A checkpoint's hyperparameters in the shape of this task's signature today; a task whose
+        signature changed maps its old keys here (see `phnn.tasks.legacy`)."""
+        return dict(hparams)
+
+    @classmethod
     def run_tag(cls, init_args: Mapping[str, Any]) -> str:
         """The model part of a run's name from the task's arguments: e.g. resnet18_large_phc4, sednet_real."""
         backbone = init_args.get("backbone") or cls.backbone_tag
