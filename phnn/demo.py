@@ -25,9 +25,9 @@ import sys
 import time
 from pathlib import Path
 
-from phnn.data.l3das21.layout import SUBMISSION_FOLDER
 from phnn.cli import main as phnn
 from phnn.config_files import SHIPPED_CONFIGS
+from phnn.data.l3das21.layout import SUBMISSION_FOLDER
 from phnn.io import write_text_atomic
 
 DEMO_CONFIG = SHIPPED_CONFIGS / "sed" / "demo.yaml"
