@@ -86,7 +86,7 @@ def _last_logged(run: Path, names: list[str]) -> dict[str, float]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    """The demo's command line: output folder, seed, epochs, label grid, threads."""
+    """The demo's options: where to write, the seed, and what the 9-minute default run may change."""
     parser = argparse.ArgumentParser(prog="python -m phnn.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("demo_output"), help="output folder (default demo_output)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the data and of the training run")
@@ -99,7 +99,67 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _demo_config(out: Path, seed: int, label_grid: str) -> list[str]:
+    """`--config` arguments: the shipped demo config, then a file of this run's paths, seed and label grid."""
+    paths = out / "demo_paths.yaml"
+    loggers = [{"class_path": f"lightning.pytorch.loggers.{kind}", "init_args": {"save_dir": str(out / "runs"),
+                                                                                 "name": "demo"}}
+               for kind in ("CSVLogger", "TensorBoardLogger")]
+    _write_json(paths, {
+        "seed_everything": seed,
+        "trainer": {"default_root_dir": str(out), "logger": loggers},
+        "data": {"init_args": {"root": str(out / "data"), "cache_dir": str(out / "cache"),
+                               "label_grid": label_grid}},
+        "writer": {"init_args": {"output_dir": str(out / "predictions")}},
+    })
+    return ["--config", str(DEMO_CONFIG), "--config", str(paths)]
+
+
+def _print_scores(scores: dict[str, float]) -> None:
+    """The test scores: detection F (both countings), DCASE error rates, localisation."""
+    nan = float("nan")
+    for label, suffix in (("one-to-one", ""), ("L3DAS21", "_l3das21")):
+        print(f"  test F ({label:<10}) {scores.get(f'test/f_score{suffix}', nan):.3f}   "
+              f"(precision {scores.get(f'test/precision{suffix}', nan):.3f}, "
+              f"recall {scores.get(f'test/recall{suffix}', nan):.3f})")
+    print(f"  test DCASE ER     {scores.get('test/error_rate', nan):.3f} segment (1 s, F1 "
+          f"{scores.get('test/segment_f1', nan):.3f}), {scores.get('test/event_error_rate', nan):.3f} event-based "
+          f"(F1 {scores.get('test/event_f1', nan):.3f})")
+    print(f"  location-sensitive F (2 m)  {scores.get('test/seld_f_score', nan):.3f} one-to-one, "
+          f"{scores.get('test/seld_f_score_l3das21', nan):.3f} official counting")
+    print(f"  localisation error          {scores.get('test/doa_error_m', nan):.2f} m, "
+          f"{scores.get('test/doa_error_deg', nan):.1f}° "
+          "(mean over detections matched to a true event of their class)")
+    print(f"  DCASE joint (20°)           ER {scores.get('test/dcase_error_rate_20', nan):.3f}, "
+          f"F {scores.get('test/dcase_f_score_20', nan):.3f}, "
+          f"LE_CD {scores.get('test/dcase_localisation_error', nan):.1f}°, "
+          f"LR_CD {scores.get('test/dcase_localisation_recall', nan):.3f}")
+
+
+def _print_where(out: Path, fit_run: Path, label_grid: str) -> None:
+    """The data-loading share of a training step, where every output is, and the commands to go on with."""
+    timing = _last_logged(fit_run, ["timing/data_fraction", "timing/train_step_ms"])
+    events = sorted((out / "predictions").glob("*.csv"))
+    example = events[0] if events else None
+    checkpoint = fit_run / "checkpoints" / "best.ckpt"
+    if "timing/data_fraction" in timing:
+        print(f"  data loading      {100 * timing['timing/data_fraction']:.1f}% of the training step "
+              f"({timing.get('timing/train_step_ms', float('nan')):.0f} ms per step)")
+    print(f"  checkpoint        {checkpoint}")
+    print(f"  run folder        {fit_run}  (config.yaml, metrics.csv, TensorBoard events, test/metrics.json)")
+    print(f"  predictions       {out / 'predictions'}  ({len(events)} clips"
+          + (f", e.g. {example.name}, {example.stem}.png" if example else "") + ")")
+    print(f"  submission folder {out / 'predictions' / SUBMISSION_FOLDER}  "
+          "(L3DAS21 Task 2: one frame,class,x,y,z CSV per clip)")
+    phnn_command = Path(sys.executable).parent / "phnn"  # the console script of this environment
+    print(f"\n  score the prediction files (official L3DAS21, one-to-one, DCASE):\n    {phnn_command} score "
+          f"{out / 'predictions'} --labels {out / 'data' / 'L3DAS_Task2_dev' / 'labels'} --label-grid {label_grid}")
+    print(f"\n  again on your own clips:\n    {phnn_command} predict --config {fit_run / 'config.yaml'} "
+          f"--ckpt_path {checkpoint} --data.predict_path YOUR_CLIPS --writer.output_dir OUT")
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Synthesise, fit, test and predict through the `phnn` CLI, then print the scores and where things are."""
     parser = _parser()
     args = parser.parse_args(argv)
     if args.threads < 1:
@@ -112,65 +172,21 @@ def main(argv: list[str] | None = None) -> int:
     _synthesize(out / "data", args.seed)
 
     runs = out / "runs" / "demo"
-    paths = out / "demo_paths.yaml"
-    loggers = [{"class_path": f"lightning.pytorch.loggers.{kind}", "init_args": {"save_dir": str(out / "runs"),
-                                                                                 "name": "demo"}}
-               for kind in ("CSVLogger", "TensorBoardLogger")]
-    _write_json(paths, {
-        "seed_everything": args.seed,
-        "trainer": {"default_root_dir": str(out), "logger": loggers},
-        "data": {"init_args": {"root": str(out / "data"), "cache_dir": str(out / "cache"),
-                               "label_grid": args.label_grid}},
-        "writer": {"init_args": {"output_dir": str(out / "predictions")}},
-    })
-    config = ["--config", str(DEMO_CONFIG), "--config", str(paths)]
+    config = _demo_config(out, args.seed, args.label_grid)
     epochs = [f"--trainer.max_epochs={args.epochs}"] if args.epochs else []
-
     fit_start = time.perf_counter()
     fit_run = _run("fit", config, runs, *epochs)
     fit_seconds = time.perf_counter() - fit_start
-    checkpoint = fit_run / "checkpoints" / "best.ckpt"
-    run_config = fit_run / "config.yaml"
-    _run("test", ["--config", str(run_config)], runs, "--ckpt_path", str(checkpoint))
+    checkpoint = str(fit_run / "checkpoints" / "best.ckpt")
+    run_config = ["--config", str(fit_run / "config.yaml")]
+    _run("test", run_config, runs, "--ckpt_path", checkpoint)
     dev_clips = out / "data" / "L3DAS_Task2_dev" / "data"
-    _run("predict", ["--config", str(run_config)], runs, "--ckpt_path", str(checkpoint),
+    _run("predict", run_config, runs, "--ckpt_path", checkpoint,
          f"--data.predict_path={dev_clips}", f"--writer.output_dir={out / 'predictions'}")
 
-    scores = json.loads((fit_run / "test" / "metrics.json").read_text())["metrics"]
-    timing = _last_logged(fit_run, ["timing/data_fraction", "timing/train_step_ms"])
-    events = sorted((out / "predictions").glob("*.csv"))
-    example = events[0] if events else None
-    submission = out / "predictions" / SUBMISSION_FOLDER
-    print("\n[demo] done in {:.0f} s (fit {:.0f} s)".format(time.perf_counter() - start, fit_seconds))
-    nan = float("nan")
-    for label, suffix in (("one-to-one", ""), ("L3DAS21", "_l3das21")):
-        print(f"  test F ({label:<10}) {scores.get(f'test/f_score{suffix}', nan):.3f}   "
-              f"(precision {scores.get(f'test/precision{suffix}', nan):.3f}, "
-              f"recall {scores.get(f'test/recall{suffix}', nan):.3f})")
-    print(f"  test DCASE ER     {scores.get('test/error_rate', nan):.3f} segment (1 s, F1 "
-          f"{scores.get('test/segment_f1', nan):.3f}), {scores.get('test/event_error_rate', nan):.3f} event-based "
-          f"(F1 {scores.get('test/event_f1', nan):.3f})")
-    print(f"  location-sensitive F (2 m)  {scores.get('test/seld_f_score', nan):.3f} one-to-one, "
-          f"{scores.get('test/seld_f_score_l3das21', nan):.3f} official counting")
-    print(f"  localisation error          {scores.get('test/doa_error_m', nan):.2f} m, "
-          f"{scores.get('test/doa_error_deg', nan):.1f}° (mean over detections matched to a true event of their class)")
-    print(f"  DCASE joint (20°)           ER {scores.get('test/dcase_error_rate_20', nan):.3f}, "
-          f"F {scores.get('test/dcase_f_score_20', nan):.3f}, "
-          f"LE_CD {scores.get('test/dcase_localisation_error', nan):.1f}°, "
-          f"LR_CD {scores.get('test/dcase_localisation_recall', nan):.3f}")
-    if "timing/data_fraction" in timing:
-        print(f"  data loading      {100 * timing['timing/data_fraction']:.1f}% of the training step "
-              f"({timing.get('timing/train_step_ms', float('nan')):.0f} ms per step)")
-    print(f"  checkpoint        {checkpoint}")
-    print(f"  run folder        {fit_run}  (config.yaml, metrics.csv, TensorBoard events, test/metrics.json)")
-    print(f"  predictions       {out / 'predictions'}  ({len(events)} clips"
-          + (f", e.g. {example.name}, {example.stem}.png" if example else "") + ")")
-    print(f"  submission folder {submission}  (L3DAS21 Task 2: one frame,class,x,y,z CSV per clip)")
-    phnn_command = Path(sys.executable).parent / "phnn"  # the console script of this environment
-    print(f"\n  score the prediction files (official L3DAS21, one-to-one, DCASE):\n    {phnn_command} score "
-          f"{out / 'predictions'} --labels {out / 'data' / 'L3DAS_Task2_dev' / 'labels'} --label-grid {args.label_grid}")
-    print(f"\n  again on your own clips:\n    {phnn_command} predict --config {run_config} --ckpt_path {checkpoint} "
-          f"--data.predict_path YOUR_CLIPS --writer.output_dir OUT")
+    print(f"\n[demo] done in {time.perf_counter() - start:.0f} s (fit {fit_seconds:.0f} s)")
+    _print_scores(json.loads((fit_run / "test" / "metrics.json").read_text())["metrics"])
+    _print_where(out, fit_run, args.label_grid)
     return 0
 
 

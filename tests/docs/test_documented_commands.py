@@ -1,9 +1,13 @@
 """Every `phnn ...` command the docs show runs as written, in order, on tiny stand-in data.
 
-Commands come from README.md, phnn/configs/README.md and the "Examples:" of each subcommand's `--help`
-(fit/validate/test/predict and every command in `phnn.cli.EXTRA_COMMANDS`), so a command added to
-any of them later is picked up without touching this file. They run in-process through
-`phnn.cli.main`, in a scratch folder laid out like a user's folder (configs are found by name):
+Commands come from README.md, phnn/configs/README.md, every `docs/*.md` page and the "Examples:" of each
+subcommand's `--help` (fit/validate/test/predict and every command in `phnn.cli.EXTRA_COMMANDS`), so a
+command added to any of them later (a new page included) is picked up without touching this file.
+The ```python blocks of the same documents run too (each document's blocks in order, in one namespace,
+in a scratch folder: a block that is not meant to run is not fenced as python), and each `python
+SCRIPT` / `python -m MODULE` / `make TARGET` they show names a script, module or target that exists,
+with options the script defines (those are not run: they take minutes). The commands run in-process
+through `phnn.cli.main`, in a scratch folder laid out like a user's folder (configs are found by name):
 `data/cifar10`, `data/svhn`, `data/l3das21` (tiny files in each dataset's own format) and
 `data/my_images/`. The only changes made to a command are the ones listed in the tables below:
 placeholders, trainer limits (one tiny batch, on the CPU) and smaller `phnn synth` sizes.
@@ -19,6 +23,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import itertools
 import os
 import re
 import shlex
@@ -38,7 +43,8 @@ from conftest import write_image_folder  # noqa: E402
 from dataset_files import skip_checksums, write_cifar10, write_svhn  # noqa: E402
 
 REPO = TESTS.parent
-DOCUMENTS = ("README.md", "phnn/configs/README.md")
+# The documents whose commands run, as globs in walk order: the README first (its commands set the scene).
+DOCUMENT_GLOBS = ("README.md", "phnn/configs/README.md", "docs/*.md")
 IMAGES = "data/my_images"
 SED_ROOT = "data/l3das21"
 
@@ -94,11 +100,18 @@ APPENDED: dict[str, list[str]] = {
     "inspect": ["--no-plots"],  # a PNG per PH layer takes seconds; tests/cli/test_inspect_export.py checks them
 }
 
+# Appended to a fit on L3DAS21 data (a config it names holds the L3DAS21 DataModule): training windows as long as
+# the stand-in clips (4 s, as the conftest's l3das21_root), where the configs ask for 5 to 60 s windows of mostly
+# padding (the 60 s windows of seldnet_baseline.yaml alone took half a minute).
+SED_CLIP_SECONDS = 4.0
+SED_FIT = [f"--data.segment_seconds={SED_CLIP_SECONDS:g}"]
+
 # Commands that cannot run offline, by a word they contain → why.
 ONLINE: dict[str, str] = {"download": "downloads from the internet"}
 
 # Commands too slow for `make test`, by a word they contain → why; `make test-all` runs them too.
-EXPENSIVE: dict[str, str] = {"--format onnx": "the ONNX exporter takes minutes on a recurrent model on a CPU"}
+EXPENSIVE: dict[str, str] = {"--format onnx": "the ONNX exporter takes minutes on a recurrent model on a CPU",
+                             "sed/paper.yaml": "the published SEDnet on whole clips: half a minute on a CPU"}
 
 # Commands that only print (help, the resolved config) get nothing appended.
 PRINT_ONLY = ("--help", ".help", "--print_config")
@@ -108,6 +121,14 @@ SYNOPSIS = ("<", "[", "|", "…", "...")
 
 
 # ---- finding the commands ---------------------------------------------------------------------------------
+
+
+def documents(repo: Path = REPO) -> list[str]:
+    """The documents of `DOCUMENT_GLOBS` in `repo`, as paths relative to it, in walk order."""
+    found: list[str] = []
+    for pattern in DOCUMENT_GLOBS:
+        found += [path.relative_to(repo).as_posix() for path in sorted(repo.glob(pattern)) if path.is_file()]
+    return found
 
 
 def commands_in_markdown(text: str) -> list[str]:
@@ -132,6 +153,58 @@ def commands_in_markdown(text: str) -> list[str]:
         elif not fenced:
             found += [span for span in re.findall(r"`(phnn [^`]+)`", line) if " --" in span or " -c " in span]
     return found
+
+
+def python_blocks(text: str) -> list[str]:
+    """The ```python fenced blocks of a markdown text, in document order."""
+    return re.findall(r"^```python\n(.*?)^```", text, flags=re.DOTALL | re.MULTILINE)
+
+
+def script_commands(text: str) -> list[str]:
+    """`python SCRIPT|-m MODULE ...` and `make TARGET` commands: lines of code blocks other than ```python ones,
+    and inline spans."""
+    found: list[str] = []
+    fence = ""
+    for line in text.splitlines():
+        if line.lstrip().startswith("```"):
+            fence = "" if fence else line.strip()
+            continue
+        command = line.strip()
+        if (fence or line.startswith("    ")) and fence != "```python" and re.match(r"(python3?|make) ", command):
+            found.append(command)
+        elif not fence:
+            found += re.findall(r"`((?:python3?|make) [^`]+)`", line)
+    return found
+
+
+def script_problem(command: str, repo: Path = REPO) -> str | None:
+    """Why a documented `python ...` / `make ...` command cannot run as written, or None: a Makefile target,
+    script or module that does not exist, or an option the script does not define."""
+    argv = shlex.split(command, comments=True)
+    if argv[0] == "make":
+        targets = set(re.findall(r"^([\w-]+):", (repo / "Makefile").read_text(), flags=re.MULTILINE))
+        missing = [arg for arg in argv[1:] if arg not in targets]
+        return f"no Makefile target {missing}" if missing else None
+    module = argv[2] if argv[1] == "-m" and len(argv) > 2 else None
+    source = repo / (module.replace(".", "/") + ".py" if module else argv[1])
+    if not source.is_file():
+        return f"{source.relative_to(repo)} does not exist"
+    text = source.read_text(encoding="utf-8")
+    unknown = [arg.split("=")[0] for arg in argv if arg.startswith("--") and f'"{arg.split("=")[0]}"' not in text]
+    return f"{source.relative_to(repo)} defines no option {unknown}" if unknown else None
+
+
+def documented_config_names(repo: Path = REPO) -> set[str]:
+    """The configs the documents name by `-c X` / `--config X` / `--config=X`, other than a run's own config.yaml
+    and synopses: configs a user finds by name among those phnn ships."""
+    names: set[str] = set()
+    for name in documents(repo):
+        for command in commands_in_markdown((repo / name).read_text(encoding="utf-8")):
+            argv = shlex.split(command, comments=True)
+            values = [value for option, value in itertools.pairwise(argv) if option in ("-c", "--config")]
+            values += [arg.partition("=")[2] for arg in argv if arg.startswith("--config=")]
+            names |= {v for v in values if not v.endswith("config.yaml") and not any(m in v for m in SYNOPSIS)}
+    return names
 
 
 def commands_in_help(text: str) -> list[str]:
@@ -159,7 +232,7 @@ def documented_commands(repo: Path = REPO) -> list[tuple[str, str]]:
     """(source, command) for every documented command, in walk order: the documents, then the helps."""
     from phnn import cli
 
-    found = [(name, command) for name in DOCUMENTS
+    found = [(name, command) for name in documents(repo)
              for command in commands_in_markdown((repo / name).read_text(encoding="utf-8"))]
     for name in ["fit", "validate", "test", "predict", *cli.EXTRA_COMMANDS]:
         found += [(f"phnn {name} --help", command) for command in commands_in_help(help_text(name))]
@@ -191,7 +264,20 @@ def adapt(command: str, walk: Walk) -> list[str] | str:
         adapted.append(option + equals + substitute(value) if equals and arg.startswith("-") else substitute(arg))
     if any(mark in arg for arg in adapted for mark in PRINT_ONLY):
         return adapted
-    return adapted + APPENDED.get(adapted[0] if adapted else "", [])
+    sed_fit = SED_FIT if adapted[:1] == ["fit"] and trains_on_l3das21(adapted, walk.root) else []
+    return adapted + APPENDED.get(adapted[0] if adapted else "", []) + sed_fit
+
+
+def trains_on_l3das21(argv: list[str], root: Path) -> bool:
+    """Whether a config that `argv` names (`-c X`, `--config X`, `--config=X`: a path from `root`, or the name of
+    a shipped config) uses L3DAS21 data."""
+    from phnn.config_files import find_config
+
+    names = [value for option, value in itertools.pairwise(argv) if option in ("-c", "--config")]
+    names += [arg.partition("=")[2] for arg in argv if arg.startswith("--config=")]
+    with inside(root):
+        files = [find_config(name).resolve() for name in names]
+    return any("L3DAS21DataModule" in file.read_text(encoding="utf-8") for file in files)
 
 
 def make_workspace(root: Path, sed_source: Path | None = None, repo: Path = REPO) -> Path:
@@ -205,7 +291,8 @@ def make_workspace(root: Path, sed_source: Path | None = None, repo: Path = REPO
     else:
         from phnn.data.l3das21.synth import synthesize
 
-        synthesize(root / SED_ROOT, train_clips=4, dev_clips=2, duration=4.0, max_overlap=3, mic_b=True, seed=0)
+        synthesize(root / SED_ROOT, train_clips=4, dev_clips=2, duration=SED_CLIP_SECONDS, max_overlap=3, mic_b=True,
+                   seed=0)
     return root
 
 
@@ -294,12 +381,52 @@ def test_the_docs_show_the_commands_that_matter() -> None:
     """The extraction itself: each document and help contributes the commands a user copies."""
     found = documented_commands()
     commands = [command for _, command in found]
-    assert {source for source, _ in found} >= {*DOCUMENTS, "phnn fit --help", "phnn test --help",
+    assert {"README.md", "docs/sed.md", "docs/images.md", "docs/runs.md"} <= set(documents())
+    assert {source for source, _ in found} >= {"README.md", "docs/sed.md", "phnn fit --help", "phnn test --help",
                                                "phnn predict --help", "phnn inspect --help"}
     assert any(c.startswith("phnn inspect --config") for c in commands)  # broken once by the config order
     assert any(c.startswith("phnn predict") and "predict_path" in c for c in commands)
+    assert trains_on_l3das21(["fit", "-c", "sed/seldnet_baseline.yaml"], REPO)
+    assert not trains_on_l3das21(["fit", "--config=data/svhn.yaml"], REPO)
     assert commands_in_markdown("text `phnn test` and `phnn fit --x 1`\n\n    phnn a \\\n      --b c  # note\n") == \
         ["phnn fit --x 1", "phnn a --b c  # note"]
+
+
+def documents_with_python() -> list[str]:
+    return [name for name in documents() if python_blocks((REPO / name).read_text(encoding="utf-8"))]
+
+
+@pytest.mark.parametrize("document", documents_with_python())
+def test_documented_python_runs(document: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A document's python blocks run in order, as one session, in a scratch folder."""
+    monkeypatch.chdir(tmp_path)
+    namespace: dict[str, object] = {"__name__": "__main__"}
+    for index, block in enumerate(python_blocks((REPO / document).read_text(encoding="utf-8")), start=1):
+        exec(compile(block, f"{document}, python block {index}", "exec"), namespace)  # noqa: S102
+
+
+def test_documented_scripts_and_targets_exist() -> None:
+    """`python SCRIPT ...`, `python -m MODULE ...` and `make TARGET` in the docs name what exists."""
+    found = [(name, command) for name in documents()
+             for command in script_commands((REPO / name).read_text(encoding="utf-8"))]
+    assert {"make demo", "make test"} <= {command for name, command in found if name == "README.md"}
+    assert any(command.startswith("python bench/") for _, command in found)
+    problems = [f"{name}: {command}: {why}" for name, command in found if (why := script_problem(command))]
+    assert not problems, "\n".join(problems)
+    assert script_commands("```python\nprint(1)\n```\n    python bench/x.py --a\n`make test` and `python -m m`\n") \
+        == ["python bench/x.py --a", "make test", "python -m m"]
+    assert script_problem("python bench/layers.py --threads 1") is None
+    assert script_problem("python bench/layers.py --nope") and script_problem("make nothing")
+
+
+def test_the_configs_the_docs_name_are_shipped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by name from a folder of the user's, with no checkout around: what a wheel install has."""
+    from phnn.config_files import SHIPPED_CONFIGS, find_config
+
+    monkeypatch.chdir(tmp_path)
+    names = documented_config_names()
+    assert {"sed/demo.yaml", "sed/seldnet_baseline.yaml", "trainer/gpu.yaml", "model/family/phc3.yaml"} <= names
+    assert [name for name in sorted(names) if not find_config(name).is_relative_to(SHIPPED_CONFIGS)] == []
 
 
 def walk_and_check(root: Path, l3das21_root: Path, expensive: bool) -> None:
