@@ -187,6 +187,8 @@ def script_problem(command: str, repo: Path = REPO) -> str | None:
         return f"no Makefile target {missing}" if missing else None
     module = argv[2] if argv[1] == "-m" and len(argv) > 2 else None
     source = repo / (module.replace(".", "/") + ".py" if module else argv[1])
+    if module and not source.is_file():  # a package runs its __main__
+        source = repo / module.replace(".", "/") / "__main__.py"
     if not source.is_file():
         return f"{source.relative_to(repo)} does not exist"
     text = source.read_text(encoding="utf-8")
