@@ -29,6 +29,7 @@ EXTRA_COMMANDS: dict[str, str] = {
     "inspect": "phnn.tools.commands:inspect_main",
     "export": "phnn.tools.commands:export_main",
     "score": "phnn.tools.score:main",
+    "compress": "phnn.tools.compress:main",
 }
 
 DESCRIPTION = "phnn: train and use Parameterized Hypercomplex Neural Networks (PyTorch Lightning)."

@@ -75,6 +75,8 @@ class ConversionReport:
     converted: list[str] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
     errors: dict[str, float] = field(default_factory=dict)
+    #: per converted layer (init="nearest"): ||W_nearest||² / ||W||², the share of the weight's energy kept
+    energy: dict[str, float] = field(default_factory=dict)
     parameters_before: int = 0
     parameters_after: int = 0
 
@@ -86,7 +88,8 @@ class ConversionReport:
             f"{self.parameters_after:,} ({ratio:.2f}x fewer)"
         ]
         for name in self.converted:
-            error = f" (relative weight error {self.errors[name]:.3g})" if name in self.errors else ""
+            error = f" (relative weight error {self.errors[name]:.3g}" if name in self.errors else ""
+            error += f", energy kept {self.energy[name]:.1%})" if name in self.energy else (")" if error else "")
             lines.append(f"  converted {name or '(root)'}{error}")
         lines += [f"  skipped   {name or '(root)'}: {reason}" for name, reason in self.skipped.items()]
         return "\n".join(lines)
@@ -118,8 +121,9 @@ def _skip_reason(module: nn.Module, n: int) -> str | None:
     return None
 
 
-def _load_nearest(layer: PHLayer, source: nn.Module) -> float:
-    """Fit A and F to the source weight (or only F for a fixed algebra); returns the relative error."""
+def _load_nearest(layer: PHLayer, source: nn.Module) -> tuple[float, float]:
+    """Fit A and F to the source weight (or only F for a fixed algebra); returns the relative error
+    ||W_nearest - W|| / ||W|| and the share of the energy kept ||W_nearest||² / ||W||²."""
     fixed = None if isinstance(layer.algebra, nn.Parameter) else layer.algebra
     algebra, factors = decompose(source.weight, layer.n, layer.groups, fixed)
     with torch.no_grad():
@@ -130,7 +134,8 @@ def _load_nearest(layer: PHLayer, source: nn.Module) -> float:
             layer.bias.copy_(source.bias)
         composed = layer.composed_weight()
     target: Tensor = source.weight.detach()
-    return float((composed - target).norm() / target.norm().clamp_min(1e-12))
+    norm = target.norm().clamp_min(1e-12)
+    return float((composed - target).norm() / norm), float((composed.norm() / norm) ** 2)
 
 
 def convert(
@@ -143,8 +148,19 @@ def convert(
 ) -> ConversionReport:
     """Replace the Conv/ConvTranspose/Linear layers of `model` by PH layers where the channels allow.
 
-    init="random" gives fresh PH layers (train from scratch); init="nearest" fits each PH weight to the
-    torch weight in Frobenius norm (start from a trained model; the report lists the relative errors).
+    init="random" gives fresh PH layers (train from scratch); init="nearest" starts from a trained model:
+    each PH layer gets the (A, F) whose weight Σ_i A_i ⊗ F_i is nearest to the torch weight W in
+    Frobenius norm, min ||W - Σ_i A_i ⊗ F_i||_F over n×n matrices A_i and (out/n)×(in/n)×k… blocks F_i.
+    By the Van Loan–Pitsianis rearrangement (the n² blocks of W, one per (a, b), flattened into the
+    rows of a matrix R), Σ_i A_i ⊗ F_i becomes the rank-n matrix Σ_i vec(A_i) vec(F_i)ᵀ, and the
+    distance is ||R - Σ_i vec(A_i) vec(F_i)ᵀ||_F; the truncated SVD of R (its n largest singular triples)
+    is the optimum (Eckart–Young), so no other PH layer of that n is closer. With a fixed algebra
+    (quaternion, complex, or a tensor) only F is free: the optimum is the least-squares projection of R
+    onto the span of the given A_i, which is never closer than the learned-algebra optimum (it is the
+    same only when the A_i span R's n leading left singular vectors). With groups > 1 the algebra is shared:
+    R holds every group's blocks side by side and the same argument applies.
+    The report lists per layer the relative error ||W_nearest - W|| / ||W|| and the share of W's energy
+    kept ||W_nearest||² / ||W||² (both projections are orthogonal, so error² + kept = 1); biases are copied.
     With copy=False the model is changed in place.
     """
     if init not in INITS:
@@ -171,7 +187,7 @@ def convert(
             report.skipped[name] = reason
             continue
         if init == "nearest":
-            report.errors[name] = _load_nearest(layer, module)
+            report.errors[name], report.energy[name] = _load_nearest(layer, module)
         layer.train(module.training)
         result = _set_submodule(result, name, layer)
         report.converted.append(name)

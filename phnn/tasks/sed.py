@@ -109,6 +109,8 @@ class SoundEventDetector(PHTask):
         lr_scheduler: a callable `optimizer -> LRScheduler`, or null for a constant rate.
         scheduler_interval: step the scheduler once per "epoch" or once per optimizer "step".
         algebra_l1: weight of the L1 penalty on every learned algebra (0 = off).
+        converted_n: the SEDnet of `family` made dense and converted at this n (`create_model`'s
+            `converted_n`: the network `phnn compress` trains); None: the family's own network.
     """
 
     kind: ClassVar[str] = "sound event detection"
@@ -150,6 +152,7 @@ class SoundEventDetector(PHTask):
         lr_scheduler: LRSchedulerCallable | None = None,
         scheduler_interval: SchedulerInterval = "epoch",
         algebra_l1: float = 0.0,
+        converted_n: int | None = None,
     ) -> None:
         super().__init__(num_classes, in_channels, optimizer, lr_scheduler, scheduler_interval, algebra_l1)
         if not 0.0 < threshold < 1.0:
@@ -163,7 +166,8 @@ class SoundEventDetector(PHTask):
             widths=tuple(widths), gru_hidden=gru_hidden, gru_layers=gru_layers, fc_width=fc_width,
             fc_layers=fc_layers, dropout=dropout, full_phm=full_phm,
             output_prior=output_prior, doa=localize, doa_shared_blocks=doa_shared_blocks,
-            doa_widths=None if doa_widths is None else tuple(doa_widths), doa_pooling=doa_pooling)
+            doa_widths=None if doa_widths is None else tuple(doa_widths), doa_pooling=doa_pooling,
+            converted_n=converted_n)
         if min(sed_loss_weight, doa_loss_weight) < 0 or not spatial_threshold > 0:
             raise ValueError(f"SoundEventDetector: loss weights must be >= 0 and spatial_threshold > 0; got "
                              f"{sed_loss_weight}, {doa_loss_weight}, {spatial_threshold}")
