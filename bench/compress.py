@@ -1,0 +1,188 @@
+"""`phnn compress` on UCI digits: a real ResNet18-large teacher, PH students at n = 2, 3, 4, and what the
+nearest start and the distillation each buy.
+
+    python bench/compress.py --out bench_output/compress --ns 4 3 2 --epochs 5
+
+Writes the digits (scikit-learn's `load_digits`, 1797 images of 8×8) as an ImageFolder, trains the teacher
+(`phnn fit`, resnet18_large real, Adam lr 1e-3, `--epochs`), then for each n: `phnn compress` (nearest
+start + distillation), the same network trained from scratch (`phnn fit`, `converted_n`), the nearest start
+without training (compress.json's start), and `phnn compress --init random`. Also times one training step
+of the n = 4 student with and without distillation on the same batch (ratio, median of `--repeats`).
+Prints a markdown table and writes results.json in --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import statistics
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from phnn.cli import main as phnn
+from phnn.io import write_text_atomic
+
+
+def write_digits(root: Path) -> Path:
+    """UCI digits as root/<digit>/<i>.png (8×8, grey levels 0..16 scaled to 0..255, as RGB)."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    if root.is_dir() and sum(1 for _ in root.glob("*/*.png")) == len(digits.target):
+        return root
+    for index, (image, label) in enumerate(zip(digits.images, digits.target)):
+        folder = root / str(label)
+        folder.mkdir(parents=True, exist_ok=True)
+        pixels = (image * (255 / 16)).round().astype(np.uint8)
+        Image.fromarray(np.stack([pixels] * 3, axis=-1)).save(folder / f"{index}.png")
+    return root
+
+
+@contextlib.contextmanager
+def inside(folder: Path) -> Iterator[None]:
+    """Run with `folder` as the working directory (runs/ lands there)."""
+    previous = Path.cwd()
+    folder.mkdir(parents=True, exist_ok=True)
+    os.chdir(folder)
+    try:
+        yield
+    finally:
+        os.chdir(previous)
+
+
+def data_args(root: Path) -> list[str]:
+    return ["--data", "ImageFolderDataModule", f"--data.root={root}", "--data.image_size=8", "--data.batch_size=64",
+            "--data.num_workers=0", "--data.augment=false", "--data.val_fraction=0.1", "--data.test_fraction=0.2",
+            "--trainer.accelerator=cpu", "--trainer.devices=1", "--trainer.enable_progress_bar=false",
+            "--trainer.enable_model_summary=false", "--seed_everything=0"]
+
+
+def model_args(*extra: str) -> list[str]:
+    return ["--model", "ImageClassifier", "--model.backbone=resnet18_large", "--model.family=real",
+            "--model.optimizer=Adam", "--model.optimizer.init_args.lr=0.001", *extra]
+
+
+def run(argv: list[str]) -> None:
+    code = phnn(argv)
+    if code != 0:
+        raise SystemExit(f"phnn {' '.join(argv)} exited {code}")
+
+
+def newest(pattern: str) -> Path:
+    return max(Path.cwd().glob(pattern), key=lambda path: path.stat().st_mtime)
+
+
+def test_accuracy(run_dir: Path) -> float:
+    run(["test", "--config", str(run_dir / "config.yaml"), "--ckpt_path", str(run_dir / "checkpoints/best.ckpt")])
+    return float(json.loads((run_dir / "test/metrics.json").read_text())["metrics"]["test/acc"])
+
+
+def compress(teacher: Path, n: int, epochs: int, init: str) -> dict[str, Any]:
+    run(["compress", "--ckpt_path", str(teacher / "checkpoints/best.ckpt"), "--n", str(n), "--init", init,
+         "-c", str(teacher / "config.yaml"), f"--trainer.max_epochs={epochs}"])
+    return json.loads(newest(f"runs/*_compress_n{n}/version_*/compress.json").read_text())
+
+
+def scratch(root: Path, n: int, epochs: int) -> float:
+    run(["fit", *model_args(f'--model.model_kwargs={{"converted_n": {n}}}'), *data_args(root),
+         f"--trainer.max_epochs={epochs}"])
+    return test_accuracy(newest(f"runs/*_compress_n{n}/version_*"))
+
+
+def step_cost(n: int, repeats: int) -> dict[str, float]:
+    """Seconds of one training step (forward, backward, Adam step) of the student alone and with distillation."""
+    from phnn.tasks import ImageClassifier
+    from phnn.tasks.distill import distill
+
+    torch.manual_seed(0)
+    arguments = {"backbone": "resnet18_large", "family": "real", "num_classes": 10, "in_channels": 3}
+    teacher = ImageClassifier(**arguments).model
+    student = ImageClassifier(**arguments, model_kwargs={"converted_n": n}, optimizer=torch.optim.Adam)
+    student.log = student.log_dict = lambda *args, **kwargs: None  # no Trainer: logging is not measured
+    optimizer = torch.optim.Adam(student.parameters(), lr=1e-3)
+    batch = (torch.randn(64, 3, 8, 8), torch.randint(0, 10, (64,)))
+
+    def one_step() -> float:
+        started = time.perf_counter()
+        optimizer.zero_grad()
+        student.training_step(batch, 0).backward()
+        optimizer.step()
+        return time.perf_counter() - started
+
+    times: dict[str, list[float]] = {"plain": [], "distill": []}
+    for _ in range(repeats):  # interleaved, so that a busy machine slows both alike
+        for kind in times:
+            student.distillation = None
+            if kind == "distill":
+                distill(student, teacher)
+            times[kind].append(one_step())
+    plain, distilled = (statistics.median(values[1:]) for values in times.values())
+    return {"plain_s": plain, "distill_s": distilled, "ratio": distilled / plain}
+
+
+def table(rows: list[dict[str, Any]], teacher: dict[str, Any]) -> str:
+    lines = [f"Teacher resnet18_large real: test accuracy {teacher['accuracy']:.3f}, "
+             f"{teacher['parameters']:,} parameters.", "",
+             "| n | parameters (share) | compress (nearest + distillation) | from scratch | nearest, no training "
+             "| random + distillation |", "|---|---|---|---|---|---|"]
+    for row in rows:
+        share = row["parameters"] / teacher["parameters"]
+        lines.append(f"| {row['n']} | {row['parameters']:,} ({share:.1%}) | {row['compress']:.3f} | "
+                     f"{row.get('scratch', float('nan')):.3f} | {row['nearest_start']:.3f} | "
+                     f"{row.get('random_distill', float('nan')):.3f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("bench_output/compress"))
+    parser.add_argument("--ns", type=int, nargs="+", default=[4, 3, 2])
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=7, help="timed steps per kind for the step cost")
+    parser.add_argument("--only-compress", action="store_true", help="skip the from-scratch and random baselines")
+    args = parser.parse_args(argv)
+    out = args.out.resolve()
+    root = write_digits(out / "digits")
+    results: dict[str, Any] = {"command": " ".join(["python", "bench/compress.py", *(argv or sys.argv[1:])])}
+    with inside(out):
+        results["step_cost_n4"] = step_cost(4, args.repeats)
+        print(f"distillation step / plain step (n=4, batch 64): {results['step_cost_n4']['ratio']:.2f}", flush=True)
+        teacher_dir = Path("runs/imagefolder_resnet18_large_real/version_0")
+        if not (teacher_dir / "checkpoints/best.ckpt").is_file():
+            run(["fit", *model_args(), *data_args(root), f"--trainer.max_epochs={args.epochs}"])
+        rows: dict[int, dict[str, Any]] = {}
+
+        def save() -> None:
+            results["rows"] = [rows[n] for n in args.ns if n in rows]
+            write_text_atomic(out / "results.json", json.dumps(results, indent=2) + "\n")
+
+        for n in args.ns:  # the compress runs first, the baselines after: a cut-short run still has them
+            report = compress(teacher_dir, n, args.epochs, "nearest")
+            metrics = report["metrics"]
+            results["teacher"] = {"accuracy": metrics["teacher"]["test/acc"], "parameters": report["teacher"]["parameters"]}
+            rows[n] = {"n": n, "parameters": report["student"]["parameters"], "compress": metrics["student_end"]["test/acc"],
+                       "nearest_start": metrics["student_start"]["test/acc"], "seconds": report["seconds"]["total"]}
+            save()
+        for n in [] if args.only_compress else args.ns:
+            rows[n]["scratch"] = scratch(root, n, args.epochs)
+            save()
+        for n in [] if args.only_compress else args.ns:
+            rows[n]["random_distill"] = compress(teacher_dir, n, args.epochs, "random")["metrics"]["student_end"]["test/acc"]
+            save()
+    results["table"] = table(results["rows"], results["teacher"])
+    write_text_atomic(out / "results.json", json.dumps(results, indent=2) + "\n")
+    print(results["table"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
