@@ -87,6 +87,10 @@ def test_accuracy(run_dir: Path) -> float:
 
 
 def compress(teacher: Path, n: int, epochs: int, init: str) -> dict[str, Any]:
+    for done in sorted(Path.cwd().glob(f"runs/*_compress_n{n}/version_*/compress.json")):  # a rerun reuses it
+        report = json.loads(done.read_text())
+        if report["student"]["init"] == init:
+            return report
     run(["compress", "--ckpt_path", str(teacher / "checkpoints/best.ckpt"), "--n", str(n), "--init", init,
          "-c", str(teacher / "config.yaml"), f"--trainer.max_epochs={epochs}"])
     return json.loads(newest(f"runs/*_compress_n{n}/version_*/compress.json").read_text())
@@ -129,6 +133,14 @@ def step_cost(n: int, repeats: int) -> dict[str, float]:
     return {"plain_s": plain, "distill_s": distilled, "ratio": distilled / plain}
 
 
+def plan(ns: list[int], only_compress: bool) -> list[tuple[int, str]]:
+    """The runs in order: the first n with its baselines, then the other n's compress runs, then their baselines."""
+    baselines = [] if only_compress else ["scratch", "random"]
+    first, *others = ns
+    return ([(first, kind) for kind in ["nearest", *baselines]] + [(n, "nearest") for n in others]
+            + [(n, kind) for kind in baselines for n in others])
+
+
 def table(rows: list[dict[str, Any]], teacher: dict[str, Any]) -> str:
     lines = [f"Teacher resnet18_large real: test accuracy {teacher['accuracy']:.3f}, "
              f"{teacher['parameters']:,} parameters.", "",
@@ -154,7 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     root = write_digits(out / "digits")
     results: dict[str, Any] = {"command": " ".join(["python", "bench/compress.py", *(argv or sys.argv[1:])])}
     with inside(out):
-        results["step_cost_n4"] = step_cost(4, args.repeats)
+        previous = json.loads((out / "results.json").read_text()) if (out / "results.json").is_file() else {}
+        results["step_cost_n4"] = previous.get("step_cost_n4") or step_cost(4, args.repeats)
         print(f"distillation step / plain step (n=4, batch 64): {results['step_cost_n4']['ratio']:.2f}", flush=True)
         teacher_dir = Path("runs/imagefolder_resnet18_large_real/version_0")
         if not (teacher_dir / "checkpoints/best.ckpt").is_file():
@@ -165,18 +178,20 @@ def main(argv: list[str] | None = None) -> int:
             results["rows"] = [rows[n] for n in args.ns if n in rows]
             write_text_atomic(out / "results.json", json.dumps(results, indent=2) + "\n")
 
-        for n in args.ns:  # the compress runs first, the baselines after: a cut-short run still has them
-            report = compress(teacher_dir, n, args.epochs, "nearest")
-            metrics = report["metrics"]
-            results["teacher"] = {"accuracy": metrics["teacher"]["test/acc"], "parameters": report["teacher"]["parameters"]}
-            rows[n] = {"n": n, "parameters": report["student"]["parameters"], "compress": metrics["student_end"]["test/acc"],
-                       "nearest_start": metrics["student_start"]["test/acc"], "seconds": report["seconds"]["total"]}
-            save()
-        for n in [] if args.only_compress else args.ns:
-            rows[n]["scratch"] = scratch(root, n, args.epochs)
-            save()
-        for n in [] if args.only_compress else args.ns:
-            rows[n]["random_distill"] = compress(teacher_dir, n, args.epochs, "random")["metrics"]["student_end"]["test/acc"]
+        for n, kind in plan(args.ns, args.only_compress):  # one n whole first: a cut-short run still tells
+            if kind == "nearest":
+                report = compress(teacher_dir, n, args.epochs, "nearest")
+                metrics = report["metrics"]
+                results["teacher"] = {"accuracy": metrics["teacher"]["test/acc"],
+                                      "parameters": report["teacher"]["parameters"]}
+                rows[n] = {"n": n, "parameters": report["student"]["parameters"],
+                           "compress": metrics["student_end"]["test/acc"],
+                           "nearest_start": metrics["student_start"]["test/acc"], "seconds": report["seconds"]["total"]}
+            elif kind == "scratch":
+                rows[n]["scratch"] = scratch(root, n, args.epochs)
+            else:
+                rows[n]["random_distill"] = compress(teacher_dir, n, args.epochs, "random")["metrics"]["student_end"][
+                    "test/acc"]
             save()
     results["table"] = table(results["rows"], results["teacher"])
     write_text_atomic(out / "results.json", json.dumps(results, indent=2) + "\n")
