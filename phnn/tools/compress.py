@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "sum of its weights, then trained by distillation from it. Other options are `phnn fit`'s "
                     "(-c/--config data and trainer configs, --trainer.*, --data.*, --model.optimizer...).",
         epilog="Examples:\n"
-               "  phnn compress --ckpt_path RUN/checkpoints/best.ckpt --n 4 -c RUN/config.yaml --trainer.max_epochs 1\n")
+               "  phnn compress --ckpt_path RUN/checkpoints/best.ckpt --n 2 -c RUN/config.yaml --trainer.max_epochs 1\n")
     parser.add_argument("--ckpt_path", type=Path, required=True, help="the teacher: a checkpoint of `phnn fit`")
     parser.add_argument("--n", type=int, required=True, help="the PH dimension of the student (about 1/n parameters)")
     parser.add_argument("--init", choices=("nearest", "random"), default="nearest",
