@@ -102,7 +102,7 @@ def scratch(root: Path, n: int, epochs: int) -> float:
     return test_accuracy(newest(f"runs/*_compress_n{n}/version_*"))
 
 
-def step_cost(n: int, repeats: int) -> dict[str, float]:
+def step_cost(n: int, repeats: int, size: int = 8) -> dict[str, float]:
     """Seconds of one training step (forward, backward, Adam step) of the student alone and with distillation."""
     from phnn.tasks import ImageClassifier
     from phnn.tasks.distill import distill
@@ -113,7 +113,7 @@ def step_cost(n: int, repeats: int) -> dict[str, float]:
     student = ImageClassifier(**arguments, model_kwargs={"converted_n": n}, optimizer=torch.optim.Adam)
     student.log = student.log_dict = lambda *args, **kwargs: None  # no Trainer: logging is not measured
     optimizer = torch.optim.Adam(student.parameters(), lr=1e-3)
-    batch = (torch.randn(64, 3, 8, 8), torch.randint(0, 10, (64,)))
+    batch = (torch.randn(64, 3, size, size), torch.randint(0, 10, (64,)))
 
     def one_step() -> float:
         started = time.perf_counter()
@@ -130,7 +130,7 @@ def step_cost(n: int, repeats: int) -> dict[str, float]:
                 distill(student, teacher)
             times[kind].append(one_step())
     plain, distilled = (statistics.median(values[1:]) for values in times.values())
-    return {"plain_s": plain, "distill_s": distilled, "ratio": distilled / plain}
+    return {"image_size": size, "plain_s": plain, "distill_s": distilled, "ratio": distilled / plain}
 
 
 def plan(ns: list[int], only_compress: bool) -> list[tuple[int, str]]:
@@ -160,9 +160,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ns", type=int, nargs="+", default=[4, 3, 2])
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=7, help="timed steps per kind for the step cost")
+    parser.add_argument("--step-cost-only", type=int, nargs="*", default=None, metavar="SIZE",
+                        help="only time the distillation step against the plain one, at these image sizes")
     parser.add_argument("--only-compress", action="store_true", help="skip the from-scratch and random baselines")
     args = parser.parse_args(argv)
     out = args.out.resolve()
+    if args.step_cost_only is not None:
+        for size in args.step_cost_only or [8]:
+            cost = step_cost(4, args.repeats, size)
+            print(f"image {size}x{size}, batch 64, n=4: plain step {cost['plain_s']:.3f} s, distillation step "
+                  f"{cost['distill_s']:.3f} s, ratio {cost['ratio']:.2f}", flush=True)
+        return 0
     root = write_digits(out / "digits")
     results: dict[str, Any] = {"command": " ".join(["python", "bench/compress.py", *(argv or sys.argv[1:])])}
     with inside(out):

@@ -27,10 +27,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from common import save_json
 from lightning.pytorch import Trainer
 from torch import Tensor, nn
 
-from common import save_json
 from phnn.data import ImageFolderDataModule
 from phnn.io import atomic_path
 from phnn.models import LayerFamily, list_models, register_model

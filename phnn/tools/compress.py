@@ -37,15 +37,19 @@ DEFAULT_EPOCHS = 5
 
 def build_parser() -> argparse.ArgumentParser:
     """The options of `phnn compress` (the rest go to the fit, as `phnn fit` options)."""
-    from phnn.tasks.distill import DEFAULT_ALPHA, DEFAULT_FEATURE_WEIGHT, DEFAULT_TEMPERATURE
+    from phnn.tasks.distill import (
+        DEFAULT_ALPHA,
+        DEFAULT_FEATURE_WEIGHT,
+        DEFAULT_TEMPERATURE,
+    )
 
     parser = argparse.ArgumentParser(
         prog="phnn compress", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Make a trained model about n times smaller: PH layers started at the nearest Kronecker "
                     "sum of its weights, then trained by distillation from it. Other options are `phnn fit`'s "
                     "(-c/--config data and trainer configs, --trainer.*, --data.*, --model.optimizer...).",
-        epilog="Examples:\n"
-               "  phnn compress --ckpt_path RUN/checkpoints/best.ckpt --n 2 -c RUN/config.yaml --trainer.max_epochs 1\n")
+        epilog="Examples:\n  phnn compress --ckpt_path RUN/checkpoints/best.ckpt --n 2 -c RUN/config.yaml "
+               "--trainer.max_epochs 1\n")
     parser.add_argument("--ckpt_path", type=Path, required=True, help="the teacher: a checkpoint of `phnn fit`")
     parser.add_argument("--n", type=int, required=True, help="the PH dimension of the student (about 1/n parameters)")
     parser.add_argument("--init", choices=("nearest", "random"), default="nearest",
@@ -90,7 +94,8 @@ def check_data(teacher: Any, checkpoint: dict[str, Any], datamodule: Any, path: 
     name = type(datamodule).__name__
     if recorded and given and recorded != given:
         raise UsageError(f"{path}: the teacher is a {teacher.kind} task trained on {recorded!r} inputs, but the data "
-                         f"({name}) gives {given!r} inputs; give the data config of the teacher's run (-c RUN/config.yaml)")
+                         f"({name}) gives {given!r} inputs; give the data config of the teacher's run "
+                         "(-c RUN/config.yaml)")
     for field in LINKED:
         mine, theirs = getattr(teacher, field), getattr(datamodule, field)
         if mine != theirs:
@@ -160,14 +165,12 @@ def main(argv: list[str]) -> int:
     teacher, checkpoint = load_task(args.ckpt_path)
     check_teacher(teacher, args.n, args.ckpt_path)
     cli = build_student_run(checkpoint, args.n, fit_args)
-    datamodule, trainer, student = cli.datamodule, cli.trainer, cli.model
-    check_data(teacher, checkpoint, datamodule, args.ckpt_path)
-    report = start_student(student, teacher, args.n, args.init, args.ckpt_path)
+    check_data(teacher, checkpoint, cli.datamodule, args.ckpt_path)
+    report = start_student(cli.model, teacher, args.n, args.init, args.ckpt_path)
+    from phnn.cli import _quiet_libraries  # the CLI's filter of harmless library warnings
     from phnn.tasks.distill import distill
 
-    from phnn.cli import _quiet_libraries  # the CLI's filter of harmless library warnings
-
-    distill(student, teacher.model, alpha=args.alpha, temperature=args.temperature,
+    distill(cli.model, teacher.model, alpha=args.alpha, temperature=args.temperature,
             feature_layers=args.feature_layers, feature_weight=args.feature_weight)
     with _quiet_libraries():
         return run_and_report(args, cli, teacher, checkpoint, report, started)

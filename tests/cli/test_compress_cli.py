@@ -8,14 +8,14 @@ import io
 import json
 from pathlib import Path
 
+import cli_helpers  # noqa: F401  registers the tiny_cnn backbone
 import pytest
 import torch
-
-import cli_helpers  # noqa: F401  registers the tiny_cnn backbone
 from conftest import write_image_folder
+from test_image_cli import tiny
+
 from phnn.checkpoint import load_task
 from phnn.cli import main
-from test_image_cli import tiny
 
 TEACHER = "runs/imagefolder_tiny_cnn_real/version_0"
 STUDENT = "runs/imagefolder_tiny_cnn_real_compress_n2/version_0"

@@ -16,7 +16,12 @@ from torch.utils.data import DataLoader, TensorDataset
 from phnn.models import LayerFamily, list_models, register_model
 from phnn.nn import PHLayer, convert
 from phnn.tasks import ImageClassifier
-from phnn.tasks.distill import Distillation, classification_soft_loss, detection_soft_loss, distill
+from phnn.tasks.distill import (
+    Distillation,
+    classification_soft_loss,
+    detection_soft_loss,
+    distill,
+)
 
 if "tiny_distill_cnn" not in list_models():
     @register_model("tiny_distill_cnn")
@@ -112,3 +117,22 @@ def test_bad_settings_are_named() -> None:
         Distillation(teacher, alpha=1.5)
     with pytest.raises(ValueError, match=r"feature_layers \['nope'\] are not layers of the teacher"):
         Distillation(teacher, feature_layers=["nope"])
+
+
+def test_seld_student_distils_from_a_real_teacher_without_touching_it() -> None:
+    from phnn.tasks import SoundEventDetector
+
+    tiny = {"widths": (4, 4, 4, 4), "gru_hidden": 4, "gru_layers": 1, "fc_width": 8, "fc_layers": 1,
+            "num_classes": 14, "in_channels": 4, "family": "real", "localize": True}
+    torch.manual_seed(0)
+    teacher = SoundEventDetector(**tiny).eval()
+    before = {key: value.clone() for key, value in teacher.state_dict().items()}
+    student = SoundEventDetector(**tiny, converted_n=2)
+    student.model.load_state_dict(convert(teacher.model, 2, init="nearest").model.state_dict())
+    distill(student, teacher.model)
+    features, sed = torch.randn(2, 4, 256, 80), (torch.rand(2, 10, 42) > 0.9).float()
+    student.log = student.log_dict = lambda *args, **kwargs: None  # no Trainer here
+    loss = student.training_step((features, sed, torch.rand(2, 10, 126) - 0.5), 0)
+    loss.backward()
+    assert torch.isfinite(loss) and all(p.grad is None for p in teacher.parameters())
+    assert all(torch.equal(value, before[key]) for key, value in teacher.state_dict().items())
