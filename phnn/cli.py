@@ -1,6 +1,6 @@
 """The `phnn` command: LightningCLI subcommands (fit, validate, test, predict) plus phnn's own tools.
 
-    phnn fit --config configs/experiment/cifar10_resnet18_large_phc4.yaml --data.root data/cifar10
+    phnn fit --config experiment/cifar10_resnet18_large_phc4.yaml --data.root data/cifar10
     phnn test --config RUN/config.yaml --ckpt_path RUN/checkpoints/best.ckpt     # RUN: the fit's run folder
     phnn fit --model ImageClassifier --data ImageFolderDataModule --data.root data/my_images --model.n 3
 
@@ -38,7 +38,7 @@ DESCRIPTION = "phnn: train and use Parameterized Hypercomplex Neural Networks (P
 # test runs every `phnn ...` line under "Examples:").
 SUBCOMMANDS: dict[str, tuple[str, list[str]]] = {
     "fit": ("Train a model (one run folder per fit).", [
-        "phnn fit --config configs/experiment/cifar10_resnet18_large_phc4.yaml --data.root data/cifar10",
+        "phnn fit --config experiment/cifar10_resnet18_large_phc4.yaml --data.root data/cifar10",
         "phnn fit --data ImageFolderDataModule --data.root data/my_images --model ImageClassifier --model.n 3 "
         "--model.backbone resnet18_large --trainer.max_epochs 1",
     ]),
@@ -97,7 +97,7 @@ def command_summaries() -> dict[str, str]:
 
 def _epilog() -> str:
     return ("Run `phnn <subcommand> --help` for the options of one subcommand. Compose configs with several\n"
-            "--config flags (data, model, family, trainer; in any order); see configs/README.md.")
+            "--config flags (data, model, family, trainer; in any order); see phnn/configs/README.md.")
 
 
 def _examples(subcommand: str) -> str:
@@ -414,9 +414,10 @@ def run_cli(args: list[str] | None = None, run: bool = True) -> Any:
 
     With `run=False` there is no subcommand: the classes are only built (e.g. `phnn inspect --config`).
     Config files may come in any order (`phnn.config_order`)."""
+    from phnn.config_files import resolve_config_args
     from phnn.config_order import order_configs
 
-    argv = order_configs(list(sys.argv[1:] if args is None else args))
+    argv = order_configs(resolve_config_args(list(sys.argv[1:] if args is None else args)))
     with _quiet_libraries():
         return _build_cli_class()(argv, run=run)
 

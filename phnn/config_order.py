@@ -80,7 +80,7 @@ def order_configs(argv: list[str]) -> list[str]:
             group = missing[0]
             raise ConfigOrderError(
                 f"{pending} sets {group} options ({group}.init_args) but no config names the {group} class "
-                f"({group}.class_path). Add a {group} config (e.g. --config configs/{group}/<name>.yaml) or "
+                f"({group}.class_path). Add a {group} config (e.g. --config {group}/<name>.yaml) or "
                 f"--{group} CLASS before it.")
         ordered.append(pending)
     result = list(argv)

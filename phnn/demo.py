@@ -3,7 +3,7 @@
 1. synthesise a small L3DAS21-style dataset (`phnn synth`: overlaps up to 3, SNR 6–30 dB, random
    positions, per-event timbre variation);
 2. fit a small PH SELD network (SEDnet n = 4 with a DOA branch of its own, magnitude + intensity
-   channels, mirrored training windows) with configs/sed/demo.yaml through the `phnn` CLI;
+   channels, mirrored training windows) with the shipped config sed/demo.yaml through the `phnn` CLI;
 3. test the best checkpoint on the synthetic dev set;
 4. predict on the dev clips (event CSVs with positions, the L3DAS21 Task 2 submission folder, PNG
    plots of activity and direction);
@@ -27,9 +27,10 @@ from pathlib import Path
 
 from phnn.callbacks.sed_writer import SUBMISSION_FOLDER
 from phnn.cli import main as phnn
+from phnn.config_files import SHIPPED_CONFIGS
 from phnn.io import write_text_atomic
 
-DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "sed" / "demo.yaml"
+DEMO_CONFIG = SHIPPED_CONFIGS / "sed" / "demo.yaml"
 # Dataset size: enough for an honest synthetic task, small enough for a demo of under 8 minutes on 2 CPU cores.
 DATA = {"train_clips": 36, "dev_clips": 8, "duration": 20.0, "max_overlap": 3}
 

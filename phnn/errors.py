@@ -43,6 +43,10 @@ class CheckpointError(PHNNError, ValueError):
     """A checkpoint that cannot be used: missing, empty, truncated, unsafe, or another task's."""
 
 
+class ConfigFileError(PHNNError, ValueError):
+    """A config file that cannot be used: not found, too large, too deeply nested or too many values."""
+
+
 #: the fix for an OSError, by errno (its strerror already says what happened)
 _OS_HINTS: dict[int, str] = {
     errno.ENOSPC: "the disk is full: free some space, or write somewhere else",

@@ -41,8 +41,8 @@ def inspect_main(argv: list[str]) -> int:
         "heat maps of its learned algebras.",
         epilog="Examples:\n"
         "  phnn inspect RUN/checkpoints/best.ckpt\n"
-        "  phnn inspect --config configs/model/resnet18_large.yaml --config configs/model/family/phc3.yaml "
-        "--config configs/data/cifar10.yaml",
+        "  phnn inspect --config model/resnet18_large.yaml --config model/family/phc3.yaml "
+        "--config data/cifar10.yaml",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("checkpoint", nargs="?", type=Path, help="a checkpoint written by `phnn fit`")

@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from phnn.config_files import SHIPPED_CONFIGS
 from phnn.cli import main
 from phnn.config_order import order_configs
 
-CONFIGS = Path(__file__).parents[2] / "configs"
+CONFIGS = SHIPPED_CONFIGS
 DATA, MODEL = CONFIGS / "data" / "cifar10.yaml", CONFIGS / "model" / "resnet18_large.yaml"
 PHC3, PHC4 = CONFIGS / "model" / "family" / "phc3.yaml", CONFIGS / "model" / "family" / "phc4.yaml"
 

@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from phnn.config_files import SHIPPED_CONFIGS
 from phnn.cli import main
 
-CONFIGS = Path(__file__).parents[2] / "configs"
+CONFIGS = SHIPPED_CONFIGS
 DATA = sorted((CONFIGS / "data").glob("*.yaml"))
 MODELS = sorted((CONFIGS / "model").glob("*.yaml"))
 FAMILIES = sorted((CONFIGS / "model" / "family").glob("*.yaml"))

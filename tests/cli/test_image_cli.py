@@ -18,6 +18,7 @@ import yaml
 from PIL import Image
 
 import cli_helpers  # noqa: F401  registers the tiny_cnn backbone
+from phnn.config_files import SHIPPED_CONFIGS
 from phnn import cli
 from phnn.cli import main, run_cli
 
@@ -153,7 +154,7 @@ def test_a_fit_that_fails_at_once_uses_no_version(in_tmp: Path, image_folder_spl
 
 
 def test_debug_trainer_config_writes_nothing(in_tmp: Path, image_folder_splits: Path) -> None:
-    assert main(["fit", *tiny(image_folder_splits), "--config", str(REPO / "configs" / "trainer" / "debug.yaml")]) == 0
+    assert main(["fit", *tiny(image_folder_splits), "--config", str(SHIPPED_CONFIGS / "trainer" / "debug.yaml")]) == 0
     assert [p.name for p in in_tmp.iterdir()] == ["images"]  # only the fixture's images
 
 

@@ -1,9 +1,9 @@
 """Every `phnn ...` command the docs show runs as written, in order, on tiny stand-in data.
 
-Commands come from README.md, configs/README.md and the "Examples:" of each subcommand's `--help`
+Commands come from README.md, phnn/configs/README.md and the "Examples:" of each subcommand's `--help`
 (fit/validate/test/predict and every command in `phnn.cli.EXTRA_COMMANDS`), so a command added to
 any of them later is picked up without touching this file. They run in-process through
-`phnn.cli.main`, in a scratch folder laid out like a user's checkout: `configs/` (the real one),
+`phnn.cli.main`, in a scratch folder laid out like a user's folder (configs are found by name):
 `data/cifar10`, `data/svhn`, `data/l3das21` (tiny files in each dataset's own format) and
 `data/my_images/`. The only changes made to a command are the ones listed in the tables below:
 placeholders, trainer limits (one tiny batch, on the CPU) and smaller `phnn synth` sizes.
@@ -38,7 +38,7 @@ from conftest import write_image_folder  # noqa: E402
 from dataset_files import skip_checksums, write_cifar10, write_svhn  # noqa: E402
 
 REPO = TESTS.parent
-DOCUMENTS = ("README.md", "configs/README.md")
+DOCUMENTS = ("README.md", "phnn/configs/README.md")
 IMAGES = "data/my_images"
 SED_ROOT = "data/l3das21"
 
@@ -107,7 +107,7 @@ EXPENSIVE: dict[str, str] = {"--format onnx": "the ONNX exporter takes minutes o
 # Commands that only print (help, the resolved config) get nothing appended.
 PRINT_ONLY = ("--help", ".help", "--print_config")
 
-# A command with one of these is a synopsis (`--config configs/data/<dataset>.yaml`, `a|b`), not a command.
+# A command with one of these is a synopsis (`--config data/<dataset>.yaml`, `a|b`), not a command.
 SYNOPSIS = ("<", "[", "|", "…", "...")
 
 
@@ -199,9 +199,8 @@ def adapt(command: str, walk: Walk) -> list[str] | str:
 
 
 def make_workspace(root: Path, sed_source: Path | None = None, repo: Path = REPO) -> Path:
-    """A user's checkout in miniature: configs/ and tiny data where the docs expect it."""
+    """A user's folder in miniature: tiny data where the docs expect it (configs are found by name)."""
     root.mkdir(parents=True, exist_ok=True)
-    (root / "configs").symlink_to(repo / "configs")
     write_cifar10(root / "data" / "cifar10")
     write_svhn(root / "data" / "svhn")
     write_image_folder(root / IMAGES, per_class=6, size=16)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from phnn.config_files import SHIPPED_CONFIGS
 from phnn.models import create_model, make_family
 from phnn.models.sednet import SEDnet
 from phnn.nn import PHMLinear
@@ -131,7 +132,7 @@ def test_baseline_config_has_the_official_parameter_count() -> None:
 
     from phnn.tasks import SoundEventDetector
 
-    config = yaml.safe_load((Path(__file__).resolve().parents[2] / "configs" / "sed" / "seldnet_baseline.yaml").read_text())
+    config = yaml.safe_load((SHIPPED_CONFIGS / "sed" / "seldnet_baseline.yaml").read_text())
     init = {k: v for k, v in config["model"]["init_args"].items() if k != "optimizer"}
     channels = 4 * len(config["data"]["init_args"]["mics"])
     task = SoundEventDetector(num_classes=14, in_channels=channels, **init)
