@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from phnn.config_files import CONFIG_FLAGS
 from phnn.errors import UsageError
 
 #: where each task keeps its network's options (None: at the top level of its arguments)
@@ -31,7 +33,6 @@ LINKED = ("num_classes", "in_channels")
 REPORT = "compress.json"
 #: config sections that `phnn compress` takes from given config files (the model comes from the teacher)
 KEPT_SECTIONS = ("seed_everything", "trainer", "data")
-CONFIG_FLAGS = ("-c", "--config")
 DEFAULT_EPOCHS = 5
 
 
@@ -186,28 +187,33 @@ def build_student_run(checkpoint: dict[str, Any], n: int, fit_args: list[str]) -
     # the teacher's network wins over a model section of a config (e.g. the teacher run's config.yaml);
     # the user's --model.* options (e.g. the optimizer's learning rate) win over the teacher's
     overrides, rest = split_model_options(fit_args)
-    rest = [config_for_student(arg) if previous in CONFIG_FLAGS else arg for previous, arg in zip(["", *rest], rest)]
-    return run_cli([f"--trainer.max_epochs={DEFAULT_EPOCHS}", *rest, "--model", json.dumps(model), *overrides],
-                   run=False)
+    with tempfile.TemporaryDirectory(prefix="phnn-compress-") as folder:  # read while the classes are built
+        rest = [config_for_student(arg, Path(folder)) if previous in CONFIG_FLAGS else arg
+                for previous, arg in zip(["", *rest], rest)]
+        return run_cli([f"--trainer.max_epochs={DEFAULT_EPOCHS}", *rest, "--model", json.dumps(model), *overrides],
+                       run=False)
 
 
-def config_for_student(path: str) -> str:
+def config_for_student(value: str, folder: Path) -> str:
     """A config file as given, or, when it holds other sections than `KEPT_SECTIONS` (e.g. the teacher run's
-    config.yaml: its model and fit options), only those sections, as YAML text, without the loggers' names."""
+    config.yaml: its model and fit options), a copy in `folder` with only those, without the loggers' names."""
     import yaml
 
-    try:
-        content = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError):
-        return path  # jsonargparse says what is wrong with it
+    from phnn.config_files import check_config_file, find_config  # noqa: I001
+
+    path = find_config(value)
+    check_config_file(path)
+    content = yaml.safe_load(path.read_text())
     if not isinstance(content, dict) or set(content) <= set(KEPT_SECTIONS):
-        return path
-    kept = {key: value for key, value in content.items() if key in KEPT_SECTIONS}
+        return value
+    kept = {key: item for key, item in content.items() if key in KEPT_SECTIONS}
     loggers = (kept.get("trainer") or {}).get("logger")
     for logger in loggers if isinstance(loggers, list) else []:
         if isinstance(logger, dict) and isinstance(logger.get("init_args"), dict):
             logger["init_args"].pop("name", None)  # the run's own name: the student's run is named afresh
-    return yaml.safe_dump(kept)
+    copy = folder / f"{len(list(folder.iterdir()))}_{path.name}"
+    copy.write_text(yaml.safe_dump(kept))
+    return str(copy)
 
 
 def split_model_options(args: list[str]) -> tuple[list[str], list[str]]:
