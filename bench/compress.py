@@ -32,6 +32,11 @@ from phnn.cli import main as phnn
 from phnn.io import write_text_atomic
 
 
+KINDS = ("nearest", "scratch", "random")
+#: set by --no-run: collect finished runs, start none
+COLLECT_ONLY = False
+
+
 def write_digits(root: Path) -> Path:
     """UCI digits as root/<digit>/<i>.png (8×8, grey levels 0..16 scaled to 0..255, as RGB)."""
     from sklearn.datasets import load_digits
@@ -91,12 +96,19 @@ def compress(teacher: Path, n: int, epochs: int, init: str) -> dict[str, Any]:
         report = json.loads(done.read_text())
         if report["student"]["init"] == init:
             return report
+    if COLLECT_ONLY:
+        raise LookupError(f"no compress run with init {init} at n={n}")
     run(["compress", "--ckpt_path", str(teacher / "checkpoints/best.ckpt"), "--n", str(n), "--init", init,
          "-c", str(teacher / "config.yaml"), f"--trainer.max_epochs={epochs}"])
     return json.loads(newest(f"runs/*_compress_n{n}/version_*/compress.json").read_text())
 
 
 def scratch(root: Path, n: int, epochs: int) -> float:
+    for done in sorted(Path.cwd().glob(f"runs/*_compress_n{n}/version_*/test/metrics.json")):  # a rerun reuses it
+        if not (done.parent.parent / "compress.json").is_file():
+            return float(json.loads(done.read_text())["metrics"]["test/acc"])
+    if COLLECT_ONLY:
+        raise LookupError(f"no from-scratch run at n={n}")
     run(["fit", *model_args(f'--model.model_kwargs={{"converted_n": {n}}}'), *data_args(root),
          f"--trainer.max_epochs={epochs}"])
     return test_accuracy(newest(f"runs/*_compress_n{n}/version_*"))
@@ -133,11 +145,25 @@ def step_cost(n: int, repeats: int, size: int = 8) -> dict[str, float]:
     return {"image_size": size, "plain_s": plain, "distill_s": distilled, "ratio": distilled / plain}
 
 
-def plan(ns: list[int], only_compress: bool) -> list[tuple[int, str]]:
+def measure(kind: str, n: int, teacher_dir: Path, root: Path, epochs: int, results: dict[str, Any]) -> dict[str, Any]:
+    """One cell group of the table: a compress run (and its start), a from-scratch run, or a random-start run."""
+    if kind == "scratch":
+        return {"scratch": scratch(root, n, epochs)}
+    report = compress(teacher_dir, n, epochs, "nearest" if kind == "nearest" else "random")
+    metrics = report["metrics"]
+    results["teacher"] = {"accuracy": metrics["teacher"]["test/acc"], "parameters": report["teacher"]["parameters"]}
+    if kind == "random":
+        return {"random_distill": metrics["student_end"]["test/acc"], "parameters": report["student"]["parameters"]}
+    return {"parameters": report["student"]["parameters"], "compress": metrics["student_end"]["test/acc"],
+            "nearest_start": metrics["student_start"]["test/acc"], "seconds": report["seconds"]["total"]}
+
+
+def plan(ns: list[int], kinds: list[str]) -> list[tuple[int, str]]:
     """The runs in order: the first n with its baselines, then the other n's compress runs, then their baselines."""
-    baselines = [] if only_compress else ["scratch", "random"]
+    baselines = [kind for kind in ("scratch", "random") if kind in kinds]
+    nearest = ["nearest"] if "nearest" in kinds else []
     first, *others = ns
-    return ([(first, kind) for kind in ["nearest", *baselines]] + [(n, "nearest") for n in others]
+    return ([(first, kind) for kind in [*nearest, *baselines]] + [(n, kind) for n in others for kind in nearest]
             + [(n, kind) for kind in baselines for n in others])
 
 
@@ -148,9 +174,9 @@ def table(rows: list[dict[str, Any]], teacher: dict[str, Any]) -> str:
              "| random + distillation |", "|---|---|---|---|---|---|"]
     for row in rows:
         share = row["parameters"] / teacher["parameters"]
-        lines.append(f"| {row['n']} | {row['parameters']:,} ({share:.1%}) | {row['compress']:.3f} | "
-                     f"{row.get('scratch', float('nan')):.3f} | {row['nearest_start']:.3f} | "
-                     f"{row.get('random_distill', float('nan')):.3f} |")
+        cells = [f"{row[key]:.3f}" if key in row else "not run"
+                 for key in ("compress", "scratch", "nearest_start", "random_distill")]
+        lines.append(f"| {row['n']} | {row['parameters']:,} ({share:.1%}) | {' | '.join(cells)} |")
     return "\n".join(lines)
 
 
@@ -162,8 +188,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=7, help="timed steps per kind for the step cost")
     parser.add_argument("--step-cost-only", type=int, nargs="*", default=None, metavar="SIZE",
                         help="only time the distillation step against the plain one, at these image sizes")
-    parser.add_argument("--only-compress", action="store_true", help="skip the from-scratch and random baselines")
+    parser.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS),
+                        help="nearest: phnn compress; scratch: the same network by phnn fit; random: compress --init "
+                             "random (the nearest start without training comes with nearest)")
+    parser.add_argument("--results", default="results.json", help="file name of the results in --out")
+    parser.add_argument("--no-run", action="store_true", help="only collect the runs already in --out")
     args = parser.parse_args(argv)
+    global COLLECT_ONLY
+    COLLECT_ONLY = args.no_run
     out = args.out.resolve()
     if args.step_cost_only is not None:
         for size in args.step_cost_only or [8]:
@@ -174,36 +206,24 @@ def main(argv: list[str] | None = None) -> int:
     root = write_digits(out / "digits")
     results: dict[str, Any] = {"command": " ".join(["python", "bench/compress.py", *(argv or sys.argv[1:])])}
     with inside(out):
-        previous = json.loads((out / "results.json").read_text()) if (out / "results.json").is_file() else {}
+        previous = json.loads((out / args.results).read_text()) if (out / args.results).is_file() else {}
         results["step_cost_n4"] = previous.get("step_cost_n4") or step_cost(4, args.repeats)
         print(f"distillation step / plain step (n=4, batch 64): {results['step_cost_n4']['ratio']:.2f}", flush=True)
         teacher_dir = Path("runs/imagefolder_resnet18_large_real/version_0")
         if not (teacher_dir / "checkpoints/best.ckpt").is_file():
             run(["fit", *model_args(), *data_args(root), f"--trainer.max_epochs={args.epochs}"])
         rows: dict[int, dict[str, Any]] = {}
-
-        def save() -> None:
+        for n, kind in plan(args.ns, args.kinds):  # one n whole first: a cut-short run still tells
+            try:
+                rows.setdefault(n, {"n": n}).update(measure(kind, n, teacher_dir, root, args.epochs, results))
+            except LookupError as missing:  # --no-run
+                print(f"not measured: {missing}")
             results["rows"] = [rows[n] for n in args.ns if n in rows]
-            write_text_atomic(out / "results.json", json.dumps(results, indent=2) + "\n")
-
-        for n, kind in plan(args.ns, args.only_compress):  # one n whole first: a cut-short run still tells
-            if kind == "nearest":
-                report = compress(teacher_dir, n, args.epochs, "nearest")
-                metrics = report["metrics"]
-                results["teacher"] = {"accuracy": metrics["teacher"]["test/acc"],
-                                      "parameters": report["teacher"]["parameters"]}
-                rows[n] = {"n": n, "parameters": report["student"]["parameters"],
-                           "compress": metrics["student_end"]["test/acc"],
-                           "nearest_start": metrics["student_start"]["test/acc"], "seconds": report["seconds"]["total"]}
-            elif kind == "scratch":
-                rows[n]["scratch"] = scratch(root, n, args.epochs)
-            else:
-                rows[n]["random_distill"] = compress(teacher_dir, n, args.epochs, "random")["metrics"]["student_end"][
-                    "test/acc"]
-            save()
-    results["table"] = table(results["rows"], results["teacher"])
-    write_text_atomic(out / "results.json", json.dumps(results, indent=2) + "\n")
-    print(results["table"])
+            write_text_atomic(out / args.results, json.dumps(results, indent=2) + "\n")
+    if "teacher" in results:
+        results["table"] = table(results["rows"], results["teacher"])
+        write_text_atomic(out / args.results, json.dumps(results, indent=2) + "\n")
+        print(results["table"])
     return 0
 
 

@@ -162,16 +162,17 @@ def main(argv: list[str]) -> int:
     started = time.perf_counter()
     args, fit_args = build_parser().parse_known_args(argv)
     from phnn.checkpoint import load_task
+    from phnn.cli import _quiet_libraries  # the CLI's filter of harmless library warnings
+    from phnn.nn.convert import to_dense
+    from phnn.tasks.distill import distill
 
     teacher, checkpoint = load_task(args.ckpt_path)
     check_teacher(teacher, args.n, args.ckpt_path)
     cli = build_student_run(checkpoint, args.n, fit_args)
     check_data(teacher, checkpoint, cli.datamodule, args.ckpt_path)
     report = start_student(cli.model, teacher, args.n, args.init, args.ckpt_path)
-    from phnn.cli import _quiet_libraries  # the CLI's filter of harmless library warnings
-    from phnn.tasks.distill import distill
-
-    distill(cli.model, teacher.model, alpha=args.alpha, temperature=args.temperature,
+    # a PH teacher made dense once: its weights are not composed again at every step
+    distill(cli.model, to_dense(teacher.model), alpha=args.alpha, temperature=args.temperature,
             feature_layers=args.feature_layers, feature_weight=args.feature_weight)
     with _quiet_libraries():
         return run_and_report(args, cli, teacher, checkpoint, report, started)
@@ -199,7 +200,7 @@ def config_for_student(value: str, folder: Path) -> str:
     config.yaml: its model and fit options), a copy in `folder` with only those, without the loggers' names."""
     import yaml
 
-    from phnn.config_files import check_config_file, find_config  # noqa: I001
+    from phnn.config_files import check_config_file, find_config
 
     path = find_config(value)
     check_config_file(path)
