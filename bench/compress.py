@@ -173,6 +173,8 @@ def table(rows: list[dict[str, Any]], teacher: dict[str, Any]) -> str:
              "| n | parameters (share) | compress (nearest + distillation) | from scratch | nearest, no training "
              "| random + distillation |", "|---|---|---|---|---|---|"]
     for row in rows:
+        if "parameters" not in row:  # only a from-scratch run
+            continue
         share = row["parameters"] / teacher["parameters"]
         cells = [f"{row[key]:.3f}" if key in row else "not run"
                  for key in ("compress", "scratch", "nearest_start", "random_distill")]
@@ -215,7 +217,8 @@ def main(argv: list[str] | None = None) -> int:
         rows: dict[int, dict[str, Any]] = {}
         for n, kind in plan(args.ns, args.kinds):  # one n whole first: a cut-short run still tells
             try:
-                rows.setdefault(n, {"n": n}).update(measure(kind, n, teacher_dir, root, args.epochs, results))
+                measured = measure(kind, n, teacher_dir, root, args.epochs, results)
+                rows.setdefault(n, {"n": n}).update(measured)
             except LookupError as missing:  # --no-run
                 print(f"not measured: {missing}")
             results["rows"] = [rows[n] for n in args.ns if n in rows]
