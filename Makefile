@@ -24,6 +24,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/layers.py
 	$(BIN)/python bench/features.py
 	$(BIN)/python bench/memory.py
+	$(BIN)/python bench/recurrent.py
 	$(BIN)/python bench/compress.py --ns 4
 
 demo: $(STAMP)

@@ -59,11 +59,12 @@ def work(kind: str, path: Path) -> dict[str, float]:
     from phnn.data.l3das21.audio import load_clip
     from phnn.data.l3das21.datamodule import PredictDataset
     from phnn.data.l3das21.features import FeatureSettings, Normalizer, stft_features
+    from phnn.models.sednet import SEDnetConfig
     from phnn.tasks.sed import SoundEventDetector
 
     torch.set_num_threads(1)
-    task = SoundEventDetector(widths=(16, 16, 32, 32), gru_hidden=32, gru_layers=1, fc_width=64, fc_layers=1,
-                              predict_window_frames=600).eval()
+    task = SoundEventDetector(model=SEDnetConfig(widths=(16, 16, 32, 32), gru_hidden=32, gru_layers=1, fc_width=64,
+                                                fc_layers=1), predict_window_frames=600).eval()
     baseline = peak_rss_mb()
     if kind == "resample":
         stft_features(load_clip(path)[0])

@@ -103,6 +103,8 @@ def read_checkpoint(path: str | os.PathLike[str], map_location: Any = "cpu",
         raise CheckpointError(f"{path}: its hyperparameters name the task {task_path!r}, not one of phnn's")
     if expected_task is not None:
         check_task(path, checkpoint, expected_task)
+    if checkpoint.get("hyper_parameters"):  # written by an older signature of the task: today's shape
+        checkpoint["hyper_parameters"] = known[record["task"]].upgrade_hparams(checkpoint["hyper_parameters"])
     return checkpoint
 
 
@@ -110,7 +112,9 @@ def load_task(path: Path) -> tuple[Any, dict[str, Any]]:
     """The task stored in the checkpoint at `path` (on the CPU, in eval mode) and the checkpoint."""
     checkpoint = read_checkpoint(path)
     task_class = task_classes()[checkpoint["phnn"]["task"]]
-    task = task_class.load_from_checkpoint(path, map_location="cpu", weights_only=True)
+    # the upgraded hyperparameters, given as arguments, win over the file's (whose old keys Lightning drops)
+    hparams = {k: v for k, v in (checkpoint.get("hyper_parameters") or {}).items() if not k.startswith("_")}
+    task = task_class.load_from_checkpoint(path, map_location="cpu", weights_only=True, **hparams)
     return task.eval(), checkpoint
 
 

@@ -25,9 +25,9 @@ import sys
 import time
 from pathlib import Path
 
-from phnn.callbacks.sed_writer import SUBMISSION_FOLDER
 from phnn.cli import main as phnn
 from phnn.config_files import SHIPPED_CONFIGS
+from phnn.data.l3das21.layout import SUBMISSION_FOLDER
 from phnn.io import write_text_atomic
 
 DEMO_CONFIG = SHIPPED_CONFIGS / "sed" / "demo.yaml"
@@ -85,7 +85,8 @@ def _last_logged(run: Path, names: list[str]) -> dict[str, float]:
     return values
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
+    """The demo's command line: output folder, seed, epochs, label grid, threads."""
     parser = argparse.ArgumentParser(prog="python -m phnn.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("demo_output"), help="output folder (default demo_output)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the data and of the training run")
@@ -95,6 +96,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1),
                         help="torch CPU threads (default: 2, or 1 on a 1-core machine; on 2 cores a training step of "
                              "the demo network takes 0.6 of its 1-thread time)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
     args = parser.parse_args(argv)
     if args.threads < 1:
         parser.error(f"--threads must be >= 1; got {args.threads}")

@@ -6,8 +6,8 @@ Downloads ``L3DAS_Task2_{train,dev}.zip`` from Zenodo record 4642005 into ``<out
 resuming an interrupted transfer with an HTTP Range request (also after a dropped connection within
 one run, up to ``--retries`` times).
 
-Every archive is verified before anything is extracted: its md5 must equal ``--md5``, else the one
-in ``KNOWN_MD5``, else (official source only) the one Zenodo's record API publishes for that file. An
+Every archive is verified before anything is extracted: its md5 must equal ``--md5``, else (official
+source only) the one Zenodo's record API publishes for that file. An
 archive none of these vouch for (a mirror, or the record cannot be read) is refused unless the user
 says ``--no-verify``; the zip's CRCs are checked in every case.
 
@@ -47,9 +47,6 @@ DATASETS: dict[str, dict[str, str]] = {
     "l3das21": {split: f"{folder}.zip" for split, folder in SPLIT_FOLDERS.items()},
 }
 CHUNK = 1 << 20
-#: md5 of the official archives, as published in the Zenodo record. Empty: the values could not be
-#: read while this was written (no network); the record API supplies them at download time instead.
-KNOWN_MD5: dict[str, str] = {}
 #: uncompressed bytes an archive may extract to (the L3DAS21 Task 2 train set is about 12 GB)
 MAX_EXTRACT_BYTES = 64 << 30
 #: uncompressed / compressed size of one member (wav and csv compress far less; a zip bomb far more)
@@ -236,8 +233,6 @@ def expected_md5(name: str, url_base: str, md5: str | None, no_verify: bool) -> 
     """The md5 to check ``name`` against (see the module docstring); None only with ``no_verify``."""
     if md5 is not None:
         return md5
-    if name in KNOWN_MD5:
-        return KNOWN_MD5[name]
     if url_base == DEFAULT_URL_BASE and (published := zenodo_md5(name)) is not None:
         return published
     if no_verify:

@@ -41,10 +41,8 @@ from phnn.data.l3das21.formats import (
     write_frame_file,
 )
 from phnn.data.l3das21.labels import Event, read_events
-from phnn.data.l3das21.layout import CLASSES, label_path
+from phnn.data.l3das21.layout import CLASSES, LABEL_FRAME_SECONDS, SUBMISSION_FOLDER, label_path
 from phnn.io import atomic_open
-
-SUBMISSION_FOLDER = "l3das21_task2"  # in output_dir: only the per-clip submission CSVs go here
 
 
 def _as_array(value: Any, name: str, stem: str) -> np.ndarray:
@@ -65,7 +63,7 @@ class SEDPredictionWriter(BasePredictionWriter):
     """
 
     def __init__(self, output_dir: str | Path | None = None, plot: bool = True,
-                 frame_seconds: float = 0.1, class_names: Sequence[str] = CLASSES) -> None:
+                 frame_seconds: float = LABEL_FRAME_SECONDS, class_names: Sequence[str] = CLASSES) -> None:
         super().__init__(write_interval="batch")
         self.output_dir = None if output_dir is None else Path(output_dir)
         self.plot = plot

@@ -24,11 +24,8 @@ from phnn.metrics.frames import COUNTINGS, PRF, Counting, match_frames
 
 DCASE_KINDS = {"segment": segment_counts, "event": event_counts}
 
-NUM_CLASSES = 14
-NUM_SLOTS = 3
 
-
-def to_slots(x: Tensor, num_classes: int = NUM_CLASSES, name: str = "input") -> Tensor:
+def to_slots(x: Tensor, num_classes: int, name: str = "input") -> Tensor:
     """(B, T, C·S) or (B, T, C, S) binary → (B, T, C, S) bool, checking the class count."""
     if x.dim() == 3:
         if x.shape[-1] % num_classes:
@@ -64,7 +61,7 @@ class L3DAS21FrameScore(Metric):
     full_state_update = False
     higher_is_better = True
 
-    def __init__(self, num_classes: int = NUM_CLASSES, counting: Counting = "one_to_one",
+    def __init__(self, num_classes: int, counting: Counting = "one_to_one",
                  spatial_threshold: float = 2.0, **kwargs) -> None:
         super().__init__(**kwargs)
         if counting not in COUNTINGS:
@@ -106,7 +103,7 @@ class DCASEScore(Metric):
     full_state_update = False
     higher_is_better = False
 
-    def __init__(self, num_classes: int = NUM_CLASSES, kind: str = "segment", **kwargs) -> None:
+    def __init__(self, num_classes: int, kind: str = "segment", **kwargs) -> None:
         super().__init__(**kwargs)
         if kind not in DCASE_KINDS:
             raise ValueError(f"DCASEScore: kind={kind!r}; expected one of {sorted(DCASE_KINDS)}")

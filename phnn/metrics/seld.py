@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from torchmetrics import Metric
 
 from phnn.metrics.frames import match_frames
-from phnn.metrics.sed import NUM_CLASSES, L3DAS21FrameScore, to_slots
+from phnn.metrics.sed import L3DAS21FrameScore, to_slots
 
 SEGMENT_FRAMES = 10  # DCASE 1 s segments of 100 ms frames
 
@@ -69,7 +69,7 @@ class LocalisationError(Metric):
     full_state_update = False
     higher_is_better = False
 
-    def __init__(self, num_classes: int = NUM_CLASSES, **kwargs) -> None:
+    def __init__(self, num_classes: int, **kwargs) -> None:
         super().__init__(**kwargs)
         self.num_classes = num_classes
         self.add_state("matched", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
@@ -115,7 +115,7 @@ class DCASEJointScore(Metric):
     full_state_update = False
     higher_is_better = True
 
-    def __init__(self, num_classes: int = NUM_CLASSES, angle_threshold: float = 20.0,
+    def __init__(self, num_classes: int, angle_threshold: float = 20.0,
                  segment_frames: int = SEGMENT_FRAMES, **kwargs) -> None:
         super().__init__(**kwargs)
         if segment_frames < 1 or not angle_threshold > 0:
@@ -183,7 +183,7 @@ class SELDScores(nn.Module):
     `dcase_error_rate_20`, `dcase_f_score_20`, `dcase_localisation_error`, `dcase_localisation_recall`.
     """
 
-    def __init__(self, num_classes: int = NUM_CLASSES, spatial_threshold: float = 2.0,
+    def __init__(self, num_classes: int, spatial_threshold: float = 2.0,
                  angle_threshold: float = 20.0) -> None:
         super().__init__()
         self.one_to_one = L3DAS21FrameScore(num_classes, counting="one_to_one", spatial_threshold=spatial_threshold)

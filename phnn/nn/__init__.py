@@ -4,10 +4,12 @@
     conv = PHConv2d(4, 64, 3, padding=1, n=4)                      # learned algebra
     quat = PHConv2d(4, 64, 3, padding=1, n=4, algebra="quaternion")  # fixed Hamilton rule
     dense = to_dense(model)                 # plain torch layers, same outputs, for deployment
-    report = convert(torch_model, n=4)      # torch Conv/Linear -> PH layers where channels allow
+    report = convert(torch_model, n=4)      # torch Conv/Linear/attention/RNN -> PH where sizes allow
+    gru = PHGRU(64, 128, num_layers=2, bidirectional=True, n=4)     # nn.GRU's signature, ~1/4 of its weights
 """
 
 from phnn.nn.algebra import align, complex_rule, hamilton
+from phnn.nn.attention import PHMultiheadAttention
 from phnn.nn.composition import compose, decompose
 from phnn.nn.convert import ConversionReport, convert, to_dense
 from phnn.nn.layers import (
@@ -16,10 +18,12 @@ from phnn.nn.layers import (
     PHConv3d,
     PHConvTranspose1d,
     PHConvTranspose2d,
+    PHComposite,
     PHConvTranspose3d,
     PHLayer,
     PHMLinear,
 )
+from phnn.nn.recurrent import PHGRU, PHLSTM, PHRNN, PHRNNBase
 from phnn.nn.report import ParameterReport, parameter_report
 
 __all__ = [
@@ -29,9 +33,15 @@ __all__ = [
     "PHConv3d",
     "PHConvTranspose1d",
     "PHConvTranspose2d",
+    "PHComposite",
     "PHConvTranspose3d",
+    "PHGRU",
+    "PHLSTM",
     "PHLayer",
     "PHMLinear",
+    "PHMultiheadAttention",
+    "PHRNN",
+    "PHRNNBase",
     "ParameterReport",
     "align",
     "compose",

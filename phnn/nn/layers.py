@@ -80,30 +80,38 @@ class PHLayer(nn.Module):
         in_name: str,
         device: Any,
         dtype: Any,
+        blocks: int = 1,
     ) -> None:
-        """Check sizes and create A, F and bias; `grouped_size` is the weight's first dim."""
+        """Check sizes and create A, F and bias; `grouped_size` is the weight's first dim.
+
+        `blocks` > 1 stacks that many row blocks (e.g. the gates of a recurrent layer), each its own
+        Kronecker sum over the whole input, sharing the algebra; the factors then hold groups·blocks
+        matrices along their second axis, which `compose` lays out one below the other.
+        """
         layer = self._describe(in_size, out_size, n, in_name)
         if not isinstance(n, int) or n < 1:
             raise ValueError(f"{layer}: n must be a positive integer; got {n!r}")
         if groups < 1:
             raise ValueError(f"{layer}: groups must be a positive integer; got {groups}")
         out_name = in_name.replace("in_", "out_")
-        for name, size in ((in_name, in_size), (out_name, out_size)):
-            if size % (groups * n):
-                rule = f"n={n}" if groups == 1 else f"groups·n={groups}·{n}={groups * n}"
+        for name, size, parts in ((in_name, in_size, groups), (out_name, out_size, groups * blocks)):
+            if size % (parts * n):
+                rule = (f"n={n}" if parts == 1 else f"groups·n={groups}·{n}={groups * n}" if blocks == 1
+                        else f"blocks·n={blocks}·{n}={blocks * n}")
                 raise ValueError(f"{layer}: {name}={size} must be divisible by {rule}. To fix it: "
                                  + _hint(in_name, in_size, out_size, groups, n, name))
         self.n = n
         self.groups = groups
+        self.blocks = blocks
         self.algebra_name, fixed = resolve_algebra(algebra, n, layer)
         factory = {"device": device, "dtype": dtype}
         if fixed is None:
             self.algebra = nn.Parameter(torch.empty(n, n, n, **factory))
         else:
             self.register_buffer("algebra", fixed.to(**{k: v for k, v in factory.items() if v is not None}))
-        rows = grouped_size // (groups * n)
+        rows = grouped_size // (groups * blocks * n)
         cols = per_group_size // n
-        self.factors = nn.Parameter(torch.empty(n, groups, rows, cols, *kernel_size, **factory))
+        self.factors = nn.Parameter(torch.empty(n, groups * blocks, rows, cols, *kernel_size, **factory))
         self.bias = nn.Parameter(torch.empty(bias_size, **factory)) if bias else None
         self._fan_in = per_group_size * math.prod(kernel_size)
         self._cache_key: tuple | None = None
@@ -116,16 +124,21 @@ class PHLayer(nn.Module):
 
     def reset_parameters(self) -> None:
         """Match the variance of torch's default init of the dense weight (kaiming_uniform, a=√5)."""
+        bound = 1.0 / math.sqrt(self._fan_in) if self._fan_in > 0 else 0.0
+        self.init_uniform(bound, bound)
+
+    def init_uniform(self, weight_bound: float, bias_bound: float) -> None:
+        """Init so that the composed weight has the variance of U(-weight_bound, weight_bound) and the
+        bias is U(-bias_bound, bias_bound): how a layer matches a torch init other than Linear/Conv's
+        (recurrent layers: 1/√hidden_size; attention: Xavier). A fixed algebra is kept."""
         with torch.no_grad():
             if self.algebra_name == LEARNED:
                 bound = math.sqrt(3.0 / self.n)
                 nn.init.uniform_(self.algebra, -bound, bound)
             mixing = self.algebra.float().pow(2).sum(0).mean().item()
-            bound = 1.0 / math.sqrt(self._fan_in * mixing)
-            nn.init.uniform_(self.factors, -bound, bound)
+            nn.init.uniform_(self.factors, -weight_bound / math.sqrt(mixing), weight_bound / math.sqrt(mixing))
             if self.bias is not None:
-                bound = 1.0 / math.sqrt(self._fan_in) if self._fan_in > 0 else 0.0
-                nn.init.uniform_(self.bias, -bound, bound)
+                nn.init.uniform_(self.bias, -bias_bound, bias_bound)
         self._clear_cache()
 
     def composed_weight(self) -> Tensor:
@@ -201,8 +214,48 @@ class PHLayer(nn.Module):
         return f"n={self.n}, algebra={self.algebra_name}, bias={self.bias is not None}"
 
 
+class PHComposite(nn.Module):
+    """A module built from PH layers that becomes one torch module as a whole (recurrent, attention).
+
+    Its PH layers are submodules (so reports and algebra plots find them). `dense_pairs` says which
+    weight (and bias) of the torch module each PH layer stands for; its own parameters (dense biases)
+    carry the torch module's names. `to_dense` and `convert(init="nearest")` both go through them.
+    """
+
+    def dense_pairs(self) -> list[tuple[PHLayer, str, str | None]]:
+        """(PH layer, name of its weight in the torch module, name of its bias there or None)."""
+        raise NotImplementedError
+
+    def empty_dense(self) -> nn.Module:
+        """A torch module with the same settings, device and dtype (weights not yet copied)."""
+        raise NotImplementedError
+
+    def to_dense(self) -> nn.Module:
+        """The torch module with the composed weights: same outputs, no phnn needed to run it."""
+        dense = self.empty_dense()
+        with torch.no_grad():
+            for layer, weight, bias in self.dense_pairs():
+                dense.get_parameter(weight).copy_(compose(layer.algebra, layer.factors))
+                if bias is not None:
+                    dense.get_parameter(bias).copy_(layer.bias)
+            for name, parameter in self.named_parameters(recurse=False):
+                dense.get_parameter(name).copy_(parameter)
+        dense.train(self.training)
+        return dense
+
+    def dense_parameter_count(self) -> int:
+        """Parameters of the equivalent torch module, for reports."""
+        own = sum(p.numel() for p in self.parameters(recurse=False))
+        return own + sum(m.dense_parameter_count() for m in self.modules() if isinstance(m, PHLayer))
+
+
 class PHMLinear(PHLayer):
-    """Parameterized hypercomplex multiplication layer: nn.Linear with W = Σ A_i ⊗ F_i."""
+    """Parameterized hypercomplex multiplication layer: nn.Linear with W = Σ A_i ⊗ F_i.
+
+    With `blocks` = b > 1 the out_features rows are b consecutive blocks (the gates of a recurrent
+    layer, the q/k/v of attention), each its own Kronecker sum Σ A_i ⊗ F_{b,i} over the whole input,
+    all sharing A. The parameter count stays n³ + out·in/n (+ out for the bias).
+    """
 
     dense_cls = nn.Linear
 
@@ -216,14 +269,18 @@ class PHMLinear(PHLayer):
         *,
         n: int = 4,
         algebra: str | Tensor = LEARNED,
+        blocks: int = 1,
     ) -> None:
         super().__init__()
+        if not isinstance(blocks, int) or blocks < 1:
+            raise ValueError(f"PHMLinear(in_features={in_features}, out_features={out_features}): blocks must be a "
+                             f"positive integer; got {blocks!r}")
         self.in_features = in_features
         self.out_features = out_features
         self._setup(
             n=n, algebra=algebra, in_size=in_features, out_size=out_features, grouped_size=out_features,
             per_group_size=in_features, kernel_size=(), groups=1, bias=bias, bias_size=out_features,
-            in_name="in_features", device=device, dtype=dtype,
+            in_name="in_features", device=device, dtype=dtype, blocks=blocks,
         )
 
     def forward(self, input: Tensor) -> Tensor:
@@ -233,7 +290,8 @@ class PHMLinear(PHLayer):
         return {"in_features": self.in_features, "out_features": self.out_features, "bias": self.bias is not None}
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, {self._ph_repr()}"
+        blocks = f", blocks={self.blocks}" if self.blocks > 1 else ""
+        return f"in_features={self.in_features}, out_features={self.out_features}, {self._ph_repr()}{blocks}"
 
 
 def _tuple(value: int | Sequence[int], dims: int, name: str, layer: str) -> tuple[int, ...]:

@@ -92,8 +92,9 @@ def converted_n(init_args: Mapping[str, Any]) -> int | None:
     arguments (a mapping or a jsonargparse Namespace): top-level, or inside the network's options
     (`model_kwargs`, `model`)."""
     for where in (init_args, init_args.get("model_kwargs"), init_args.get("model")):
-        if callable(getattr(where, "get", None)) and where.get("converted_n"):
-            return int(where["converted_n"])
+        value = where.get("converted_n") if callable(getattr(where, "get", None)) else getattr(where, "converted_n", None)
+        if value:
+            return int(value)
     return None
 
 
@@ -163,6 +164,12 @@ class PHTask(LightningModule, ABC):
         #: a `phnn.tasks.distill.Distillation` (frozen teacher + loss) while distilling, else None; a plain
         #: attribute, so the teacher is neither a submodule nor in the optimizer or the checkpoint
         self.distillation: Any = None
+
+    @classmethod
+    def upgrade_hparams(cls, hparams: Mapping[str, Any]) -> dict[str, Any]:
+        """A checkpoint's hyperparameters in the shape of this task's signature today; a task whose
+        signature changed maps its old keys here (see `phnn.tasks.legacy`)."""
+        return dict(hparams)
 
     @classmethod
     def run_tag(cls, init_args: Mapping[str, Any]) -> str:

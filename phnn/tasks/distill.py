@@ -64,7 +64,7 @@ def detection_soft_loss(task: Any, student: Tensor, teacher: Tensor, temperature
     error = (student_doa - teacher_doa).unflatten(-1, (3, task.sed_outputs))  # [x of 42, y of 42, z of 42]
     distance = torch.linalg.vector_norm(error, dim=-2)
     weighted = (distance * teacher_probs).sum() / teacher_probs.sum().clamp_min(1e-6)
-    return loss + task.loss_weights[1] * weighted
+    return loss + task.doa.loss_weight * weighted
 
 
 #: task class -> its soft loss (a task class not listed here cannot be distilled)

@@ -27,7 +27,7 @@ from phnn.config_files import CONFIG_FLAGS
 from phnn.errors import UsageError
 
 #: where each task keeps its network's options (None: at the top level of its arguments)
-NETWORK_OPTIONS: dict[str, str | None] = {"ImageClassifier": "model_kwargs", "SoundEventDetector": None}
+NETWORK_OPTIONS: dict[str, str | None] = {"ImageClassifier": "model_kwargs", "SoundEventDetector": "model"}
 #: task arguments the CLI links from the DataModule (never taken from the teacher)
 LINKED = ("num_classes", "in_channels")
 REPORT = "compress.json"

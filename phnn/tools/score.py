@@ -55,7 +55,7 @@ from phnn.data.l3das21.labels import (
     read_events,
 )
 from phnn.data.l3das21.layout import CLASS_INDEX, CLASSES, MAX_SLOTS, NUM_CLASSES
-from phnn.callbacks.sed_writer import SUBMISSION_FOLDER
+from phnn.data.l3das21.layout import SUBMISSION_FOLDER
 from phnn.io import write_text_atomic
 from phnn.metrics import DCASEScore, L3DAS21FrameScore
 from phnn.metrics.seld import DCASEJointScore, LocalisationError

@@ -58,7 +58,8 @@ def test_experiments_parse(experiment: Path, capsys: pytest.CaptureFixture[str])
 
 SED = CONFIGS / "sed"
 SED_DATA = sorted((SED / "data").glob("*.yaml"))
-SED_MODELS = sorted(p for p in (SED / "model").glob("*.yaml") if p.stem != "full_phm")
+VARIANTS = ("full_phm", "fully_ph")  # compose after a family file
+SED_MODELS = sorted(p for p in (SED / "model").glob("*.yaml") if p.stem not in VARIANTS)
 # data file -> in_channels it gives; model file -> (family, n)
 SED_CHANNELS = {"4ch": 4, "8ch": 8, "8ch_phase": 8, "16ch": 16}
 SED_FAMILY = {"real": ("real", None), "quaternion": ("quaternion", None), "phc2": ("phc", 2), "phc4": ("phc", 4),
@@ -77,13 +78,21 @@ def test_sed_compositions_parse_with_the_published_recipe(model: Path, capsys: p
     data = next(p for p in SED_DATA if n is None or SED_CHANNELS[p.stem] % n == 0 and SED_CHANNELS[p.stem] >= n)
     config = print_config(capsys, SED / "sed.yaml", data, model, SED / "model" / "full_phm.yaml")
     init, data_init = config["model"]["init_args"], config["data"]["init_args"]
-    assert init["family"] == family and init["full_phm"] is True
+    network = init["model"]  # composed field by field: sed.yaml's widths, the model file's family, full_phm
+    assert network["family"] == family and network["full_phm"] is True and network["widths"] == [64, 128, 256, 512]
     if n is not None:
-        assert init["n"] == n
+        assert network["n"] == n
     assert init["optimizer"]["class_path"] == "torch.optim.Adam" and init["optimizer"]["init_args"]["lr"] == 1e-5
-    assert data_init["batch_size"] == 16
+    assert data_init["batch_size"] == 16 and network["recurrent"] == "dense"
     channels = 4 * len(data_init["mics"]) * (2 if data_init["phase"] else 1)
     assert channels == SED_CHANNELS[data.stem]
+
+
+def test_the_fully_ph_variant_makes_the_gru_ph_too(capsys: pytest.CaptureFixture[str]) -> None:
+    config = print_config(capsys, SED / "sed.yaml", SED / "data" / "4ch.yaml", SED / "model" / "phc4.yaml",
+                          SED / "model" / "fully_ph.yaml")
+    network = config["model"]["init_args"]["model"]
+    assert (network["family"], network["n"], network["full_phm"], network["recurrent"]) == ("phc", 4, True, "ph")
 
 
 def test_sed_model_that_does_not_fit_the_channels_fails_by_name(tmp_path: Path) -> None:
@@ -111,10 +120,10 @@ def test_seld_overlay_localises_any_composition(data: str, channels: int, capsys
     config = print_config(capsys, SED / "sed.yaml", SED / "data" / f"{data}.yaml", SED / "model" / "quaternion.yaml",
                           SED / "seld.yaml")
     init, data_init = config["model"]["init_args"], config["data"]["init_args"]
-    assert init["localize"] is True and (init["sed_loss_weight"], init["doa_loss_weight"]) == (1.0, 5.0)
+    assert (init["doa"]["sed_loss_weight"], init["doa"]["loss_weight"]) == (1.0, 5.0)
     assert data_init["return_doa"] is True and data_init["intensity"] is True
     assert 4 * len(data_init["mics"]) * (1 + data_init["phase"] + data_init["intensity"]) == channels
-    assert init["family"] == "quaternion" and init["optimizer"]["init_args"]["lr"] == 1e-5
+    assert init["model"]["family"] == "quaternion" and init["optimizer"]["init_args"]["lr"] == 1e-5
     (stopping,) = config["trainer"]["callbacks"]
     assert stopping["init_args"]["monitor"] == "val/seld_f_score"
 
@@ -122,7 +131,7 @@ def test_seld_overlay_localises_any_composition(data: str, channels: int, capsys
 def test_seldnet_baseline_is_the_official_recipe(capsys: pytest.CaptureFixture[str]) -> None:
     config = print_config(capsys, SED / "seldnet_baseline.yaml")
     init, data_init = config["model"]["init_args"], config["data"]["init_args"]
-    assert (init["family"], init["localize"], init["doa_loss_mask"]) == ("real", True, False)
+    assert (init["model"]["family"], init["doa"]["loss_mask"]) == ("real", False)
     assert (data_init["mics"], data_init["phase"], data_init["intensity"], data_init["batch_size"]) == ("A", False, False, 3)
     assert init["optimizer"]["init_args"]["lr"] == 1e-5 and data_init["segment_seconds"] == 60
 
@@ -156,6 +165,6 @@ def test_sed_paper_recipe(capsys: pytest.CaptureFixture[str]) -> None:
     data, model = config["data"]["init_args"], config["model"]["init_args"]
     assert (data["segment_seconds"], data["batch_size"], data["mics"], data["phase"]) == (60.0, 16, "AB", True)
     assert model["optimizer"]["init_args"]["lr"] == 1e-5 and config["trainer"]["max_epochs"] == 1000
-    assert (model["n"], data["label_grid"], data["magnitude_scale"]) == (8, "official", "div512")
+    assert (model["model"]["n"], data["label_grid"], data["magnitude_scale"]) == (8, "official", "div512")
     (checkpoint,) = config["trainer"]["callbacks"]
     assert checkpoint["init_args"]["monitor"] == "val/loss" and checkpoint["init_args"]["mode"] == "min"

@@ -12,13 +12,14 @@ import numpy as np
 import pytest
 import soundfile
 
-from phnn.config_files import SHIPPED_CONFIGS
-from phnn.callbacks.sed_writer import SUBMISSION_FOLDER
 from phnn.cli import main
+from phnn.config_files import SHIPPED_CONFIGS
+from phnn.data.l3das21.layout import SUBMISSION_FOLDER
 
 CONFIGS = SHIPPED_CONFIGS / "sed"
-TINY_MODEL = ["--model.init_args.widths=[4, 4, 8, 8]", "--model.init_args.gru_hidden=8",
-              "--model.init_args.gru_layers=1", "--model.init_args.fc_width=16", "--model.init_args.fc_layers=1",
+TINY_MODEL = ["--model.init_args.model.widths=[4, 4, 8, 8]", "--model.init_args.model.gru_hidden=8",
+              "--model.init_args.model.gru_layers=1", "--model.init_args.model.fc_width=16",
+              "--model.init_args.model.fc_layers=1",
               "--model.init_args.predict_window_frames=20", "--model.init_args.predict_overlap_frames=5"]
 QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
 

@@ -231,6 +231,7 @@ def test_long_clip_streams_window_by_window_equal_to_whole_clip(tmp_path: Path, 
 
 
 def test_predict_scores_of_a_lazy_clip_equal_the_whole_clip(tmp_path: Path) -> None:
+    from phnn.models.sednet import SEDnetConfig
     from phnn.tasks.sed import SoundEventDetector
 
     path = write_float_wav(tmp_path / "long.wav", noise(samples=32000 * 13, seed=3))
@@ -238,6 +239,7 @@ def test_predict_scores_of_a_lazy_clip_equal_the_whole_clip(tmp_path: Path) -> N
     lazy = ClipFeatures(ClipAudio(path), FeatureSettings(), stats)
     whole = stats(stft_features(load_clip(path)[0]).half().float())
     torch.manual_seed(0)
-    task = SoundEventDetector(widths=(8, 8, 8, 8), gru_hidden=8, gru_layers=1, fc_width=8, fc_layers=1,
+    task = SoundEventDetector(model=SEDnetConfig(widths=(8, 8, 8, 8), gru_hidden=8, gru_layers=1, fc_width=8,
+                                                fc_layers=1),
                               predict_window_frames=40, predict_overlap_frames=10).eval()
     torch.testing.assert_close(task.clip_scores(lazy), task.clip_scores(whole), rtol=0, atol=0)

@@ -132,7 +132,7 @@ def test_metric_logs_per_class_and_both_countings() -> None:
     target[0, 0, 5, :2] = 1  # two truths of class 5 in frame 0
     preds[0, 0, 5, 0] = 1    # one prediction
     preds[0, 1, 7, 0] = 1    # a prediction alone in frame 1
-    official, one = L3DAS21FrameScore(counting="official"), L3DAS21FrameScore(counting="one_to_one")
+    official, one = L3DAS21FrameScore(14, counting="official"), L3DAS21FrameScore(14, counting="one_to_one")
     for metric in (official, one):
         metric.update(preds, target)
     assert (official.tp.sum(), official.fp.sum(), official.fn.sum()) == (2, -1 + 2, 0)

@@ -8,7 +8,7 @@ import torch
 from phnn.config_files import SHIPPED_CONFIGS
 from phnn.models import create_model, make_family
 from phnn.models.sednet import SEDnet
-from phnn.nn import PHMLinear
+from phnn.nn import PHGRU, PHMLinear
 
 TINY = {"widths": (16, 16, 16, 16), "gru_hidden": 8, "gru_layers": 1, "fc_width": 16, "fc_layers": 2}
 
@@ -21,22 +21,22 @@ def count(model: torch.nn.Module) -> int:
     ("real", 1, 4), ("quaternion", 4, 4), ("phc", 2, 4), ("phc", 4, 8), ("phc", 8, 8), ("phc", 16, 16),
 ])
 def test_output_shape_every_family(family: str, n: int, channels: int) -> None:
-    model = create_model("sednet", family=family, n=n, in_channels=channels, num_classes=14, **TINY).eval()
+    model = create_model("sednet", family=family, n=n, in_channels=channels, num_classes=14, slots=3, **TINY).eval()
     out = model(torch.randn(2, channels, 256, 24))
     assert out.shape == (2, 3, 42)
 
 
 def test_published_model_shape_and_any_length() -> None:
-    model = create_model("sednet", family="phc", n=4, in_channels=4, num_classes=14).eval()
+    model = create_model("sednet", family="phc", n=4, in_channels=4, num_classes=14, slots=3).eval()
     with torch.no_grad():
         assert model(torch.randn(1, 4, 256, 8)).shape == (1, 1, 42)
         assert model(torch.randn(1, 4, 256, 40)).shape == (1, 5, 42)
 
 
 def test_full_phm_variant_has_fewer_parameters() -> None:
-    base = create_model("sednet", family="phc", n=4, in_channels=4, num_classes=14)
-    full = create_model("sednet", family="phc", n=4, in_channels=4, num_classes=14, full_phm=True)
-    real = create_model("sednet", family="real", in_channels=4, num_classes=14)
+    base = create_model("sednet", family="phc", n=4, in_channels=4, num_classes=14, slots=3)
+    full = create_model("sednet", family="phc", n=4, in_channels=4, num_classes=14, slots=3, full_phm=True)
+    real = create_model("sednet", family="real", in_channels=4, num_classes=14, slots=3)
     assert count(full) < count(base) < count(real)
     # hidden FC layers 512→1024, 1024→1024, 1024→1024 shrink about 4×
     dense_fc = 512 * 1024 + 2 * 1024 * 1024
@@ -45,14 +45,14 @@ def test_full_phm_variant_has_fewer_parameters() -> None:
 
 def test_n_larger_than_channels_is_refused_with_advice() -> None:
     with pytest.raises(ValueError) as info:
-        create_model("sednet", family="phc", n=8, in_channels=4, num_classes=14)
+        create_model("sednet", family="phc", n=8, in_channels=4, num_classes=14, slots=3)
     message = str(info.value)
     assert "in_channels=4" in message and "n=8" in message and "data.mics" in message
 
 
 def test_full_phm_needs_hypercomplex_family() -> None:
     with pytest.raises(ValueError, match="full_phm"):
-        create_model("sednet", family="real", in_channels=4, num_classes=14, full_phm=True)
+        create_model("sednet", family="real", in_channels=4, num_classes=14, slots=3, full_phm=True)
 
 
 @pytest.mark.parametrize("shape", [(1, 4, 256, 12), (1, 4, 128, 16), (4, 256, 16)])
@@ -64,16 +64,16 @@ def test_bad_input_shape_is_named(shape: tuple[int, ...]) -> None:
 
 
 def test_training_step_gets_gradients_everywhere() -> None:
-    model = create_model("sednet", family="phc", n=4, in_channels=4, num_classes=14, full_phm=True, **TINY)
+    model = create_model("sednet", family="phc", n=4, in_channels=4, num_classes=14, slots=3, full_phm=True, **TINY)
     model(torch.randn(2, 4, 256, 16)).sum().backward()
     assert all(p.grad is not None for p in model.parameters())
 
 
 def test_output_bias_starts_at_the_prior() -> None:
-    model = create_model("sednet", family="phc", n=4, in_channels=4, num_classes=14, output_prior=0.1, **TINY)
+    model = create_model("sednet", family="phc", n=4, in_channels=4, num_classes=14, slots=3, output_prior=0.1, **TINY)
     torch.testing.assert_close(torch.sigmoid(model.head[-1].bias), torch.full((42,), 0.1))
     with pytest.raises(ValueError, match="output_prior"):
-        create_model("sednet", family="phc", n=4, in_channels=4, num_classes=14, output_prior=1.5, **TINY)
+        create_model("sednet", family="phc", n=4, in_channels=4, num_classes=14, slots=3, output_prior=1.5, **TINY)
 
 
 # --- the DOA (localisation) head -----------------------------------------------------------------
@@ -84,13 +84,13 @@ FAMILIES = [("real", 1, 4, False), ("quaternion", 4, 4, False), ("quaternion", 4
 
 @pytest.mark.parametrize(("family", "n", "channels", "full"), FAMILIES)
 def test_doa_head_shapes_every_family(family: str, n: int, channels: int, full: bool) -> None:
-    model = create_model("sednet", family=family, n=n, in_channels=channels, num_classes=14, doa=True,
+    model = create_model("sednet", family=family, n=n, in_channels=channels, num_classes=14, slots=3, doa=True,
                          full_phm=full, **TINY).eval()
     with torch.no_grad():
         out = model(torch.randn(2, channels, 256, 24))
     assert out.shape == (2, 3, 42 + 126) and model.outputs == 168
     assert out[..., 42:].abs().max() <= 1.0  # tanh: metres / 2
-    sed_only = create_model("sednet", family=family, n=n, in_channels=channels, num_classes=14, full_phm=full, **TINY)
+    sed_only = create_model("sednet", family=family, n=n, in_channels=channels, num_classes=14, slots=3, full_phm=full, **TINY)
     assert sed_only.outputs == 42 and sed_only.doa_head is None
     with torch.no_grad():
         assert sed_only.eval()(torch.randn(2, channels, 256, 24)).shape == (2, 3, 42)
@@ -99,7 +99,7 @@ def test_doa_head_shapes_every_family(family: str, n: int, channels: int, full: 
 @pytest.mark.parametrize(("family", "n", "channels", "full"), FAMILIES)
 def test_doa_head_parameter_count_every_family(family: str, n: int, channels: int, full: bool) -> None:
     """The DOA head is the SED head's hidden layers (PHM with full_phm) and a dense layer to 126 outputs."""
-    kwargs = dict(family=family, n=n, in_channels=channels, num_classes=14, full_phm=full, **TINY)
+    kwargs = dict(family=family, n=n, in_channels=channels, num_classes=14, slots=3, full_phm=full, **TINY)
     with_doa, without = create_model("sednet", doa=True, **kwargs), create_model("sednet", **kwargs)
     hidden, fc = TINY["fc_width"], TINY["fc_width"]
     gru_out = 2 * TINY["gru_hidden"]
@@ -138,7 +138,7 @@ def test_baseline_config_has_the_official_parameter_count() -> None:
     task = SoundEventDetector(num_classes=14, in_channels=channels, **init)
     conv_biases = 64 + 128 + 256 + 512
     assert count(task.model) == official_seldnet_augmented_parameters(channels) - conv_biases == 11_308_328
-    assert not any(isinstance(m, PHMLinear) for m in task.modules()) and task.localize
+    assert not any(isinstance(m, PHMLinear) for m in task.modules()) and task.doa is not None
 
 
 # --- the DOA branch (doa_shared_blocks) ------------------------------------------------------------
@@ -147,7 +147,7 @@ def test_baseline_config_has_the_official_parameter_count() -> None:
 @pytest.mark.parametrize("shared", [0, 2, 4])
 def test_doa_branch_shapes_and_parameters_every_family(family: str, n: int, channels: int, full: bool, shared: int) -> None:
     """A branch with its own conv blocks after `shared` and its own GRU: exactly those layers' parameters more."""
-    kwargs = dict(family=family, n=n, in_channels=channels, num_classes=14, full_phm=full, doa=True, **TINY)
+    kwargs = dict(family=family, n=n, in_channels=channels, num_classes=14, slots=3, full_phm=full, doa=True, **TINY)
     trunk = create_model("sednet", **kwargs)
     branch = create_model("sednet", doa_shared_blocks=shared, **kwargs).eval()
     with torch.no_grad():
@@ -160,7 +160,7 @@ def test_doa_branch_shapes_and_parameters_every_family(family: str, n: int, chan
 def test_unshared_doa_branch_leaves_detection_alone() -> None:
     """doa_shared_blocks=0: the DOA outputs depend on no parameter of the SED path, and the SED outputs on
     none of the DOA branch — the DOA loss cannot slow detection down."""
-    model = create_model("sednet", family="phc", n=4, in_channels=8, num_classes=14, doa=True, doa_shared_blocks=0,
+    model = create_model("sednet", family="phc", n=4, in_channels=8, num_classes=14, slots=3, doa=True, doa_shared_blocks=0,
                          **TINY)
     out = model(torch.randn(2, 8, 256, 16))
     out[..., 42:].sum().backward(retain_graph=True)
@@ -176,7 +176,7 @@ def test_unshared_doa_branch_leaves_detection_alone() -> None:
 
 
 def test_doa_branch_widths_and_pooling() -> None:
-    model = create_model("sednet", family="phc", n=4, in_channels=8, num_classes=14, doa=True, doa_shared_blocks=1,
+    model = create_model("sednet", family="phc", n=4, in_channels=8, num_classes=14, slots=3, doa=True, doa_shared_blocks=1,
                          doa_widths=(8, 32, 16), doa_pooling="avg", **{**TINY, "widths": (4, 8, 16, 16)})
     assert [block[0].out_channels for block in model.doa_conv] == [8, 32, 16]
     assert all(isinstance(block[3], torch.nn.AvgPool2d) for block in model.doa_conv)
@@ -191,16 +191,44 @@ def test_doa_branch_widths_and_pooling() -> None:
 ])
 def test_bad_doa_branch_options_are_named(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
-        create_model("sednet", family="phc", n=4, in_channels=4, num_classes=14, doa=True, **kwargs, **TINY)
+        create_model("sednet", family="phc", n=4, in_channels=4, num_classes=14, slots=3, doa=True, **kwargs, **TINY)
 
 
 def test_max_pool_before_relu_is_the_published_block() -> None:
     """Blocks pool before the ReLU (16x fewer elements to rectify): the same function as the published
     conv → BN → ReLU → MaxPool order."""
-    model = create_model("sednet", family="phc", n=4, in_channels=4, num_classes=14, **TINY).eval()
+    model = create_model("sednet", family="phc", n=4, in_channels=4, num_classes=14, slots=3, **TINY).eval()
     x = torch.randn(2, 4, 256, 16)
     for block in model.conv:
         conv, norm, pool = block[0], block[1], block[2]
         published = pool(torch.relu(norm(conv(x))))
         torch.testing.assert_close(block(x), published)
         x = published
+
+
+# --- the fully PH network: PH recurrent part ------------------------------------------------------
+
+@pytest.mark.parametrize(("n", "at_most"), [(4, 0.30), (16, 0.12)])
+def test_fully_ph_seld_network_has_about_one_nth_of_the_parameters(n: int, at_most: float) -> None:
+    """Published SELD sizes (16 input channels, DOA head): conv, hidden FC and GRU all PH (docs/recurrent.md)."""
+    real = count(SEDnet(make_family("real"), 16, 42, doa=True))
+    full = SEDnet(make_family("phc", n), 16, 42, doa=True, full_phm=True, recurrent="ph")
+    assert real == 11_315_240
+    assert count(full) / real <= at_most
+    assert isinstance(full.gru, PHGRU) and full.gru.n == n
+
+
+def test_ph_recurrent_matches_its_dense_export_and_needs_a_hypercomplex_family() -> None:
+    from phnn.nn import to_dense
+
+    model = create_model("sednet", family="quaternion", in_channels=8, num_classes=14, slots=3, doa=True, doa_shared_blocks=1,
+                         recurrent="ph", **TINY).eval()
+    assert isinstance(model.gru, PHGRU) and isinstance(model.doa_gru, PHGRU)
+    assert model.gru.ih_l0.algebra_name == "quaternion"
+    x = torch.randn(1, 8, 256, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(to_dense(model)(x), model(x), rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match="recurrent='ph' needs a hypercomplex family"):
+        create_model("sednet", family="real", in_channels=4, num_classes=14, slots=3, recurrent="ph", **TINY)
+    with pytest.raises(ValueError, match="recurrent='gru'"):
+        create_model("sednet", family="phc", n=4, in_channels=4, num_classes=14, slots=3, recurrent="gru", **TINY)

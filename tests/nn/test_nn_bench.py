@@ -39,3 +39,19 @@ def test_naive_composition_equals_ours() -> None:
     bench = load_bench()
     algebra, factors = torch.randn(4, 4, 4), torch.randn(4, 1, 3, 2, 3, 3)
     torch.testing.assert_close(bench.naive_compose(algebra, factors), compose(algebra, factors))
+
+
+def test_quick_recurrent_bench_prints_its_tables(capsys: pytest.CaptureFixture[str]) -> None:
+    path = BENCH.with_name("recurrent.py")
+    spec = importlib.util.spec_from_file_location("phnn_bench_recurrent", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    threads = torch.get_num_threads()
+    try:
+        spec.loader.exec_module(module)
+        assert module.main(["--quick", "--threads", "1"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    out = capsys.readouterr().out
+    assert "PHGRU/PHLSTM vs nn.GRU/nn.LSTM" in out and "PHMultiheadAttention vs nn.MultiheadAttention" in out
+    assert out.count("train") == 3 and out.count("eval") == 3

@@ -131,10 +131,13 @@ def test_convert_nearest_reproduces_a_model_built_from_kronecker_sums() -> None:
     assert 0.3 < random_dense.errors[""] < 1, "a random dense weight is far from any Kronecker sum"
 
 
+class _OwnLinear(nn.Linear):
+    """A user's subclass: its owner may rely on more than the weight."""
+
+
 def test_convert_skips_subclasses_and_the_root_can_be_converted() -> None:
-    attention = nn.MultiheadAttention(8, 2)
-    report = convert(attention, n=4)
-    assert "out_proj" in report.skipped and "subclass" in report.skipped["out_proj"]
+    report = convert(nn.Sequential(_OwnLinear(8, 8), nn.Linear(8, 8)), n=4)
+    assert "0" in report.skipped and "subclass" in report.skipped["0"] and report.converted == ["1"]
     root = convert(nn.Linear(8, 4), n=2)
     assert isinstance(root.model, PHMLinear) and root.converted == [""]
     assert "(root)" in str(root)

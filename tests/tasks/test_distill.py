@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from phnn.models import LayerFamily, list_models, register_model
 from phnn.nn import PHLayer, convert
 from phnn.tasks import ImageClassifier
+from phnn.tasks.doa import DOAHead
 from phnn.tasks.distill import (
     Distillation,
     classification_soft_loss,
@@ -97,8 +98,8 @@ def test_classification_soft_loss_is_t_squared_kl() -> None:
 
 
 def test_detection_soft_loss_is_bce_to_teacher_probabilities_plus_weighted_distance() -> None:
-    class Task:  # the two things the SED soft loss asks of the task
-        sed_outputs, loss_weights = 2, (1.0, 5.0)
+    class Task:  # what the SED soft loss asks of the task
+        sed_outputs, doa = 2, DOAHead(loss_weight=5.0)
 
         def split_outputs(self, outputs):
             return outputs[..., :2], outputs[..., 2:]
@@ -123,11 +124,11 @@ def test_seld_student_distils_from_a_real_teacher_without_touching_it() -> None:
     from phnn.tasks import SoundEventDetector
 
     tiny = {"widths": (4, 4, 4, 4), "gru_hidden": 4, "gru_layers": 1, "fc_width": 8, "fc_layers": 1,
-            "num_classes": 14, "in_channels": 4, "family": "real", "localize": True}
+            "family": "real"}
     torch.manual_seed(0)
-    teacher = SoundEventDetector(**tiny).eval()
+    teacher = SoundEventDetector(14, 4, model=tiny, doa={}).eval()
     before = {key: value.clone() for key, value in teacher.state_dict().items()}
-    student = SoundEventDetector(**tiny, converted_n=2)
+    student = SoundEventDetector(14, 4, model={**tiny, "converted_n": 2}, doa={})
     student.model.load_state_dict(convert(teacher.model, 2, init="nearest").model.state_dict())
     distill(student, teacher.model)
     features, sed = torch.randn(2, 4, 256, 80), (torch.rand(2, 10, 42) > 0.9).float()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import lightning as L
 import pytest
 import torch
@@ -9,13 +11,18 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from phnn.data.l3das21 import predict_collate
 from phnn.metrics import L3DAS21FrameScore
+from phnn.models.sednet import SEDnetConfig
+from phnn.tasks.doa import DOAHead
 from phnn.tasks.sed import SoundEventDetector
 
-TINY = {"widths": [4, 4, 8, 8], "gru_hidden": 8, "gru_layers": 1, "fc_width": 16, "fc_layers": 1, "dropout": 0.0}
+TINY = SEDnetConfig(family="phc", n=4, widths=(4, 4, 8, 8), gru_hidden=8, gru_layers=1, fc_width=16, fc_layers=1,
+                    dropout=0.0)
 
 
-def tiny_task(**kwargs) -> SoundEventDetector:
-    return SoundEventDetector(num_classes=14, in_channels=4, family="phc", n=4, **{**TINY, **kwargs})
+def tiny_task(network: dict | None = None, doa: DOAHead | None = None, **kwargs) -> SoundEventDetector:
+    """A tiny SED task; `network` overrides fields of TINY, `doa` makes it SELD."""
+    return SoundEventDetector(num_classes=14, in_channels=4, model=dataclasses.replace(TINY, **(network or {})),
+                              doa=doa, **kwargs)
 
 
 def batch(size: int = 2, frames: int = 10) -> tuple[torch.Tensor, torch.Tensor]:
@@ -64,7 +71,7 @@ def test_evaluation_scores_clips_exactly_as_prediction() -> None:
     item = clip(23, seed=4)
     predicted = task.predict_clip(item)
     task.evaluate_clip(item, "test")
-    frame = L3DAS21FrameScore(counting="official")
+    frame = L3DAS21FrameScore(14, counting="official")
     frame.update(predicted["detections"][None], item["sed"][None])
     assert task.test_frame["official"].compute() == frame.compute()
 
@@ -105,11 +112,17 @@ def test_predict_step_returns_one_dict_per_clip() -> None:
     assert "4 channels" in out[2]["error"] and "(8, 256, 80)" in out[2]["error"]
 
 
-@pytest.mark.parametrize("kwargs", [{"threshold": 1.0}, {"predict_window_frames": 4, "predict_overlap_frames": 4},
-                                    {"localize": True, "doa_loss": "l1"}])
+@pytest.mark.parametrize("kwargs", [{"threshold": 1.0}, {"predict_window_frames": 4, "predict_overlap_frames": 4}])
 def test_bad_options(kwargs: dict) -> None:
     with pytest.raises(ValueError, match="SoundEventDetector"):
         tiny_task(**kwargs)
+
+
+@pytest.mark.parametrize(("kwargs", "field"), [({"loss": "l1"}, "doa.loss"), ({"smoothing": "mean"}, "doa.smoothing"),
+                                               ({"loss_weight": -1.0}, "loss_weight=-1.0")])
+def test_bad_doa_settings_name_the_field(kwargs: dict, field: str) -> None:
+    with pytest.raises(ValueError, match=field):
+        DOAHead(**kwargs)
 
 
 # --- localisation (SELD) -------------------------------------------------------------------------
@@ -122,7 +135,7 @@ def seld_batch(size: int = 2, frames: int = 10) -> tuple[torch.Tensor, torch.Ten
 
 def test_seld_loss_is_weighted_bce_plus_mse_and_reaches_every_parameter() -> None:
     torch.manual_seed(0)
-    task = tiny_task(localize=True, sed_loss_weight=0.5, doa_loss_weight=3.0)
+    task = tiny_task(doa=DOAHead(sed_loss_weight=0.5, loss_weight=3.0))
     features, sed, doa = seld_batch()
     loss = task.training_step((features, sed, doa), 0)
     logits, predicted = task.split_outputs(task(features))
@@ -135,14 +148,14 @@ def test_seld_loss_is_weighted_bce_plus_mse_and_reaches_every_parameter() -> Non
 
 
 def test_masked_doa_loss_averages_over_active_slots_only() -> None:
-    task = tiny_task(localize=True, doa_loss_mask=True)
+    task = tiny_task(doa=DOAHead(loss_mask=True))
     sed = torch.zeros(1, 2, 42)
     sed[0, 1, 5] = 1.0
     target = torch.zeros(1, 2, 126)
     output = torch.full((1, 2, 126), 0.5)
     target[0, 1, [5, 47, 89]] = torch.tensor([0.1, -0.2, 0.3])  # x, y, z of slot 5
     expected = ((0.5 - 0.1) ** 2 + (0.5 + 0.2) ** 2 + (0.5 - 0.3) ** 2) / 3
-    torch.testing.assert_close(task.doa_loss(output, target, sed), torch.tensor(expected))
+    torch.testing.assert_close(task.doa.loss_of(output, target, sed), torch.tensor(expected))
 
 
 def test_distance_doa_loss_averages_euclidean_errors_over_active_slots() -> None:
@@ -153,10 +166,10 @@ def test_distance_doa_loss_averages_euclidean_errors_over_active_slots() -> None
     output[0, 0, [5, 47]] = torch.tensor([0.3, 0.4])  # slot 5 off by (0.3, 0.4, 0): 0.5
     output[0, 1, [7 + 84]] = 0.2  # slot 7 off by 0.2 in z
     output[0, 1, 8] = 0.9  # an inactive slot: ignored with the mask
-    masked = tiny_task(localize=True, doa_loss="distance", doa_loss_mask=True)
-    torch.testing.assert_close(masked.doa_loss(output, target, sed), torch.tensor((0.5 + 0.2) / 2), atol=1e-6, rtol=0)
-    every_slot = tiny_task(localize=True, doa_loss="distance")
-    torch.testing.assert_close(every_slot.doa_loss(output, target, sed), torch.tensor((0.5 + 0.2 + 0.9) / 84),
+    masked = tiny_task(doa=DOAHead(loss="distance", loss_mask=True))
+    torch.testing.assert_close(masked.doa.loss_of(output, target, sed), torch.tensor((0.5 + 0.2) / 2), atol=1e-6, rtol=0)
+    every_slot = tiny_task(doa=DOAHead(loss="distance"))
+    torch.testing.assert_close(every_slot.doa.loss_of(output, target, sed), torch.tensor((0.5 + 0.2 + 0.9) / 84),
                                atol=1e-6, rtol=0)
 
 
@@ -172,7 +185,7 @@ def test_evaluation_bce_is_the_torch_bce_in_float32() -> None:
 
 
 def test_doa_branch_options_reach_the_network() -> None:
-    task = tiny_task(localize=True, doa_shared_blocks=0, doa_widths=[8, 4, 8, 8], doa_pooling="avg")
+    task = tiny_task({"doa_shared_blocks": 0, "doa_widths": (8, 4, 8, 8), "doa_pooling": "avg"}, DOAHead())
     assert [block[0].out_channels for block in task.model.doa_conv] == [8, 4, 8, 8]
     features, sed, doa = seld_batch()
     task.training_step((features, sed, doa), 0).backward()
@@ -182,7 +195,7 @@ def test_doa_branch_options_reach_the_network() -> None:
 def test_seld_batches_without_doa_targets_are_refused() -> None:
     features, sed = batch()
     with pytest.raises(ValueError, match="return_doa"):
-        tiny_task(localize=True).training_step((features, sed), 0)
+        tiny_task(doa=DOAHead()).training_step((features, sed), 0)
 
 
 def seld_clip(frames: int = 20, seed: int = 0) -> dict:
@@ -193,7 +206,7 @@ def seld_clip(frames: int = 20, seed: int = 0) -> dict:
 def test_seld_fit_and_test_log_the_seld_metrics(tmp_path) -> None:
     train = DataLoader(TensorDataset(*seld_batch(4)), batch_size=2)
     clips = DataLoader([seld_clip(seed=0), seld_clip(seed=1)], batch_size=1, collate_fn=predict_collate)
-    task = tiny_task(localize=True, threshold=0.3, optimizer=lambda p: torch.optim.Adam(p, lr=1e-2))
+    task = tiny_task(doa=DOAHead(), threshold=0.3, optimizer=lambda p: torch.optim.Adam(p, lr=1e-2))
     trainer = L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, default_root_dir=tmp_path)
     trainer.fit(task, train, clips)
@@ -210,14 +223,14 @@ def test_seld_evaluation_scores_positions_exactly_as_prediction(smoothing: str) 
     """The located metrics of `phnn test` use the detections and positions that `phnn predict` writes."""
     from phnn.metrics.seld import SELDScores
 
-    task = tiny_task(localize=True, predict_window_frames=6, predict_overlap_frames=2, output_prior=0.5,
-                     doa_smoothing=smoothing).eval()
+    task = tiny_task({"output_prior": 0.5}, DOAHead(smoothing=smoothing), predict_window_frames=6,
+                     predict_overlap_frames=2).eval()
     item = seld_clip(23, seed=4)
     predicted = task.predict_clip(item)
     task.evaluate_clip(item, "test")
-    reference = SELDScores()
+    reference = SELDScores(14)
     reference.update(predicted["detections"][None], item["sed"][None], predicted["positions"][None],
-                     task.positions(item["doa"])[None])
+                     task.doa.positions(item["doa"])[None])
     logged = task.test_seld.compute()
     assert logged == reference.compute() and float(logged["seld_f_score"]) > 0 and float(logged["doa_error_m"]) > 0
     with pytest.raises(ValueError, match="return_doa"):
@@ -225,7 +238,7 @@ def test_seld_evaluation_scores_positions_exactly_as_prediction(smoothing: str) 
 
 
 def test_clip_outputs_hold_scores_and_positions_through_one_stitching_path() -> None:
-    task = tiny_task(localize=True, predict_window_frames=600).eval()
+    task = tiny_task(doa=DOAHead(), predict_window_frames=600).eval()
     features = torch.randn(4, 256, 80)
     outputs = task.clip_scores(features)
     assert outputs.shape == (10, 168)
@@ -233,7 +246,7 @@ def test_clip_outputs_hold_scores_and_positions_through_one_stitching_path() -> 
         raw = task(features[None])[0]
     torch.testing.assert_close(outputs[:, :42], torch.sigmoid(raw[:, :42]))
     torch.testing.assert_close(outputs[:, 42:], raw[:, 42:])
-    windowed = tiny_task(localize=True, predict_window_frames=4, predict_overlap_frames=2).eval()
+    windowed = tiny_task(doa=DOAHead(), predict_window_frames=4, predict_overlap_frames=2).eval()
     assert windowed.clip_scores(features).shape == (10, 168)
     (item,) = task.predict_step({"stem": "a", "paths": ["a_A.wav"], "features": features, "duration": 1.0}, 0)
     assert item["scores"].shape == (10, 42) and item["positions"].shape == (10, 42, 3)
@@ -242,7 +255,7 @@ def test_clip_outputs_hold_scores_and_positions_through_one_stitching_path() -> 
 
 
 def test_event_median_positions_give_each_detected_run_its_median() -> None:
-    from phnn.tasks.sed import event_median_positions
+    from phnn.tasks.doa import event_median_positions
 
     detections = torch.tensor([[1, 0], [1, 1], [1, 1], [0, 1], [1, 0]]).bool()
     positions = torch.arange(30.0).reshape(5, 2, 3)
@@ -252,5 +265,3 @@ def test_event_median_positions_give_each_detected_run_its_median() -> None:
     torch.testing.assert_close(smoothed[4, 0], positions[4, 0])  # a run of one frame: itself
     torch.testing.assert_close(smoothed[1:4, 1], positions[2, 1].expand(3, 3))  # run 1-3 of slot 1
     torch.testing.assert_close(smoothed[0, 1], positions[0, 1])  # not detected: untouched
-    with pytest.raises(ValueError, match="doa_smoothing"):
-        tiny_task(localize=True, doa_smoothing="mean")

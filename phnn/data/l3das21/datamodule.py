@@ -66,7 +66,6 @@ from torch.utils.data import DataLoader, Dataset
 from phnn.data.l3das21.augment import Axis, check_reflections, reflect
 from phnn.data.l3das21.audio import ClipAudio
 from phnn.data.l3das21.features import (
-    STFT_FRAMES_PER_LABEL,
     ClipFeatures,
     FeatureCache,
     FeatureSettings,
@@ -74,13 +73,15 @@ from phnn.data.l3das21.features import (
     group_channels,
     source_identity,
 )
-from phnn.data.l3das21.labels import FRAMES_PER_SECOND, LabelGrid, read_events
+from phnn.data.l3das21.labels import LabelGrid, read_events
 from phnn.data.workers import resolve_num_workers
 from phnn.data.l3das21.layout import (
     CLASSES,
     CHANNELS_PER_MIC,
+    LABEL_FRAMES_PER_SECOND,
     NUM_CLASSES,
     SAMPLE_RATE,
+    STFT_FRAMES_PER_LABEL_FRAME,
     Clip,
     find_clips,
     mic_set,
@@ -131,7 +132,7 @@ class WindowDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
         clip_index, start, length = self.windows[index]
         features, sed, doa = self._open(clip_index)
-        stft = slice(start * STFT_FRAMES_PER_LABEL, (start + length) * STFT_FRAMES_PER_LABEL)
+        stft = slice(start * STFT_FRAMES_PER_LABEL_FRAME, (start + length) * STFT_FRAMES_PER_LABEL_FRAME)
         groups = len(self.cache.settings.kinds)
         x = torch.from_numpy(group_channels([f[:, :, stft] for f in features], groups).astype(np.float32))
         targets = [torch.from_numpy(sed[start : start + length].astype(np.float32))]
@@ -143,7 +144,7 @@ class WindowDataset(Dataset):
         x = self.normalizer(x)
         pad = self.window_frames - length
         if pad > 0:
-            x = torch.nn.functional.pad(x, (0, pad * STFT_FRAMES_PER_LABEL))
+            x = torch.nn.functional.pad(x, (0, pad * STFT_FRAMES_PER_LABEL_FRAME))
             targets = [torch.nn.functional.pad(t, (0, 0, 0, pad)) for t in targets]
         return (x, *targets)
 
@@ -230,7 +231,7 @@ class PredictDataset(Dataset):
         return {
             **item,
             "features": features,
-            "num_frames": features.shape[-1] // STFT_FRAMES_PER_LABEL,
+            "num_frames": features.shape[-1] // STFT_FRAMES_PER_LABEL_FRAME,
             "duration": audio.num_samples / self.settings.sample_rate,
             "sample_rate": audio.original_rate,
             "label_grid": self.label_grid,
@@ -373,7 +374,7 @@ class L3DAS21DataModule(pl.LightningDataModule):
                 f"segment_seconds={segment_seconds}: expected a positive whole number of seconds (1, 2, 5, ...): "
                 f"DCASE 1 s segments restart at each validation/test window, so windows must hold whole 1 s segments"
             )
-        self.window_frames = round(segment_seconds * FRAMES_PER_SECOND)
+        self.window_frames = round(segment_seconds * LABEL_FRAMES_PER_SECOND)
         if bad_clips not in ("error", "skip"):
             raise ValueError(f"bad_clips={bad_clips!r}: expected 'error' (stop at a bad clip) or 'skip' (leave it out "
                              f"with a warning)")
@@ -522,7 +523,7 @@ class L3DAS21DataModule(pl.LightningDataModule):
             "channels": channels,
             "features": asdict(self.settings),
             "window": "hamming",
-            "label_frame_seconds": 1 / FRAMES_PER_SECOND,
+            "label_frame_seconds": 1 / LABEL_FRAMES_PER_SECOND,
             "label_grid": self.label_grid,
             "classes": list(CLASSES),
             "outputs": "logits (sigmoid for scores) of shape (N, frames, classes × 3 slots)" + (

@@ -60,14 +60,19 @@ import torch
 
 from phnn.data.l3das21.audio import ClipAudio, load_clip  # load_clip: re-exported (the one feature path)
 from phnn.data.l3das21.labels import LabelGrid, check_label_grid, load_targets, num_label_frames
-from phnn.data.l3das21.layout import CHANNELS_PER_MIC, SAMPLE_RATE, Clip
+from phnn.data.l3das21.layout import (
+    CHANNELS_PER_MIC,
+    LABEL_FRAMES_PER_SECOND,
+    SAMPLE_RATE,
+    STFT_FRAMES_PER_LABEL_FRAME,
+    Clip,
+)
 from phnn.errors import DataFileError
 from phnn.io import save_npy_atomic, write_text_atomic
 
 FORMAT_VERSION = 2  # 2: the official centred framing of scipy.signal.stft (1: frames starting at 400·j)
 TARGET_VERSION = 3  # label quantisation of the cached targets (3: named label grids, see labels.py)
 FREQ_BINS = 256
-STFT_FRAMES_PER_LABEL = 8
 FLOAT16_MAX = 65504.0
 
 # (scipy-scaled magnitude |X| / Σ window, Σ window) → feature
@@ -92,8 +97,8 @@ class FeatureSettings:
     def __post_init__(self) -> None:
         if self.magnitude_scale not in MAGNITUDE_SCALES:
             raise ValueError(f"magnitude_scale={self.magnitude_scale!r}: expected one of {sorted(MAGNITUDE_SCALES)}")
-        label_hop = self.sample_rate // 10
-        if self.hop_length * STFT_FRAMES_PER_LABEL != label_hop or self.n_fft // 2 != FREQ_BINS:
+        label_hop = self.sample_rate // LABEL_FRAMES_PER_SECOND
+        if self.hop_length * STFT_FRAMES_PER_LABEL_FRAME != label_hop or self.n_fft // 2 != FREQ_BINS:
             raise ValueError(
                 f"FeatureSettings(sample_rate={self.sample_rate}, n_fft={self.n_fft}, hop_length={self.hop_length}): "
                 f"expected 8 hops per 100 ms label frame and 256 bins (32000 Hz, 512, 400)"
@@ -125,7 +130,7 @@ class FeatureSettings:
 
 def num_stft_frames(num_samples: int, settings: FeatureSettings = FeatureSettings()) -> int:
     """STFT frames of a clip of ``num_samples`` samples: 8 per label frame."""
-    return STFT_FRAMES_PER_LABEL * num_label_frames(num_samples, settings.sample_rate)
+    return STFT_FRAMES_PER_LABEL_FRAME * num_label_frames(num_samples, settings.sample_rate)
 
 
 def first_sample(frame: int, settings: FeatureSettings = FeatureSettings()) -> int:
@@ -397,7 +402,7 @@ class FeatureCache:
     def num_frames(self, split: str, stem: str, mic: str = "A") -> int:
         """Label frames of a cached clip, read from the ``.npy`` header only."""
         array = np.load(self.feature_path(split, stem, mic), mmap_mode="r")
-        return array.shape[-1] // STFT_FRAMES_PER_LABEL
+        return array.shape[-1] // STFT_FRAMES_PER_LABEL_FRAME
 
     def compute_stats(self, split: str, clips: Sequence[Clip]) -> "Normalizer":
         """z-score statistics per channel × bin over every frame of ``clips`` (float64 streaming sums)."""

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from phnn.data.l3das21.labels import LabelGrid, frame_seconds, parse_number
-from phnn.data.l3das21.layout import CLASSES
+from phnn.data.l3das21.layout import CLASSES, MAX_SLOTS, NUM_CLASSES
 from phnn.io import atomic_open
 
 EVENT_COLUMNS: tuple[str, ...] = ("filename", "onset", "offset", "event_label", "confidence")
@@ -165,7 +165,7 @@ def file_format(path: str | Path) -> str:
     return "frames"  # an empty file: no detections in either format
 
 
-def rows_to_slots(rows: Sequence[FrameRow], num_frames: int, num_classes: int = len(CLASSES), min_slots: int = 3,
+def rows_to_slots(rows: Sequence[FrameRow], num_frames: int, num_classes: int = NUM_CLASSES, min_slots: int = MAX_SLOTS,
                   source: str | Path = "<rows>") -> tuple[np.ndarray, np.ndarray | None]:
     """Frame rows → activity ``(num_frames, C, S)`` bool and coordinates ``(num_frames, C, S, 3)`` (or None).
 

@@ -34,10 +34,15 @@ from typing import Literal
 import numpy as np
 
 from phnn.errors import DataFileError
-from phnn.data.l3das21.layout import CLASS_INDEX, CLASSES, MAX_SLOTS, NUM_CLASSES
+from phnn.data.l3das21.layout import (
+    CLASS_INDEX,
+    CLASSES,
+    LABEL_FRAME_SECONDS,
+    LABEL_FRAMES_PER_SECOND,
+    MAX_SLOTS,
+    NUM_CLASSES,
+)
 
-LABEL_HOP_SECONDS = 0.1
-FRAMES_PER_SECOND = 10  # 1 / LABEL_HOP_SECONDS, kept exact for rounding
 REQUIRED_COLUMNS: tuple[str, ...] = ("Start", "End", "Class", "X", "Y", "Z")
 DOA_SCALE_METRES = 2.0
 LabelGrid = Literal["official", "nearest"]
@@ -58,7 +63,7 @@ class Event:
 
 def num_label_frames(num_samples: int, sample_rate: int) -> int:
     """Label frames for a clip: ``ceil(duration / 0.1)`` (at least one)."""
-    hop = sample_rate * LABEL_HOP_SECONDS
+    hop = sample_rate * LABEL_FRAME_SECONDS
     return max(1, math.ceil(num_samples / hop - 1e-9))
 
 
@@ -69,13 +74,13 @@ def check_label_grid(label_grid: str) -> None:
 
 def seconds_to_frame(seconds: float) -> int:
     """``round(seconds / 0.1)`` (the ``nearest`` grid: banker's rounding on the float quotient)."""
-    return round(seconds / LABEL_HOP_SECONDS)
+    return round(seconds / LABEL_FRAME_SECONDS)
 
 
 def official_frame(seconds: float, duration: float) -> int:
     """The official ``csv_to_matrix_task2`` frame of a time, for a clip of ``duration`` seconds."""
-    frames = max(1, int(duration / LABEL_HOP_SECONDS))
-    quantised = round(float(seconds) / LABEL_HOP_SECONDS) * LABEL_HOP_SECONDS
+    frames = max(1, int(duration / LABEL_FRAME_SECONDS))
+    quantised = round(float(seconds) / LABEL_FRAME_SECONDS) * LABEL_FRAME_SECONDS
     return int(np.interp(quantised, (0, duration), (0, frames - 1)))
 
 
@@ -96,8 +101,8 @@ def frame_seconds(first: int, last: int, label_grid: LabelGrid, duration: float)
     """
     check_label_grid(label_grid)
     shift = 1 if label_grid == "official" else 0
-    onset = 0.0 if first == 0 else (first + shift) / FRAMES_PER_SECOND
-    offset = min((last + shift) / FRAMES_PER_SECOND, duration)
+    onset = 0.0 if first == 0 else (first + shift) / LABEL_FRAMES_PER_SECOND
+    offset = min((last + shift) / LABEL_FRAMES_PER_SECOND, duration)
     return min(onset, offset), offset
 
 
@@ -149,7 +154,7 @@ def events_to_targets(events: list[Event], num_frames: int, source: str | Path =
 
     ``duration``: the clip's length in seconds (default ``num_frames · 0.1``), used by the official grid.
     """
-    duration = num_frames * LABEL_HOP_SECONDS if duration is None else duration
+    duration = num_frames * LABEL_FRAME_SECONDS if duration is None else duration
     slots = NUM_CLASSES * MAX_SLOTS
     sed = np.zeros((num_frames, slots), dtype=np.float32)
     doa = np.zeros((num_frames, 3 * slots), dtype=np.float32)

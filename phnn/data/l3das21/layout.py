@@ -37,9 +37,13 @@ CLASS_INDEX: dict[str, int] = {name: i for i, name in enumerate(CLASSES)}  # the
 MAX_SLOTS = 3  # simultaneous sounds of one class that the targets can hold
 SAMPLE_RATE = 32000
 CHANNELS_PER_MIC = 4
+LABEL_FRAMES_PER_SECOND = 10  # label (and output) frames per second, exact for rounding
+LABEL_FRAME_SECONDS = 1 / LABEL_FRAMES_PER_SECOND  # one label frame: 100 ms
+STFT_FRAMES_PER_LABEL_FRAME = 8  # STFT hop = label frame / 8 (SEDnet's time pooling maps 8 frames to 1)
+#: in a prediction folder: the per-clip frame files in the challenge's format (and nothing else)
+SUBMISSION_FOLDER = "l3das21_task2"
 
 SPLIT_FOLDERS: dict[str, str] = {"train": "L3DAS_Task2_train", "dev": "L3DAS_Task2_dev"}
-MICS: tuple[str, ...] = ("A", "B")
 _MIC_SETS: dict[str, tuple[str, ...]] = {"A": ("A",), "AB": ("A", "B")}
 _AUDIO_RE = re.compile(r"^(?P<stem>split\d+_ov(?P<ov>\d+)_\d+)_(?P<mic>[AB])\.wav$", re.IGNORECASE)
 
