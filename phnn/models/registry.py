@@ -54,7 +54,7 @@ def create_model(
     """Build the backbone `name` from the layer family `family` (real | quaternion | phc with `n`).
 
     With `converted_n` the backbone is then made dense (`to_dense`) and converted at that n by
-    `phnn.nn.convert` (learned algebra): every conv/linear whose channels n divides becomes a PH layer,
+    `phnn.nn.convert` (learned algebra): every layer it handles whose sizes n divides becomes a PH layer,
     the others (e.g. a 3-channel stem at n = 4, a 10-class classifier at n = 3) stay dense. That is the
     network `phnn compress` trains; it differs from `family="phc"` in which layers stay dense, so a
     compressed checkpoint records it to rebuild exactly the same modules.

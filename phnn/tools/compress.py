@@ -3,8 +3,8 @@
     phnn compress --ckpt_path TEACHER.ckpt --n 4 -c configs/data/imagefolder.yaml --trainer.max_epochs 5
 
 The teacher is the task in the checkpoint (any family, any task). The student is the same network made
-dense and converted at n (`create_model(..., converted_n=n)`): every conv/linear whose channels n
-divides becomes a PH layer, started at the Frobenius-nearest Kronecker sum of the teacher's weight
+dense and converted at n (`create_model(..., converted_n=n)`): every layer `convert` handles (conv,
+linear, recurrent, attention) whose sizes n divides becomes a PH layer, started at the Frobenius-nearest Kronecker sum of the teacher's weight
 (`convert(..., init="nearest")`; `--init random` for comparison); the others stay dense, listed with the
 reason. It trains by distillation (`phnn.tasks.distill`) in its own run folder,
 `runs/<data>_<model>_compress_n<n>/version_<k>/`, whose best.ckpt / last.ckpt are ordinary checkpoints of
