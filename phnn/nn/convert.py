@@ -193,8 +193,9 @@ def _skip_reason(module: nn.Module, n: int) -> str | None:
 
 def _fit_nearest(layer: PHLayer, weight: Tensor, bias: Tensor | None) -> tuple[float, float, float]:
     """Fit A and F to `weight` (or only F for a fixed algebra), copy the bias; returns the squared
-    error, the squared norm of the weight and the squared norm of the fit. A layer with row blocks (gates, q/k/v) shares one A
-    among its blocks, so the fit is the rank-n SVD of the weight with the blocks side by side."""
+    error, the squared norm of the weight and the squared norm of the fit. A layer with row blocks
+    (gates, q/k/v) shares one A among its blocks, so the fit is the rank-n SVD of the weight with the
+    blocks side by side."""
     fixed = None if isinstance(layer.algebra, nn.Parameter) else layer.algebra
     algebra, factors = decompose(weight, layer.n, layer.factors.shape[1], fixed)
     with torch.no_grad():

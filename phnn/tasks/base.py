@@ -92,7 +92,8 @@ def converted_n(init_args: Mapping[str, Any]) -> int | None:
     arguments (a mapping or a jsonargparse Namespace): top-level, or inside the network's options
     (`model_kwargs`, `model`)."""
     for where in (init_args, init_args.get("model_kwargs"), init_args.get("model")):
-        value = where.get("converted_n") if callable(getattr(where, "get", None)) else getattr(where, "converted_n", None)
+        getter = getattr(where, "get", None)
+        value = getter("converted_n") if callable(getter) else getattr(where, "converted_n", None)
         if value:
             return int(value)
     return None

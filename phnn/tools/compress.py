@@ -4,9 +4,9 @@
 
 The teacher is the task in the checkpoint (any family, any task). The student is the same network made
 dense and converted at n (`create_model(..., converted_n=n)`): every layer `convert` handles (conv,
-linear, recurrent, attention) whose sizes n divides becomes a PH layer, started at the Frobenius-nearest Kronecker sum of the teacher's weight
-(`convert(..., init="nearest")`; `--init random` for comparison); the others stay dense, listed with the
-reason. It trains by distillation (`phnn.tasks.distill`) in its own run folder,
+linear, recurrent, attention) whose sizes n divides becomes a PH layer, started at the Frobenius-nearest
+Kronecker sum of the teacher's weight (`convert(..., init="nearest")`; `--init random` for comparison);
+the others stay dense, listed with the reason. It trains by distillation (`phnn.tasks.distill`) in its own run folder,
 `runs/<data>_<model>_compress_n<n>/version_<k>/`, whose best.ckpt / last.ckpt are ordinary checkpoints of
 the teacher's task (`phnn test`, `predict`, `inspect`, `export` take them), and ends by printing and
 writing `compress.json`: parameters, each layer's starting error, the test metric of the teacher and of
