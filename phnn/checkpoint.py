@@ -3,8 +3,9 @@
 Loading: a checkpoint is untrusted input. `read_checkpoint` loads it with `torch.load(weights_only=True)`
 (tensors and plain data only: a pickled object that would run code is refused, not run) and checks
 it before anything is built from it: it must be a phnn checkpoint, name one of phnn's own tasks,
-and every class path in its hyperparameters must lie in `SAFE_CLASS_MODULES` (nothing else is
-imported). An empty, truncated or foreign file is a `CheckpointError` naming the file.
+and whatever its hyperparameters name as code must be a class of `phnn.tasks.registry` (looked up
+by name; nothing a checkpoint names is imported). An empty, truncated, foreign or unsafe file is a
+`CheckpointError` naming the file and the key.
 
 Writing: `SafeCheckpointIO` (the CLI gives it to every Trainer) writes each checkpoint to a
 temporary file in its own folder, flushes it to the disk (fsync) and renames it into place, and
@@ -18,7 +19,7 @@ from __future__ import annotations
 import os
 import pickle
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,23 +28,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from phnn.errors import CheckpointError
 from phnn.io import atomic_path
-from phnn.tasks.identity import check_task, task_classes
-from phnn.tasks.spec import SAFE_CLASS_MODULES, is_safe_class_path
-
-#: the instantiator LightningCLI records in the hyperparameters of the tasks it builds
-CLI_INSTANTIATOR = "lightning.pytorch.cli.instantiate_module"
-
-
-def _class_paths(value: Any) -> Iterator[Any]:
-    """Every value under a `class_path` / `_class_path` key, at any depth of dicts and lists."""
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if key in ("class_path", "_class_path"):
-                yield item
-            yield from _class_paths(item)
-    elif isinstance(value, (list, tuple)):
-        for item in value:
-            yield from _class_paths(item)
+from phnn.tasks.registry import check_hyperparameters, check_task
 
 
 def _torch_load(path: Path, map_location: Any) -> Any:
@@ -80,38 +65,20 @@ def read_checkpoint(path: str | os.PathLike[str], map_location: Any = "cpu",
     also that it was written by that task (or a subclass)."""
     path = Path(path)
     checkpoint = _torch_load(path, map_location)
-    record = checkpoint.get("phnn") if isinstance(checkpoint, dict) else None
-    if not isinstance(record, dict) or not isinstance(record.get("task"), str):
-        raise CheckpointError(f"{path}: not a phnn checkpoint (no 'phnn' record of its task); "
+    if not isinstance(checkpoint, dict):
+        raise CheckpointError(f"{path}: not a phnn checkpoint (a {type(checkpoint).__name__}, not a mapping); "
                               "use a checkpoint written by `phnn fit`")
-    known = task_classes()
-    if record["task"] not in known:
-        raise CheckpointError(f"{path}: names the task {record['task']!r}, which is not one of phnn's tasks "
-                              f"({', '.join(sorted({c.__qualname__ for c in known.values()}))}); "
-                              "phnn does not import classes a checkpoint names")
-    for key in ("hyper_parameters", "datamodule_hyper_parameters"):
-        hparams = checkpoint.get(key) or {}
-        unsafe = [p for p in _class_paths(hparams) if p is not None and not is_safe_class_path(p)]
-        if unsafe:
-            raise CheckpointError(f"{path}: its {key} name {unsafe}, outside {list(SAFE_CLASS_MODULES)}; phnn "
-                                  "does not import classes from elsewhere that a checkpoint names")
-        if hparams.get("_instantiator") not in (None, CLI_INSTANTIATOR):
-            raise CheckpointError(f"{path}: its {key} name the instantiator {hparams['_instantiator']!r}; "
-                                  f"only {CLI_INSTANTIATOR} is allowed")
-    task_path = (checkpoint.get("hyper_parameters") or {}).get("_class_path")
-    if task_path not in (None, *known):
-        raise CheckpointError(f"{path}: its hyperparameters name the task {task_path!r}, not one of phnn's")
-    if expected_task is not None:
-        check_task(path, checkpoint, expected_task)
+    task = check_task(path, checkpoint, expected_task)
+    check_hyperparameters(path, checkpoint, task)
     if checkpoint.get("hyper_parameters"):  # written by an older signature of the task: today's shape
-        checkpoint["hyper_parameters"] = known[record["task"]].upgrade_hparams(checkpoint["hyper_parameters"])
+        checkpoint["hyper_parameters"] = task.upgrade_hparams(checkpoint["hyper_parameters"])
     return checkpoint
 
 
 def load_task(path: Path) -> tuple[Any, dict[str, Any]]:
     """The task stored in the checkpoint at `path` (on the CPU, in eval mode) and the checkpoint."""
     checkpoint = read_checkpoint(path)
-    task_class = task_classes()[checkpoint["phnn"]["task"]]
+    task_class = check_task(path, checkpoint)
     # the upgraded hyperparameters, given as arguments, win over the file's (whose old keys Lightning drops)
     hparams = {k: v for k, v in (checkpoint.get("hyper_parameters") or {}).items() if not k.startswith("_")}
     task = task_class.load_from_checkpoint(path, map_location="cpu", weights_only=True, **hparams)
@@ -159,12 +126,23 @@ def _overlay(saved: Any, given: Any) -> Any:
     return {**saved, **{key: _overlay(saved.get(key), value) for key, value in given.items()}}
 
 
+def as_data(value: Any) -> Any:
+    """`value` with tuples as lists, at any depth: a config's `[0.9, 0.999]` and a checkpoint's
+    `(0.9, 0.999)` are the same setting."""
+    if isinstance(value, dict):
+        return {key: as_data(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [as_data(item) for item in value]
+    return value
+
+
 def merge_hyperparameters(saved: dict[str, Any], given: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """The checkpoint's hyperparameters with the values the user gave (config files, command line)
-    in their place, and a note for each given value that differs from the checkpoint's."""
+    in their place, and a note for each given value that differs from the checkpoint's (compared
+    as data: a tuple and a list of the same numbers are the same)."""
     merged = _overlay(saved, given)
     notes = [f"model.{key}: {merged[key]!r} as given (the checkpoint has {saved[key]!r})"
-             for key in given if key in saved and saved[key] != merged[key]]
+             for key in given if key in saved and as_data(saved[key]) != as_data(merged[key])]
     return merged, notes
 
 
@@ -178,10 +156,11 @@ def apply_checkpoint_hyperparameters(parser: Any, config: Any, subcommand: str, 
     from jsonargparse._util import import_object  # what jsonargparse resolves class_path with
 
     model = config[subcommand].get("model")
-    expected = import_object(model.class_path) if model is not None and model.get("class_path") else None
+    expected = import_object(model.class_path) if model is not None and model.get("class_path") else None  # the user's
     ckpt_path = config[subcommand].ckpt_path
     checkpoint = read_checkpoint(ckpt_path, expected_task=expected)
-    saved = {k: v for k, v in (checkpoint.get("hyper_parameters") or {}).items() if k not in ("_instantiator", "_class_path")}
+    saved = {k: v for k, v in (checkpoint.get("hyper_parameters") or {}).items()
+             if k not in ("_instantiator", "_class_path")}
     if not saved:
         return config
     explicit = parser.parse_args(argv, defaults=False)[subcommand].get("model")

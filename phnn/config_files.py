@@ -49,8 +49,8 @@ def find_config(value: str) -> Path:
     if shipped.is_relative_to(SHIPPED_CONFIGS) and shipped.is_file():
         return shipped
     close = difflib.get_close_matches(value, shipped_config_names(), n=3, cutoff=0.75)
-    hint = f"; did you mean {' or '.join(close)}?" if close else \
-        f"; shipped configs are under {', '.join(sorted(p.name + '/' for p in SHIPPED_CONFIGS.iterdir() if p.is_dir()))}"
+    folders = ", ".join(sorted(p.name + "/" for p in SHIPPED_CONFIGS.iterdir() if p.is_dir()))
+    hint = f"; did you mean {' or '.join(close)}?" if close else f"; shipped configs are under {folders}"
     raise ConfigFileError(f"--config {value}: no such file: looked for {given.absolute()} and for {shipped} "
                           f"(the configs shipped with phnn){hint}")
 

@@ -2,7 +2,7 @@
 
 Modules raise these where the fault is known, with a message that names the file, the value and
 the fix. `phnn` (see `report_failures`) prints a user-facing failure as one `phnn <command>:
-error: ...` message and exits with code 2; `PHNN_DEBUG=1` re-raises it for the traceback. Bugs
+error: ...` message and exits with code 2; `PHNN_DEBUG=1` (or true, yes) re-raises it for the traceback. Bugs
 (anything else) keep their traceback.
 
 User-facing failures are: every `PHNNError`, every `ValueError` (bad configuration or input, the
@@ -21,6 +21,8 @@ from collections.abc import Callable
 EXIT_USER_ERROR = 2
 #: exit code after SIGTERM stopped a run (128 + the signal number, as a shell reports it)
 EXIT_SIGTERM = 143
+#: the values of PHNN_DEBUG that turn debugging on (any other value, 0 and empty included, leaves it off)
+DEBUG_ON = ("1", "true", "yes")
 
 
 class PHNNError(Exception):
@@ -91,6 +93,11 @@ def describe(error: BaseException) -> str | None:
     return None
 
 
+def debugging() -> bool:
+    """Whether PHNN_DEBUG asks for tracebacks (1, true or yes, in any case)."""
+    return os.environ.get("PHNN_DEBUG", "").strip().lower() in DEBUG_ON
+
+
 def report_failures(command: str, run: Callable[[], int]) -> int:
     """Run `run()` and return its exit code; a user-facing failure becomes one message on stderr and
     exit code 2 (with `PHNN_DEBUG=1` it is re-raised, traceback and all)."""
@@ -98,7 +105,7 @@ def report_failures(command: str, run: Callable[[], int]) -> int:
         return run()
     except Exception as error:
         message = describe(error)
-        if message is None or os.environ.get("PHNN_DEBUG"):
+        if message is None or debugging():
             raise
         print(f"phnn {command}: error: {message}\n(set PHNN_DEBUG=1 for the traceback)", file=sys.stderr)
         return EXIT_USER_ERROR

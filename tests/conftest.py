@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import lightning.pytorch  # noqa: F401  (see below)
 import numpy as np
 import pytest
 from PIL import Image
+
+# Lightning gives its loggers a handler bound to the sys.stderr of the moment it is first imported. Imported
+# here, that is pytest's session-long stream; imported first inside a test, it would be that test's capsys
+# stream, closed afterwards, and every later Lightning log line would print a "Logging error" traceback.
 
 IMAGE_CLASSES = ("cat", "dog", "frog")
 

@@ -24,7 +24,8 @@ from phnn.errors import CheckpointError
 from phnn.models.family import make_family
 from phnn.nn import PHLayer
 from phnn.nn.report import parameter_report
-from phnn.tasks.spec import from_spec, to_plain, to_spec
+from phnn.tasks.registry import check_task
+from phnn.tasks.spec import check_numbers, from_spec, to_plain, to_spec
 
 SchedulerInterval = Literal["epoch", "step"]
 _INTERVALS = ("epoch", "step")
@@ -155,6 +156,7 @@ class PHTask(LightningModule, ABC):
         # plain data in the checkpoint (class paths, not classes): it loads with weights_only=True
         for key in ("optimizer", "lr_scheduler"):
             self.hparams[key] = to_spec(self.hparams.get(key))
+            check_numbers(self.hparams[key], f"{name}: {key}")
         self.num_classes = num_classes
         self.in_channels = in_channels
         self.optimizer_factory = from_spec(optimizer, torch.optim.Optimizer, "optimizer")
@@ -253,8 +255,6 @@ class PHTask(LightningModule, ABC):
         continue the random streams where the checkpoint left them, so the next epoch draws (shuffles,
         augments) what it would have drawn without the interruption (Lightning isolates the sanity
         check's draws; the training loader's first draw comes after this hook)."""
-        from phnn.tasks.identity import check_task  # it names phnn's tasks, which import this module
-
         check_task("the checkpoint", checkpoint, type(self))
         self._check_weights_fit(checkpoint.get("state_dict") or {})
         record = checkpoint["phnn"]

@@ -1,8 +1,8 @@
 """Optimizer and scheduler settings as plain data, so that a checkpoint holds no Python objects.
 
 A task's hyperparameters record them as `{"class_path": "torch.optim.Adam", "init_args": {...}}`
-(the form of the YAML configs), and a checkpoint may only name classes in `SAFE_CLASS_MODULES`:
-rebuilding a task from a checkpoint imports nothing else.
+(the form of the YAML configs), and a spec may only name a class of `phnn.tasks.registry` (looked
+up by name, never imported): rebuilding a task from a checkpoint imports nothing.
 
     to_spec(functools.partial(torch.optim.Adam, lr=1e-3))
     # {'class_path': 'torch.optim.adam.Adam', 'init_args': {'lr': 0.001}}
@@ -13,19 +13,14 @@ rebuilding a task from a checkpoint imports nothing else.
 from __future__ import annotations
 
 import functools
-import importlib
+import math
 import os
 from collections.abc import Callable
 from typing import Any
 
 import torch
 
-#: the only modules whose classes a checkpoint may name (optimizer, scheduler, task)
-SAFE_CLASS_MODULES = ("phnn", "torch.optim")
-
-
-def is_safe_class_path(path: Any) -> bool:
-    return isinstance(path, str) and any(path == m or path.startswith(m + ".") for m in SAFE_CLASS_MODULES)
+from phnn.tasks.registry import lookup_class
 
 
 def to_spec(value: Any) -> Any:
@@ -44,10 +39,28 @@ def to_spec(value: Any) -> Any:
     return {"class_path": None, "unrecorded": repr(value)}
 
 
+#: init_args that must not be negative (besides finite, as every number of a spec must be); lr 0 freezes
+NON_NEGATIVE_ARGUMENTS = ("lr",)
+
+
+def check_numbers(spec: Any, what: str) -> None:
+    """Refuse a spec whose numeric init_args are NaN or infinite (or a negative `lr`): torch accepts
+    some of them (SGD takes lr=nan) and the run would train on NaNs without a word."""
+    arguments = spec.get("init_args") if isinstance(spec, dict) else None
+    for key, value in (arguments or {}).items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        non_negative = key in NON_NEGATIVE_ARGUMENTS
+        if not math.isfinite(value) or (non_negative and not value >= 0):
+            raise ValueError(f"{what}.init_args.{key} = {value}: expected a finite number"
+                             + (" >= 0" if non_negative else ""))
+
+
 def from_spec(spec: Any, base: type, what: str) -> Callable[..., Any] | None:
     """The factory a spec (see `to_spec`) describes; `spec` may also be a callable already.
 
-    Only classes under `SAFE_CLASS_MODULES` that subclass `base` are accepted (a ValueError otherwise)."""
+    Only classes of `phnn.tasks.registry` that subclass `base` are accepted (a `CheckpointError`, a
+    ValueError, otherwise)."""
     if spec is None or not isinstance(spec, dict):
         return spec
     path = spec.get("class_path")
@@ -56,13 +69,7 @@ def from_spec(spec: Any, base: type, what: str) -> Callable[..., Any] | None:
             raise ValueError(f"the {what} of this task was not recorded in its checkpoint ({spec.get('unrecorded')}); "
                              f"pass {what}=... to load_from_checkpoint to train it")
         return unrecorded
-    if not is_safe_class_path(path):
-        raise ValueError(f"{what} class_path {path!r} is outside {list(SAFE_CLASS_MODULES)}; "
-                         "a task rebuilt from plain data imports nothing else")
-    module_name, _, name = path.rpartition(".")
-    cls = getattr(importlib.import_module(module_name), name, None)
-    if not (isinstance(cls, type) and issubclass(cls, base)):
-        raise ValueError(f"{what} class_path {path!r} is not a {base.__qualname__}")
+    cls = lookup_class(path, base, f"{what}.class_path")
     return functools.partial(cls, **(spec.get("init_args") or {}))
 
 

@@ -162,7 +162,7 @@ def main(argv: list[str]) -> int:
     started = time.perf_counter()
     args, fit_args = build_parser().parse_known_args(argv)
     from phnn.checkpoint import load_task
-    from phnn.cli import _quiet_libraries  # the CLI's filter of harmless library warnings
+    from phnn.cli.quiet import quiet_libraries  # the CLI's filter of harmless library warnings
     from phnn.nn.convert import to_dense
     from phnn.tasks.distill import distill
 
@@ -174,13 +174,13 @@ def main(argv: list[str]) -> int:
     # a PH teacher made dense once: its weights are not composed again at every step
     distill(cli.model, to_dense(teacher.model), alpha=args.alpha, temperature=args.temperature,
             feature_layers=args.feature_layers, feature_weight=args.feature_weight)
-    with _quiet_libraries():
+    with quiet_libraries():
         return run_and_report(args, cli, teacher, checkpoint, report, started)
 
 
 def build_student_run(checkpoint: dict[str, Any], n: int, fit_args: list[str]) -> Any:
     """The LightningCLI of the student's fit (task, data, trainer, run folder), built but not run."""
-    from phnn.cli import run_cli
+    from phnn.cli.app import run_cli
 
     task_path = checkpoint["phnn"]["task"]
     task_name = task_path.rpartition(".")[2]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import errno
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -230,3 +231,58 @@ def test_given_values_are_laid_over_the_checkpoint_dict_by_dict() -> None:
                      "'momentum': 0.9}})"]
     other = {"class_path": "torch.optim.Adam", "init_args": {"lr": 0.001}}
     assert merge_hyperparameters(saved, {"optimizer": other})[0]["optimizer"] == other  # another class: replaced
+
+
+def _edit(key: str, value: object) -> Callable[[dict], None]:
+    def edit(state: dict) -> None:
+        state["hyper_parameters"][key] = value
+    return edit
+
+
+# Hyperparameters that name code phnn does not know, as an attacker would write them: the key the
+# error must name, and the edit. `evil_module` (written by the test) acts when imported.
+NAMED_CODE: dict[str, tuple[str, Callable[[dict], None]]] = {
+    "a plain string where a scheduler is expected": ("hyper_parameters.lr_scheduler",
+                                                     _edit("lr_scheduler", "evil_module.Foo")),
+    "a string naming a module of the standard library": ("hyper_parameters.lr_scheduler",
+                                                         _edit("lr_scheduler", "this.Foo")),
+    "a class path inside phnn that re-runs the CLI": ("hyper_parameters.optimizer.class_path",
+                                                      _edit("optimizer", {"class_path": "phnn.__main__.X"})),
+    "a function that runs commands": ("hyper_parameters.optimizer.class_path",
+                                      _edit("optimizer", {"class_path": "os.system", "init_args": {}})),
+    "a callable inside a known scheduler's arguments": (
+        "hyper_parameters.lr_scheduler.init_args.lr_lambda",
+        _edit("lr_scheduler", {"class_path": "torch.optim.lr_scheduler.LambdaLR",
+                               "init_args": {"lr_lambda": "evil_module.Foo"}})),
+    "a class path inside a plain mapping": ("hyper_parameters.model_kwargs.block.class_path",
+                                            _edit("model_kwargs", {"block": {"class_path": "evil_module.Foo"}})),
+    "an instantiator": ("hyper_parameters._instantiator", _edit("_instantiator", "evil_module.make")),
+}
+
+
+@pytest.mark.parametrize("case", list(NAMED_CODE))
+def test_hyperparameters_that_name_unknown_code_are_refused_before_any_import(
+        case: str, run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, image_folder_module: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """`phnn inspect`, `phnn test` and `phnn predict` given such a checkpoint import nothing it names:
+    one line naming the key, exit 2, no module loaded and no side effect."""
+    marker = tmp_path / "imported"
+    (tmp_path / "evil_module.py").write_text(f"open({str(marker)!r}, 'w').close()\nclass Foo: ...\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    key, edit = NAMED_CODE[case]
+    state = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    edit(state)
+    crafted = tmp_path / "crafted.ckpt"
+    torch.save(state, crafted)
+    config = str(run / "config.yaml")
+    before = set(sys.modules)
+    for args in (["inspect", str(crafted)],
+                 ["test", "--config", config, "--ckpt_path", str(crafted), "--out", str(tmp_path / "out")],
+                 ["predict", "--config", config, "--ckpt_path", str(crafted),
+                  f"--data.predict_path={image_folder_module}", "--out", str(tmp_path / "out")]):
+        error = fails(args, capsys)
+        lines = error.strip().splitlines()
+        assert len(lines) == 2 and lines[1] == "(set PHNN_DEBUG=1 for the traceback)", error
+        assert lines[0].startswith(f"phnn {args[0]}: error: {crafted}: refused: {key}:"), error
+    assert not marker.exists() and not (set(sys.modules) - before) & {"evil_module", "this", "phnn.__main__"}
+    assert not (tmp_path / "out").exists()

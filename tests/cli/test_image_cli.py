@@ -201,7 +201,7 @@ def test_ddp_two_cpu_processes_see_different_data(tmp_path: Path, image_folder_s
 
 def test_help_lists_subcommands_and_extra_commands(monkeypatch: pytest.MonkeyPatch,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setitem(cli.EXTRA_COMMANDS, "echo", "cli_helpers:echo_command")
+    monkeypatch.setitem(cli.EXTRA_COMMANDS, "echo", cli_helpers.echo_command)
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("usage: phnn")

@@ -1,5 +1,7 @@
 """`phnn inspect` and `phnn export`: look at what a trained PH model learned, and ship it without phnn.
 
+(Part of the CLI package because `phnn inspect --config` builds a model through `phnn.cli.app.run_cli`.)
+
 Both read a checkpoint written by `phnn fit` (it records its task class and input description);
 `phnn inspect` can also build a fresh model from configs, before any training.
 """
@@ -16,6 +18,7 @@ from typing import Any
 import torch
 
 from phnn.checkpoint import load_task
+from phnn.cli.app import run_cli
 from phnn.errors import UsageError
 from phnn.io import write_text_atomic
 from phnn.nn import PHLayer
@@ -24,8 +27,6 @@ from phnn.runs import run_of_checkpoint
 
 def build_task(configs: list[str], overrides: list[str]) -> Any:
     """A freshly initialised task from `phnn fit`-style configs (no training, no data read)."""
-    from phnn.cli import run_cli
-
     return run_cli([arg for config in configs for arg in ("--config", config)] + overrides, run=False).model.eval()
 
 
@@ -46,7 +47,8 @@ def inspect_main(argv: list[str]) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("checkpoint", nargs="?", type=Path, help="a checkpoint written by `phnn fit`")
-    parser.add_argument("--config", action="append", default=[], help="instead of a checkpoint: fit configs (repeatable)")
+    parser.add_argument("--config", action="append", default=[],
+                        help="instead of a checkpoint: fit configs, files or shipped names (repeatable)")
     parser.add_argument("--out", type=Path, default=None,
                         help="folder for report.json and the PNGs (default: <run>/inspect for a checkpoint of a run; "
                              "otherwise only the table is printed)")
