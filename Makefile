@@ -25,6 +25,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/features.py
 	$(BIN)/python bench/memory.py
 	$(BIN)/python bench/recurrent.py
+	$(BIN)/python bench/compress.py --ns 4
 
 demo: $(STAMP)
 	$(BIN)/python -m phnn.demo

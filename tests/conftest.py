@@ -7,28 +7,11 @@ from pathlib import Path
 import lightning.pytorch  # noqa: F401  (see below)
 import numpy as np
 import pytest
-from PIL import Image
+from dataset_files import write_image_folder
 
 # Lightning gives its loggers a handler bound to the sys.stderr of the moment it is first imported. Imported
 # here, that is pytest's session-long stream; imported first inside a test, it would be that test's capsys
 # stream, closed afterwards, and every later Lightning log line would print a "Logging error" traceback.
-
-IMAGE_CLASSES = ("cat", "dog", "frog")
-
-
-def write_image_folder(root: Path, classes: tuple[str, ...] = IMAGE_CLASSES, per_class: int = 8, size: int = 16,
-                       seed: int = 0) -> Path:
-    """Write `root/<class>/<i>.png`: noisy RGB images whose dominant colour channel is the class index."""
-    rng = np.random.default_rng(seed)
-    for index, name in enumerate(classes):
-        folder = root / name
-        folder.mkdir(parents=True, exist_ok=True)
-        for i in range(per_class):
-            pixels = rng.integers(0, 96, size=(size, size, 3))
-            pixels[..., index % 3] += 150
-            Image.fromarray(pixels.astype(np.uint8)).save(folder / f"{i}.png")
-    return root
-
 
 @pytest.fixture
 def image_folder(tmp_path: Path) -> Path:

@@ -1,4 +1,4 @@
-"""Tiny files in each torchvision dataset's own on-disk format (CIFAR10/100, SVHN, STL10), for tests
+"""Tiny files in each torchvision dataset's own on-disk format (CIFAR10/100, SVHN, STL10, ImageFolder), for tests
 that read them the way a user's real files are read (the data tests, the documented-commands test)."""
 
 from __future__ import annotations
@@ -9,9 +9,25 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.io
+from PIL import Image
 from torchvision.datasets import cifar, stl10, svhn
 
 N_TRAIN, N_TEST = 20, 6
+IMAGE_CLASSES = ("cat", "dog", "frog")
+
+
+def write_image_folder(root: Path, classes: tuple[str, ...] = IMAGE_CLASSES, per_class: int = 8, size: int = 16,
+                       seed: int = 0) -> Path:
+    """Write `root/<class>/<i>.png`: noisy RGB images whose dominant colour channel is the class index."""
+    rng = np.random.default_rng(seed)
+    for index, name in enumerate(classes):
+        folder = root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            pixels = rng.integers(0, 96, size=(size, size, 3))
+            pixels[..., index % 3] += 150
+            Image.fromarray(pixels.astype(np.uint8)).save(folder / f"{i}.png")
+    return root
 
 
 def skip_checksums(monkeypatch: pytest.MonkeyPatch) -> None:

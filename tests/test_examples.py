@@ -78,3 +78,18 @@ def test_toy_regression(example, tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert linear["PHM n=4"]["test_mse"] < 0.1 * linear["PHM n=3"]["test_mse"], \
         "the quaternion structure suits n=4, not n=3"
     read_png(tmp_path / "toy_regression.png")
+
+
+def test_compress_torch_model(example, tmp_path: Path, image_folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    module = example("compress_torch_model")
+    assert module.main(["--data", str(image_folder), "--out", str(tmp_path), "--n", "2", "--epochs", "2",
+                        "--image-size", "8"]) == 0
+    result = json.loads((tmp_path / "compress_torch_model.json").read_text())
+    teacher, student = module.SmallNet(3, 3), module.ImageClassifier(
+        backbone="small_net", family="real", num_classes=3, in_channels=3, model_kwargs={"converted_n": 2}).model
+    assert result["teacher"]["parameters"] == sum(p.numel() for p in teacher.parameters())
+    assert result["student"]["parameters"] == sum(p.numel() for p in student.parameters())
+    assert result["student"]["parameters"] < 0.6 * result["teacher"]["parameters"]
+    assert set(result["layers"]["kept_dense"]) == {"features.0", "classifier"}  # 3 channels in, 3 classes out
+    student.load_state_dict(torch.load(tmp_path / "student.pt", weights_only=True))
+    assert "after distillation" in capsys.readouterr().out

@@ -15,7 +15,7 @@ from phnn import download
 from phnn.cli import model_commands
 from phnn.cli.help import first_line
 from phnn.data.l3das21 import synth
-from phnn.tools import score
+from phnn.tools import compress, score
 
 CommandMain = Callable[[list[str]], int]
 
@@ -26,6 +26,7 @@ EXTRA_COMMANDS: dict[str, CommandMain] = {
     "inspect": model_commands.inspect_main,
     "export": model_commands.export_main,
     "score": score.main,
+    "compress": compress.main,
 }
 
 

@@ -32,15 +32,19 @@ class NetworkConfig:
 
     family: FamilyName = "phc"
     n: int = 4
+    #: the network of `family` made dense and converted at this n (`create_model`'s `converted_n`: what
+    #: `phnn compress` trains); None: the family's own network
+    converted_n: int | None = None
 
     def options(self) -> dict[str, Any]:
-        """The builder's keyword arguments: every field but `family` and `n`."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("family", "n")}
+        """The builder's keyword arguments: every field but `family`, `n` and `converted_n`."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if f.name not in ("family", "n", "converted_n")}
 
     def build(self, in_channels: int, num_classes: int, **task_parts: Any) -> nn.Module:
         """The network, from the registry; `task_parts` are what the task decides (e.g. SED's `doa`)."""
         return create_model(self.name, family=self.family, n=self.n, in_channels=in_channels,
-                            num_classes=num_classes, **self.options(), **task_parts)
+                            num_classes=num_classes, converted_n=self.converted_n, **self.options(), **task_parts)
 
     def as_plain(self) -> dict[str, Any]:
         """The fields as plain data (tuples as lists), what a checkpoint's hyperparameters hold."""

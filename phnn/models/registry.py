@@ -14,6 +14,7 @@ from typing import Any, Callable, Iterator, Protocol
 from torch import nn
 
 from phnn.models.family import LayerFamily, make_family
+from phnn.nn.convert import convert, to_dense
 
 
 class ModelBuilder(Protocol):
@@ -47,9 +48,17 @@ def create_model(
     n: int = 4,
     in_channels: int = 3,
     num_classes: int = 10,
+    converted_n: int | None = None,
     **kwargs: Any,
 ) -> nn.Module:
-    """Build the backbone `name` from the layer family `family` (real | quaternion | phc with `n`)."""
+    """Build the backbone `name` from the layer family `family` (real | quaternion | phc with `n`).
+
+    With `converted_n` the backbone is then made dense (`to_dense`) and converted at that n by
+    `phnn.nn.convert` (learned algebra): every layer it handles whose sizes n divides becomes a PH layer,
+    the others (e.g. a 3-channel stem at n = 4, a 10-class classifier at n = 3) stay dense. That is the
+    network `phnn compress` trains; it differs from `family="phc"` in which layers stay dense, so a
+    compressed checkpoint records it to rebuild exactly the same modules.
+    """
     if name not in _REGISTRY:
         raise ValueError(f"unknown model {name!r}; expected one of {list_models()}")
     for field, value in (("in_channels", in_channels), ("num_classes", num_classes)):
@@ -57,7 +66,10 @@ def create_model(
             raise ValueError(f"create_model({name!r}): {field} must be a positive integer; got {value!r}")
     layer_family = make_family(family, n)
     with building(f"create_model({name!r}, family={family!r}, n={layer_family.n}, in_channels={in_channels})"):
-        return _REGISTRY[name](layer_family, in_channels, num_classes, **kwargs)
+        model = _REGISTRY[name](layer_family, in_channels, num_classes, **kwargs)
+    if converted_n is None:
+        return model
+    return convert(to_dense(model), converted_n, init="random", copy=False).model
 
 
 @contextmanager

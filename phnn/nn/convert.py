@@ -118,6 +118,8 @@ class ConversionReport:
     converted: list[str] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
     errors: dict[str, float] = field(default_factory=dict)
+    #: per converted layer (init="nearest"): ||W_nearest||² / ||W||², the share of the weight's energy kept
+    energy: dict[str, float] = field(default_factory=dict)
     parameters_before: int = 0
     parameters_after: int = 0
     #: modules that hold parameters but no weight matrix PH applies to (norms, embeddings, ...) -> why
@@ -133,7 +135,8 @@ class ConversionReport:
             f"{self.parameters_after:,} ({ratio:.2f}x fewer)"
         ]
         for name in self.converted:
-            error = f" (relative weight error {self.errors[name]:.3g})" if name in self.errors else ""
+            error = f" (relative weight error {self.errors[name]:.3g}" if name in self.errors else ""
+            error += f", energy kept {self.energy[name]:.1%})" if name in self.energy else (")" if error else "")
             lines.append(f"  converted {name or '(root)'}{error}")
         lines += [f"  skipped   {name or '(root)'}: {reason}" for name, reason in self.skipped.items()]
         kept: dict[str, list[str]] = {}
@@ -188,10 +191,11 @@ def _skip_reason(module: nn.Module, n: int) -> str | None:
     return None
 
 
-def _fit_nearest(layer: PHLayer, weight: Tensor, bias: Tensor | None) -> tuple[float, float]:
+def _fit_nearest(layer: PHLayer, weight: Tensor, bias: Tensor | None) -> tuple[float, float, float]:
     """Fit A and F to `weight` (or only F for a fixed algebra), copy the bias; returns the squared
-    error and the squared norm of the weight. A layer with row blocks (gates, q/k/v) shares one A
-    among its blocks, so the fit is the rank-n SVD of the weight with the blocks side by side."""
+    error, the squared norm of the weight and the squared norm of the fit. A layer with row blocks
+    (gates, q/k/v) shares one A among its blocks, so the fit is the rank-n SVD of the weight with the
+    blocks side by side."""
     fixed = None if isinstance(layer.algebra, nn.Parameter) else layer.algebra
     algebra, factors = decompose(weight, layer.n, layer.factors.shape[1], fixed)
     with torch.no_grad():
@@ -202,12 +206,13 @@ def _fit_nearest(layer: PHLayer, weight: Tensor, bias: Tensor | None) -> tuple[f
             layer.bias.copy_(bias)
         composed = layer.composed_weight()
     target: Tensor = weight.detach()
-    return float((composed - target).pow(2).sum()), float(target.pow(2).sum())
+    return float((composed - target).pow(2).sum()), float(target.pow(2).sum()), float(composed.pow(2).sum())
 
 
-def _load_nearest(layer: PHLayer | PHComposite, source: nn.Module) -> float:
+def _load_nearest(layer: PHLayer | PHComposite, source: nn.Module) -> tuple[float, float]:
     """Fit every PH weight of `layer` to its torch counterpart in `source` (per matrix: one algebra);
-    copies biases and dense parameters; returns the relative Frobenius error over all its matrices."""
+    copies biases and dense parameters; returns the relative Frobenius error over all its matrices and
+    the share of their energy kept."""
     if isinstance(layer, PHLayer):
         pairs: list[tuple[PHLayer, str, str | None]] = [(layer, "weight", "bias" if source.bias is not None else None)]
     else:
@@ -215,12 +220,12 @@ def _load_nearest(layer: PHLayer | PHComposite, source: nn.Module) -> float:
         with torch.no_grad():
             for name, parameter in layer.named_parameters(recurse=False):
                 parameter.copy_(source.get_parameter(name))
-    error = total = 0.0
+    error = total = kept = 0.0
     for part, weight, bias in pairs:
-        part_error, part_total = _fit_nearest(part, source.get_parameter(weight),
-                                              None if bias is None else source.get_parameter(bias))
-        error, total = error + part_error, total + part_total
-    return (error / max(total, 1e-24)) ** 0.5
+        part_error, part_total, part_kept = _fit_nearest(part, source.get_parameter(weight),
+                                                         None if bias is None else source.get_parameter(bias))
+        error, total, kept = error + part_error, total + part_total, kept + part_kept
+    return (error / max(total, 1e-24)) ** 0.5, kept / max(total, 1e-24)
 
 
 def _kept_reason(module: nn.Module) -> str:
@@ -248,11 +253,21 @@ def convert(
 
     Converted: Linear, Conv/ConvTranspose 1d-3d, MultiheadAttention (in- and out-projections; so the
     attention of TransformerEncoderLayer/DecoderLayer too), RNN, GRU, LSTM (every weight matrix).
-    init="random" gives fresh PH layers (train from scratch); init="nearest" fits each PH weight to the
-    torch weight in Frobenius norm (start from a trained model; the report lists the relative errors,
-    for a recurrent or attention module over all its matrices). Every other module that holds
-    parameters is listed in the report with the reason it was left as is. With copy=False the model is
-    changed in place.
+    init="random" gives fresh PH layers (train from scratch); init="nearest" starts from a trained model:
+    each PH weight gets the (A, F) whose Σ_i A_i ⊗ F_i is nearest to the torch weight W in Frobenius norm,
+    min ||W - Σ_i A_i ⊗ F_i||_F over n×n matrices A_i and (out/n)×(in/n)×k… blocks F_i. By the Van
+    Loan–Pitsianis rearrangement (the n² blocks of W, one per (a, b), flattened into the rows of a matrix
+    R), Σ_i A_i ⊗ F_i becomes the rank-n matrix Σ_i vec(A_i) vec(F_i)ᵀ and the distance is
+    ||R - Σ_i vec(A_i) vec(F_i)ᵀ||_F; the truncated SVD of R (its n largest singular triples) is the
+    optimum (Eckart–Young), so no other PH weight of that n is closer. With a fixed algebra (quaternion,
+    complex, or a tensor) only F is free: the optimum is the least-squares projection of R onto the span
+    of the given A_i, never closer than the learned-algebra optimum (as close only when the A_i span R's
+    n leading left singular vectors). Groups, and the row blocks of recurrent and attention weights,
+    share one algebra: R holds their blocks side by side and the same argument applies. The report lists
+    per converted module the relative error ||W_nearest - W|| / ||W|| and the share of the energy kept
+    ||W_nearest||² / ||W||² (over all its matrices; both fits are orthogonal projections, so error² +
+    kept = 1); biases are copied. Every other module that holds parameters is listed in the report with
+    the reason it was left as is. With copy=False the model is changed in place.
     """
     if init not in INITS:
         raise ValueError(f"convert: init must be one of {INITS}; got {init!r}")
@@ -301,7 +316,7 @@ def _convert_one(report: ConversionReport, name: str, module: nn.Module, ph_type
         report.skipped[name] = reason
         return None
     if init == "nearest":
-        report.errors[name] = _load_nearest(layer, module)
+        report.errors[name], report.energy[name] = _load_nearest(layer, module)
     layer.train(module.training)
     report.converted.append(name)
     return layer

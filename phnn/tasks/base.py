@@ -88,6 +88,18 @@ def learned_algebras(module: nn.Module) -> list[Tensor]:
     ]
 
 
+def converted_n(init_args: Mapping[str, Any]) -> int | None:
+    """The n a task's network is converted at (`converted_n` of `create_model`), from the task's
+    arguments (a mapping or a jsonargparse Namespace): top-level, or inside the network's options
+    (`model_kwargs`, `model`)."""
+    for where in (init_args, init_args.get("model_kwargs"), init_args.get("model")):
+        getter = getattr(where, "get", None)
+        value = getter("converted_n") if callable(getter) else getattr(where, "converted_n", None)
+        if value:
+            return int(value)
+    return None
+
+
 def parameter_counts(module: nn.Module) -> tuple[int, int]:
     """(trainable parameters, parameters of the same network with every PH layer made dense)."""
     report = parameter_report(module, trainable_only=True)
@@ -152,6 +164,9 @@ class PHTask(LightningModule, ABC):
         self.scheduler_interval = scheduler_interval
         self.algebra_l1 = float(algebra_l1)
         self.example_input_shape: list[int] | None = None
+        #: a `phnn.tasks.distill.Distillation` (frozen teacher + loss) while distilling, else None; a plain
+        #: attribute, so the teacher is neither a submodule nor in the optimizer or the checkpoint
+        self.distillation: Any = None
 
     @classmethod
     def upgrade_hparams(cls, hparams: Mapping[str, Any]) -> dict[str, Any]:
@@ -161,10 +176,13 @@ class PHTask(LightningModule, ABC):
 
     @classmethod
     def run_tag(cls, init_args: Mapping[str, Any]) -> str:
-        """The model part of a run's name from the task's arguments: e.g. resnet18_large_phc4, sednet_real."""
+        """The model part of a run's name from the task's arguments: e.g. resnet18_large_phc4, sednet_real,
+        resnet18_large_real_compress_n4 (a network converted at n = 4, see `converted_n`)."""
         backbone = init_args.get("backbone") or cls.backbone_tag
         family = init_args.get("family")
-        return f"{backbone}_{make_family(family, init_args.get('n', 4)).tag}" if family else str(backbone)
+        tag = f"{backbone}_{make_family(family, init_args.get('n', 4)).tag}" if family else str(backbone)
+        converted = converted_n(init_args)
+        return f"{tag}_compress_n{converted}" if converted else tag
 
     def samples_in(self, batch: Any) -> int:
         """How many samples (images, clips) a batch holds, for throughput: the leading size of its inputs."""
@@ -182,7 +200,7 @@ class PHTask(LightningModule, ABC):
     # --- Lightning hooks ------------------------------------------------------------------------
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
-        loss = self.step(batch, "train")
+        loss = self.step(batch, "train") if self.distillation is None else self.distillation.training_loss(self, batch)
         if self.algebra_l1 > 0.0:
             penalty = self.algebra_penalty()
             self.log("train/algebra_l1", penalty.detach(), on_step=True, on_epoch=True)

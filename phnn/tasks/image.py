@@ -32,7 +32,8 @@ class ImageClassifier(PHTask):
         n: the PH dimension for family phc (2, 3, 4, ...); quaternion is always 4, real 1.
         num_classes: classes (linked from the DataModule by the CLI).
         in_channels: input channels (linked from the DataModule; 4 with `extra_channel` for n = 4).
-        model_kwargs: extra keyword arguments for the backbone builder, e.g. {zero_init_residual: true}.
+        model_kwargs: extra keyword arguments of `create_model`, e.g. {zero_init_residual: true}, or
+            {converted_n: 4} (the backbone made dense and converted at n = 4: what `phnn compress` trains).
         label_smoothing: cross-entropy label smoothing (0 = plain cross-entropy, as published).
         optimizer: a callable `params -> Optimizer` (default: SGD with the published settings).
         lr_scheduler: a callable `optimizer -> LRScheduler` (default: cosine annealing over the run), or null.

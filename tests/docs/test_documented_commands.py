@@ -39,7 +39,7 @@ import pytest
 
 TESTS = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(TESTS))  # the fixture writers, also when run as a script
-from conftest import write_image_folder  # noqa: E402
+from dataset_files import write_image_folder  # noqa: E402
 from dataset_files import skip_checksums, write_cifar10, write_svhn  # noqa: E402
 
 REPO = TESTS.parent
@@ -98,6 +98,7 @@ APPENDED: dict[str, list[str]] = {
     "fit": TRAINER_LIMITS, "validate": TRAINER_LIMITS, "test": TRAINER_LIMITS, "predict": TRAINER_LIMITS,
     "synth": ["--train-clips", "1", "--dev-clips", "1", "--duration", "2"],
     "inspect": ["--no-plots"],  # a PNG per PH layer takes seconds; tests/cli/test_inspect_export.py checks them
+    "compress": TRAINER_LIMITS,
 }
 
 # Appended to a fit on L3DAS21 data (a config it names holds the L3DAS21 DataModule): training windows as long as
@@ -105,6 +106,9 @@ APPENDED: dict[str, list[str]] = {
 # padding (the 60 s windows of seldnet_baseline.yaml alone took half a minute).
 SED_CLIP_SECONDS = 4.0
 SED_FIT = [f"--data.segment_seconds={SED_CLIP_SECONDS:g}"]
+
+# Commands that make a run folder of their own (a student's run, for compress).
+RUN_MAKERS = ("fit", "compress")
 
 # Commands that cannot run offline, by a word they contain → why.
 ONLINE: dict[str, str] = {"download": "downloads from the internet"}
@@ -332,7 +336,7 @@ def walk_docs(root: Path, run: Callable[[list[str]], tuple[int, str]], repo: Pat
         seen.add(tuple(argv))
         before = set(versions(root))
         code, output = run(argv)
-        if argv[0] == "fit":
+        if argv[0] in RUN_MAKERS:
             walk.runs += [p for p in versions(root) if p not in before and (p / "config.yaml").is_file()]
         outcomes.append(Outcome(source, command, argv, code, output=output))
     return walk, outcomes
@@ -359,7 +363,7 @@ def run_in_process(argv: list[str]) -> tuple[int, str]:
 
 def fits_of(outcomes: list[Outcome]) -> list[Outcome]:
     """The fits that trained (not `--help` or `--print_config`)."""
-    return [o for o in outcomes if o.argv and o.argv[0] == "fit" and o.code == 0
+    return [o for o in outcomes if o.argv and o.argv[0] in RUN_MAKERS and o.code == 0
             and not any(mark in arg for arg in o.argv for mark in PRINT_ONLY)]
 
 

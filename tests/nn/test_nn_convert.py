@@ -150,3 +150,42 @@ def test_convert_rejects_bad_arguments() -> None:
     with pytest.raises(ValueError) as info:
         convert(nn.Linear(4, 4), n=0)
     assert "n must be a positive integer; got 0" in str(info.value)
+
+
+@pytest.mark.parametrize("algebra", ["learned", "quaternion"])
+def test_nearest_reports_error_and_energy_kept_and_no_kronecker_sum_is_closer(algebra: str) -> None:
+    torch.manual_seed(0)
+    dense = nn.Conv2d(8, 12, 3)
+    report = convert(dense, 4, algebra=algebra, init="nearest")
+    error, kept = report.errors[""], report.energy[""]
+    assert error**2 + kept == pytest.approx(1.0, abs=1e-5)  # an orthogonal projection
+    assert "energy kept" in str(report)
+    layer = report.model
+    with torch.no_grad():  # any small move of A or F is farther from the dense weight
+        for _ in range(5):
+            moved = PHConv2d(8, 12, 3, n=4, algebra=algebra)
+            moved.load_state_dict(layer.state_dict())
+            moved.factors.add_(0.01 * torch.randn_like(moved.factors))
+            if algebra == "learned":
+                moved.algebra.add_(0.01 * torch.randn_like(moved.algebra))
+            distance = (moved.composed_weight() - dense.weight).norm() / dense.weight.norm()
+            assert distance > error
+
+
+def test_create_model_converted_n_builds_the_modules_of_convert() -> None:
+    from phnn.models import create_model, list_models, register_model
+
+    if "tiny_convert_cnn" not in list_models():
+        @register_model("tiny_convert_cnn")
+        def tiny(family, in_channels: int, num_classes: int) -> nn.Module:
+            return nn.Sequential(family.conv(in_channels, 8, 3), nn.BatchNorm2d(8), family.conv(8, 8, 3),
+                                 nn.AdaptiveAvgPool2d(1), nn.Flatten(), family.linear(8, num_classes))
+
+    teacher = create_model("tiny_convert_cnn", family="real", in_channels=3, num_classes=10)
+    start = convert(teacher, 2, init="nearest")
+    assert start.converted == ["2", "5"] and list(start.skipped) == ["0"]
+    student = create_model("tiny_convert_cnn", family="real", in_channels=3, num_classes=10, converted_n=2)
+    assert [type(m) for m in student.modules()] == [type(m) for m in start.model.modules()]
+    student.load_state_dict(start.model.state_dict())  # strict: the same parameters and buffers
+    x = torch.randn(2, 3, 8, 8)
+    assert torch.allclose(student.eval()(x), start.model.eval()(x))
