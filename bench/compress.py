@@ -31,7 +31,6 @@ from PIL import Image
 from phnn.cli import main as phnn
 from phnn.io import write_text_atomic
 
-
 KINDS = ("nearest", "scratch", "random")
 #: set by --no-run: collect finished runs, start none
 COLLECT_ONLY = False

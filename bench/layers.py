@@ -15,8 +15,8 @@ import argparse
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import Tensor, nn
@@ -94,6 +94,12 @@ def naive_compose(algebra: Tensor, factors: Tensor) -> Tensor:
     return torch.stack(kron).sum(0)
 
 
+def backward_of(fn: Callable[[Tensor, Tensor], Tensor], algebra: Tensor, factors: Tensor,
+                grad: Tensor) -> Callable[[], None]:
+    """One call = composing the weight with `fn` and back-propagating `grad` through it (a training step's cost)."""
+    return lambda: torch.autograd.backward(fn(algebra, factors), grad)
+
+
 def bench_convs(sizes: Sizes, device: torch.device) -> list[list[str]]:
     rows = []
     for channels, size in sizes.shapes:
@@ -119,11 +125,8 @@ def bench_composition(sizes: Sizes, device: torch.device) -> list[list[str]]:
         factors = torch.randn(n, 1, channels // n, channels // n, k, k, device=device, requires_grad=True)
         grad = torch.randn(channels, channels, k, k, device=device)
         torch.testing.assert_close(compose(algebra, factors), naive_compose(algebra, factors))
-
-        def run(fn: Callable[[Tensor, Tensor], Tensor]) -> Callable[[], None]:
-            return lambda: torch.autograd.backward(fn(algebra, factors), grad)
-
-        times = interleaved({"naive": run(naive_compose), "fused": run(compose)}, sizes.rounds, sizes.min_time)
+        naive, fused = (backward_of(fn, algebra, factors, grad) for fn in (naive_compose, compose))
+        times = interleaved({"naive": naive, "fused": fused}, sizes.rounds, sizes.min_time)
         rows.append([f"{channels}->{channels} k={k}", str(n), f"{times['naive'] * 1e3:.2f}",
                      f"{times['fused'] * 1e3:.2f}", f"{times['naive'] / times['fused']:.1f}x"])
     return rows

@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
             r = measure("torchaudio", write_clip(folder / "t16001.wav", 16001, 1.0))
             print(f"torchaudio.functional.resample, 1 s at 16001 Hz: peak {r['peak_mb']:.0f} MB")
 
-        print(f"\nprediction, 4-channel 32 kHz clip (peak RSS, MB)")
+        print("\nprediction, 4-channel 32 kHz clip (peak RSS, MB)")
         results = {}
         for length in (short, long):
             path = write_clip(folder / f"p{length:g}.wav", 32000, length)

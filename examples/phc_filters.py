@@ -14,8 +14,8 @@ from __future__ import annotations
 import sys
 
 import torch
-
 from common import parse_args, plot_algebra, report_hamilton_match, save_json
+
 from phnn.nn import PHConv2d, hamilton
 
 CHANNELS = (4, 16)

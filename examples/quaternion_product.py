@@ -14,8 +14,8 @@ from __future__ import annotations
 import sys
 
 import torch
-
 from common import hamilton_product, parse_args, plot_algebra, report_hamilton_match, save_json
+
 from phnn.nn import PHMLinear, hamilton
 
 QUATERNIONS = 8

@@ -16,13 +16,13 @@ and OUT/toy_regression.png (test-loss curves).
 from __future__ import annotations
 
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 import matplotlib.pyplot as plt
 import torch
+from common import hamilton_product, parse_args, save_figure, save_json
 from torch import Tensor, nn
 
-from common import hamilton_product, parse_args, save_figure, save_json
 from phnn.nn import PHMLinear
 
 FEATURES, HIDDEN, SAMPLES = 12, 24, 512

@@ -6,8 +6,8 @@ import hashlib
 import io
 import json
 import os
-import stat
 import shutil
+import stat
 import threading
 import zipfile
 from collections.abc import Iterator

@@ -7,8 +7,8 @@ whose weight is W = Σ_i A_i ⊗ F_i (see composition.py), with about 1/n of its
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import Any, Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F

@@ -40,9 +40,10 @@ import numpy as np
 import soundfile
 import torch
 
+from phnn.bounds import CLIP_SECONDS, SPATIAL_THRESHOLD_M
 from phnn.data.l3das21.formats import (
-    FrameRow,
     EventRow,
+    FrameRow,
     detected_events,
     file_format,
     read_event_file,
@@ -57,9 +58,7 @@ from phnn.data.l3das21.labels import (
     num_label_frames,
     read_events,
 )
-from phnn.data.l3das21.layout import CLASS_INDEX, CLASSES, MAX_SLOTS, NUM_CLASSES
-from phnn.data.l3das21.layout import SUBMISSION_FOLDER
-from phnn.bounds import CLIP_SECONDS, SPATIAL_THRESHOLD_M
+from phnn.data.l3das21.layout import CLASS_INDEX, CLASSES, MAX_SLOTS, NUM_CLASSES, SUBMISSION_FOLDER
 from phnn.errors import UsageError
 from phnn.io import protected_inputs, write_text_atomic
 from phnn.metrics import DCASEScore, L3DAS21FrameScore

@@ -11,16 +11,16 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import cli_helpers  # noqa: F401  registers the tiny_cnn backbone
 import pytest
 import torch
 from lightning.pytorch import Trainer
+from test_image_cli import RUN, tiny
 
-import cli_helpers  # noqa: F401  registers the tiny_cnn backbone
 from phnn.checkpoint import SafeCheckpointIO, load_task, read_checkpoint
 from phnn.cli import main, run_cli
 from phnn.errors import CheckpointError
 from phnn.tasks import ImageClassifier
-from test_image_cli import RUN, tiny
 
 
 class Payload:

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from phnn.config_files import SHIPPED_CONFIGS
 from phnn.cli import main
+from phnn.config_files import SHIPPED_CONFIGS
 
 CONFIGS = SHIPPED_CONFIGS
 DATA = sorted((CONFIGS / "data").glob("*.yaml"))

@@ -15,7 +15,14 @@ import torch
 from phnn.data.l3das21 import features as feat
 from phnn.data.l3das21.audio import AudioFile, ClipAudio, Resampler, load_clip
 from phnn.data.l3das21.datamodule import L3DAS21DataModule, PredictDataset
-from phnn.data.l3das21.features import ClipFeatures, FeatureCache, FeatureSettings, Normalizer, group_channels, stft_features
+from phnn.data.l3das21.features import (
+    ClipFeatures,
+    FeatureCache,
+    FeatureSettings,
+    Normalizer,
+    group_channels,
+    stft_features,
+)
 from phnn.data.l3das21.labels import load_targets
 from phnn.data.l3das21.layout import find_clips
 from phnn.data.l3das21.synth import main as synth_main

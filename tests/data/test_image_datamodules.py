@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from dataset_files import (
     N_TEST,
     N_TRAIN,
@@ -29,6 +28,7 @@ from phnn.data import (
     SVHNDataModule,
 )
 from phnn.data.image import GRAY_WEIGHTS
+
 
 @pytest.fixture(autouse=True)
 def _skip_checksums(monkeypatch: pytest.MonkeyPatch) -> None:

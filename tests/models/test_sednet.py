@@ -127,8 +127,8 @@ def official_seldnet_augmented_parameters(in_channels: int = 4) -> int:
 
 def test_baseline_config_has_the_official_parameter_count() -> None:
     """configs/sed/seldnet_baseline.yaml = the official baseline, minus the conv biases that batch norm makes redundant."""
+
     import yaml
-    from pathlib import Path
 
     from phnn.tasks import SoundEventDetector
 

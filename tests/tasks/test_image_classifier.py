@@ -7,9 +7,8 @@ import pytest
 import torch
 from lightning.pytorch import Trainer
 from lightning.pytorch.cli import ReduceLROnPlateau
-from torch.utils.data import DataLoader, TensorDataset
-
 from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
 
 from phnn.models import LayerFamily, list_models, register_model
 from phnn.tasks import SGD, CosineAnnealingLR, ImageClassifier

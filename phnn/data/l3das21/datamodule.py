@@ -49,9 +49,9 @@ from __future__ import annotations
 import glob
 import hashlib
 import json
-from dataclasses import asdict
 import random
 from collections import defaultdict
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Literal
 
@@ -63,8 +63,8 @@ from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader, Dataset
 
-from phnn.data.l3das21.augment import Axis, check_reflections, reflect
 from phnn.data.l3das21.audio import ClipAudio
+from phnn.data.l3das21.augment import Axis, check_reflections, reflect
 from phnn.data.l3das21.features import (
     ClipFeatures,
     FeatureCache,
@@ -74,20 +74,19 @@ from phnn.data.l3das21.features import (
     source_identity,
 )
 from phnn.data.l3das21.labels import LabelGrid, read_events
-from phnn.data.listing import regular_files
-from phnn.data.workers import resolve_num_workers
 from phnn.data.l3das21.layout import (
-    CLASSES,
     CHANNELS_PER_MIC,
+    CLASSES,
     LABEL_FRAMES_PER_SECOND,
     NUM_CLASSES,
-    SAMPLE_RATE,
     STFT_FRAMES_PER_LABEL_FRAME,
     Clip,
     find_clips,
     mic_set,
     parse_audio_name,
 )
+from phnn.data.listing import regular_files
+from phnn.data.workers import resolve_num_workers
 
 # Recorded in checkpoints: models of two mics with several feature kinds from before issue 9 saw the
 # channels per mic (A magnitude, A phase, B magnitude, B phase) and are refused.

@@ -54,14 +54,13 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from itertools import islice
 from pathlib import Path
-
 from typing import Any
 
 import numpy as np
 import torch
 
 from phnn import notices
-from phnn.data.l3das21.audio import ClipAudio, load_clip  # load_clip: re-exported (the one feature path)
+from phnn.data.l3das21.audio import ClipAudio, load_clip  # noqa: F401 - load_clip re-exported here: the one feature path
 from phnn.data.l3das21.labels import LabelGrid, check_label_grid, load_targets, num_label_frames
 from phnn.data.l3das21.layout import (
     CHANNELS_PER_MIC,
@@ -433,7 +432,7 @@ class FeatureCache:
         array = np.load(self.feature_path(split, stem, mic), mmap_mode="r")
         return array.shape[-1] // STFT_FRAMES_PER_LABEL_FRAME
 
-    def compute_stats(self, split: str, clips: Sequence[Clip]) -> "Normalizer":
+    def compute_stats(self, split: str, clips: Sequence[Clip]) -> Normalizer:
         """z-score statistics per channel × bin over every frame of ``clips`` (float64 streaming sums)."""
         total = total_sq = None
         count = 0
@@ -502,7 +501,7 @@ class Normalizer:
         write_text_atomic(path, json.dumps(self.to_dict()))
 
     @classmethod
-    def load(cls, path: Path) -> "Normalizer":
+    def load(cls, path: Path) -> Normalizer:
         data = json.loads(path.read_text())
         return cls(torch.tensor(data["mean"]), torch.tensor(data["std"]))
 

@@ -156,7 +156,7 @@ def write_event_file(path: str | Path, events: Iterable[EventRow], located: bool
 def file_format(path: str | Path) -> str:
     """``"frames"`` or ``"events"``: what the first non-empty line of a prediction file looks like."""
     path = Path(path)
-    for number, fields in _rows(path):
+    for _number, fields in _rows(path):
         try:
             float(fields[0])
         except ValueError:

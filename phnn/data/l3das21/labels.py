@@ -40,7 +40,6 @@ import numpy as np
 
 from phnn import notices
 from phnn.bounds import COORDINATE_M
-from phnn.errors import DataFileError
 from phnn.data.l3das21.layout import (
     CLASS_INDEX,
     CLASSES,
@@ -49,6 +48,7 @@ from phnn.data.l3das21.layout import (
     MAX_SLOTS,
     NUM_CLASSES,
 )
+from phnn.errors import DataFileError
 
 REQUIRED_COLUMNS: tuple[str, ...] = ("Start", "End", "Class", "X", "Y", "Z")
 DOA_SCALE_METRES = 2.0

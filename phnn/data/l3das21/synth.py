@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
-from phnn.data.l3das21.layout import CLASSES, SAMPLE_RATE, SPLIT_FOLDERS
 from phnn.bounds import Bound
+from phnn.data.l3das21.layout import CLASSES, SAMPLE_RATE, SPLIT_FOLDERS
 from phnn.errors import UsageError
 from phnn.io import write_bytes_atomic
 
