@@ -77,6 +77,7 @@ def train_step(model: nn.Module, x: Tensor) -> Callable[[], None]:
 
 
 def eval_forward(model: nn.Module, x: Tensor) -> Callable[[], None]:
+    """A no-grad forward pass of `model` in eval mode on `x`, as a callable to time."""
     model.eval()
 
     def forward() -> None:
@@ -101,6 +102,7 @@ def backward_of(fn: Callable[[Tensor, Tensor], Tensor], algebra: Tensor, factors
 
 
 def bench_convs(sizes: Sizes, device: torch.device) -> list[list[str]]:
+    """Train-step and inference time of PHConv2d relative to nn.Conv2d, per shape, batch and n."""
     rows = []
     for channels, size in sizes.shapes:
         for batch in sizes.batches:
@@ -118,6 +120,7 @@ def bench_convs(sizes: Sizes, device: torch.device) -> list[list[str]]:
 
 
 def bench_composition(sizes: Sizes, device: torch.device) -> list[list[str]]:
+    """Forward + backward time of the naive (Kronecker) weight composition against the fused `compose`, per n."""
     channels, k = sizes.composition
     rows = []
     for n in sizes.ns:
@@ -144,6 +147,7 @@ def resnet18(family: str, widths: tuple[int, ...] | None) -> nn.Module:
 
 
 def bench_models(sizes: Sizes, device: torch.device) -> list[list[str]]:
+    """Train-step and inference time of a PHC ResNet18 relative to the real one."""
     torch.manual_seed(0)
     dense, ph = (resnet18(family, sizes.model_widths).to(device) for family in ("real", "phc"))
     train_batch, eval_batch = sizes.model_batches
@@ -163,12 +167,14 @@ def bench_models(sizes: Sizes, device: torch.device) -> list[list[str]]:
 
 
 def table(title: str, header: list[str], rows: list[list[str]]) -> str:
+    """A titled plain-text table with right-aligned columns."""
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     line = lambda row: "  ".join(cell.rjust(width) for cell, width in zip(row, widths))  # noqa: E731
     return "\n".join([f"\n{title}", line(header), line(["-" * w for w in widths]), *map(line, rows)])
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Parse the options, run the selected comparisons and print their tables; returns the exit code."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke test")
     parser.add_argument("--device", default="cpu", help="torch device to measure on (default: cpu)")

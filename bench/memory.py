@@ -85,12 +85,14 @@ def work(kind: str, path: Path) -> dict[str, float]:
 
 
 def measure(kind: str, path: Path) -> dict[str, float]:
+    """Run one measurement in its own worker process (so peak RSS is its own) and return its JSON result."""
     command = [sys.executable, __file__, "--worker", kind, "--path", str(path)]
     result = subprocess.run(command, check=True, capture_output=True, text=True)
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Print peak RSS of resampling + features per rate and of predict per clip length (--worker: measure one)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="smoke test: shorter clips, fewer rates")
     parser.add_argument("--torchaudio", action="store_true", help="also torchaudio's resample at 16001 Hz (GBs)")

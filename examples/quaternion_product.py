@@ -41,6 +41,7 @@ def train(steps: int, seed: int) -> tuple[PHMLinear, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Train a PHM layer on quaternion products, compare its learned algebra with Hamilton's, save plot and JSON."""
     args = parse_args(__doc__.splitlines()[0], 300, argv)
     layer, loss = train(args.steps, args.seed)
     learned = layer.algebra.detach()

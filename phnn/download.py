@@ -66,6 +66,7 @@ _TRANSIENT = (ConnectionError, http.client.IncompleteRead, http.client.HTTPExcep
 
 
 def archive_url(url_base: str, name: str) -> str:
+    """The download URL of archive `name` under `url_base` (Zenodo's `?download=1` form)."""
     return f"{url_base.rstrip('/')}/{name}?download=1"
 
 
@@ -144,6 +145,7 @@ def _refused(error: BaseException) -> bool:
 
 
 def md5sum(path: Path) -> str:
+    """The md5 hex digest of the file at `path`, read in chunks."""
     digest = hashlib.md5()
     with open(path, "rb") as handle:
         while chunk := handle.read(CHUNK):

@@ -19,6 +19,7 @@ from phnn.nn.convert import convert, to_dense
 
 
 class ModelBuilder(Protocol):
+    """What a registered model builder is called with: the layer family, input channels, classes, options."""
     def __call__(self, family: LayerFamily, in_channels: int, num_classes: int, **kwargs: Any) -> nn.Module: ...
 
 

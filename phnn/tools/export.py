@@ -60,6 +60,7 @@ def _load_onnx(path: str) -> Callable[[Tensor], Tensor]:
 
 @dataclass(frozen=True)
 class ExportFormat:
+    """An export format: the file suffix, how to write a model to it and how to load it back to compare outputs."""
     suffix: str
     write: Callable[[nn.Module, Tensor, str], None]
     load: Callable[[str], Callable[[Tensor], Tensor]]
@@ -74,6 +75,7 @@ FORMATS: dict[str, ExportFormat] = {
 
 @dataclass(frozen=True)
 class ExportResult:
+    """What `export_model` wrote (model and metadata files) and how closely the reloaded model matches."""
     path: Path
     metadata_path: Path
     max_abs_diff: float

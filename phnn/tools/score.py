@@ -192,6 +192,7 @@ class Scorer:
 
 
 def format_table(results: dict[str, Any]) -> str:
+    """The scores of `phnn score` as a fixed-width text table (F, precision, recall, error rate per metric)."""
     lines = [f"{'metric':<40} {'F':>7} {'P':>7} {'R':>7} {'ER':>7}"]
     for name in COUNTINGS:
         for where in ("class_only", "location"):

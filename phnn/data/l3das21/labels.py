@@ -75,6 +75,7 @@ def num_label_frames(num_samples: int, sample_rate: int) -> int:
 
 
 def check_label_grid(label_grid: str) -> None:
+    """Raise a ValueError naming the value unless `label_grid` is one of the known label grids."""
     if label_grid not in LABEL_GRIDS:
         raise ValueError(f"label_grid={label_grid!r}: expected one of {list(LABEL_GRIDS)}")
 

@@ -156,6 +156,7 @@ assert len(RECIPES) == len(CLASSES)
 
 @dataclass(frozen=True)
 class SynthEvent:
+    """One synthetic sound event: onset and offset (s), class index and position (m)."""
     start: float
     end: float
     class_index: int
