@@ -109,7 +109,7 @@ def compress(teacher: Path, n: int, epochs: int, init: str) -> dict[str, Any]:
 
 
 def scratch(root: Path, n: int, epochs: int) -> float:
-    """Test accuracy of the `converted_n` network trained from scratch at `n`: reused if already run, else fit + test."""
+    """Test accuracy of the `converted_n` network trained from scratch at `n`: reused if run already, else fit+test."""
     for done in sorted(Path.cwd().glob(f"runs/*_compress_n{n}/version_*/test/metrics.json")):  # a rerun reuses it
         if not (done.parent.parent / "compress.json").is_file():
             return float(json.loads(done.read_text())["metrics"]["test/acc"])

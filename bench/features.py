@@ -111,7 +111,8 @@ def worker(pipeline: str, root: Path, count: int, out: Path) -> None:
 def measure(pipeline: str, root: Path, count: int, scratch: Path) -> dict[str, float]:
     """Run one pipeline in its own worker process (so peak RSS is its own) and return its JSON result."""
     out = Path(tempfile.mkdtemp(dir=scratch, prefix=f"{pipeline}{count}-"))
-    command = [sys.executable, __file__, "--worker", pipeline, "--root", str(root), "--count", str(count), "--out", str(out)]
+    command = [sys.executable, __file__, "--worker", pipeline, "--root", str(root), "--count", str(count), "--out",
+               str(out)]
     result = subprocess.run(command, check=True, capture_output=True, text=True)
     return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -175,7 +176,8 @@ def main(argv: list[str] | None = None) -> int:
         measure_identity(root, many, results[("phnn", many)]["seconds"])
     print(f"{'pipeline':<10} {'clips':>5} {'seconds':>8} {'audio s/s':>10} {'peak RSS MB':>12}")
     for (pipeline, count), r in results.items():
-        print(f"{pipeline:<10} {count:>5} {r['seconds']:>8.2f} {count * seconds / r['seconds']:>10.0f} {r['peak_rss_mb']:>12.0f}")
+        print(f"{pipeline:<10} {count:>5} {r['seconds']:>8.2f} {count * seconds / r['seconds']:>10.0f} "
+              f"{r['peak_rss_mb']:>12.0f}")
     speedup = results[("published", many)]["seconds"] / results[("phnn", many)]["seconds"]
     growth = results[("phnn", many)]["peak_rss_mb"] / results[("phnn", few)]["peak_rss_mb"] - 1
     published_growth = results[("published", many)]["peak_rss_mb"] / results[("published", few)]["peak_rss_mb"] - 1

@@ -110,8 +110,10 @@ def bench_convs(sizes: Sizes, device: torch.device) -> list[list[str]]:
             for n in sizes.ns:
                 dense = nn.Conv2d(channels, channels, 3, padding=1, bias=False, device=device)
                 ph = PHConv2d(channels, channels, 3, padding=1, bias=False, n=n, device=device)
-                train = interleaved({"dense": train_step(dense, x), "ph": train_step(ph, x)}, sizes.rounds, sizes.min_time)
-                infer = interleaved({"dense": eval_forward(dense, x), "ph": eval_forward(ph, x)}, sizes.rounds, sizes.min_time)
+                train = interleaved({"dense": train_step(dense, x), "ph": train_step(ph, x)}, sizes.rounds,
+                                    sizes.min_time)
+                infer = interleaved({"dense": eval_forward(dense, x), "ph": eval_forward(ph, x)}, sizes.rounds,
+                                    sizes.min_time)
                 rows.append([f"{channels}->{channels} {size}x{size}", str(batch), str(n),
                              f"{train['dense'] * 1e3:.2f}", f"{train['ph'] / train['dense']:.3f}",
                              f"{infer['dense'] * 1e3:.2f}", f"{infer['ph'] / infer['dense']:.3f}"])
@@ -154,8 +156,10 @@ def bench_models(sizes: Sizes, device: torch.device) -> list[list[str]]:
     x_train = torch.randn(train_batch, 4, 32, 32, device=device)
     x_eval = torch.randn(eval_batch, 4, 32, 32, device=device)
     dense.train(), ph.train()
-    train = interleaved({"dense": train_step(dense, x_train), "ph": train_step(ph, x_train)}, sizes.rounds, sizes.min_time)
-    infer = interleaved({"dense": eval_forward(dense, x_eval), "ph": eval_forward(ph, x_eval)}, sizes.rounds, sizes.min_time)
+    train = interleaved({"dense": train_step(dense, x_train), "ph": train_step(ph, x_train)}, sizes.rounds,
+                        sizes.min_time)
+    infer = interleaved({"dense": eval_forward(dense, x_eval), "ph": eval_forward(ph, x_eval)}, sizes.rounds,
+                        sizes.min_time)
     params = [sum(p.numel() for p in model.parameters()) for model in (dense, ph)]
     return [
         [f"train step, batch {train_batch}", f"{train['dense'] * 1e3:.1f}", f"{train['ph'] * 1e3:.1f}",

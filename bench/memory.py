@@ -106,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     short, long = (10.0, 100.0) if args.quick else (60.0, 600.0)
     with tempfile.TemporaryDirectory(prefix="phnn-bench-memory-") as scratch:
         folder = Path(scratch)
-        print(f"resampling a {seconds:g} s 4-channel clip to 32 kHz + features (peak RSS, MB; baseline = after imports)")
+        print(f"resampling a {seconds:g} s 4-channel clip to 32 kHz + features "
+              "(peak RSS, MB; baseline = after imports)")
         reference = measure("resample", write_clip(folder / "r32000.wav", 32000, seconds))
         print(f"{'rate Hz':>8} {'baseline':>9} {'peak':>7} {'peak / 32 kHz':>14} {'above baseline':>15}")
         print(f"{32000:>8} {reference['baseline_mb']:>9.0f} {reference['peak_mb']:>7.0f} {1.0:>14.2f} "
@@ -116,7 +117,8 @@ def main(argv: list[str] | None = None) -> int:
             path = write_clip(folder / f"r{rate}.wav", rate, seconds)
             r = measure("resample", path)
             worst = max(worst, r["peak_mb"] / reference["peak_mb"])
-            print(f"{rate:>8} {r['baseline_mb']:>9.0f} {r['peak_mb']:>7.0f} {r['peak_mb'] / reference['peak_mb']:>14.2f} "
+            print(f"{rate:>8} {r['baseline_mb']:>9.0f} {r['peak_mb']:>7.0f} "
+                  f"{r['peak_mb'] / reference['peak_mb']:>14.2f} "
                   f"{r['peak_mb'] - r['baseline_mb']:>15.0f}")
             path.unlink()
         print(f"worst rate: {worst:.2f}x the 32 kHz peak (target <= 1.5x)")
@@ -132,11 +134,13 @@ def main(argv: list[str] | None = None) -> int:
             path.unlink()
         print(f"{'clip':>8} {'streamed predict':>17} {'above baseline':>15} {'whole-clip features':>20}")
         for length, r in results.items():
-            print(f"{length:>7g}s {r['predict']['peak_mb']:>17.0f} {r['predict']['peak_mb'] - r['predict']['baseline_mb']:>15.0f} "
+            print(f"{length:>7g}s {r['predict']['peak_mb']:>17.0f} "
+                  f"{r['predict']['peak_mb'] - r['predict']['baseline_mb']:>15.0f} "
                   f"{r['whole']['peak_mb']:>20.0f}")
         ratio = results[long]["predict"]["peak_mb"] / results[short]["predict"]["peak_mb"]
         whole = results[long]["whole"]["peak_mb"] / results[short]["whole"]["peak_mb"]
-        print(f"{long:g} s vs {short:g} s clip: streamed predict {ratio:.2f}x (target <= 1.3x); whole-clip features {whole:.2f}x")
+        print(f"{long:g} s vs {short:g} s clip: streamed predict {ratio:.2f}x (target <= 1.3x); whole-clip features "
+              f"{whole:.2f}x")
     return 0
 
 

@@ -39,7 +39,7 @@ def train(steps: int, seed: int) -> tuple[PHConv2d, PHConv2d, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Train a PHC layer to imitate a quaternion convolution, compare its learned algebra with Hamilton's, save the plot."""
+    """Train a PHC layer to imitate a quaternion convolution; compare its algebra with Hamilton's and plot both."""
     args = parse_args(__doc__.splitlines()[0], 400, argv)
     teacher, student, loss = train(args.steps, args.seed)
     with torch.no_grad():

@@ -151,7 +151,8 @@ def _augment(ref: int, reached: dict[int, list[int]], came_from: dict[int, objec
     for est in reached.pop(ref):
         if est in came_from:
             previous = came_from.pop(est)
-            if previous is free_marker or _augment(previous, reached, came_from, free_marker, matching):  # type: ignore[arg-type]
+            if previous is free_marker or _augment(previous,  # type: ignore[arg-type]
+                                                   reached, came_from, free_marker, matching):
                 matching[ref] = est
                 return True
     return False
@@ -211,6 +212,7 @@ def dcase_scores(counts: DCASECounts, class_names: Sequence[str] | None = None) 
                         ("insertion_rate", counts.insertions)):
         overall[rate] = count / max(n_ref, 1)
     names = class_names or [str(c) for c in range(counts.num_classes)]
-    per_class = {names[c]: _rates(int(counts.tp[c]), int(counts.fp[c]), int(counts.fn[c]), int(counts.fn[c] + counts.fp[c]))
+    per_class = {names[c]: _rates(int(counts.tp[c]), int(counts.fp[c]), int(counts.fn[c]),
+                                  int(counts.fn[c] + counts.fp[c]))
                  for c in range(counts.num_classes)}
     return {"overall": overall, "per_class": per_class}

@@ -97,7 +97,8 @@ def export_model(model: nn.Module, example: Tensor, fmt: str, out: Path, metadat
         exported = spec.load(str(out))(check)
     max_abs_diff = float((exported - reference).abs().max())
     metadata_path = out.with_name(out.name + ".json")
-    info = {"format": fmt, "input_shape": ["batch", *example.shape[1:]], "input_dtype": str(example.dtype).replace("torch.", ""),
+    info = {"format": fmt, "input_shape": ["batch", *example.shape[1:]],
+            "input_dtype": str(example.dtype).replace("torch.", ""),
             "output_shape": ["batch", *reference.shape[1:]], "max_abs_diff_vs_phnn": max_abs_diff, **metadata}
     write_text_atomic(metadata_path, json.dumps(info, indent=2) + "\n")
     return ExportResult(out, metadata_path, max_abs_diff, list(check.shape))

@@ -133,7 +133,8 @@ class Scorer:
 
     def add(self, label_path: Path, prediction: ClipPrediction, frames: int, duration: float) -> None:
         reference_events = read_events(label_path)
-        sed, doa = events_to_targets(reference_events, frames, label_path, self.label_grid, duration)  # type: ignore[arg-type]
+        sed, doa = events_to_targets(reference_events, frames, label_path,  # type: ignore[arg-type]
+                                     self.label_grid, duration)
         rows = prediction.frames
         if rows is None:
             rows = events_to_rows(prediction.events or [], self.label_grid, duration, frames)
@@ -232,7 +233,8 @@ def score_folder(predictions: Path, labels: Path, audio: Path | None = None, dur
         raise ValueError(f"{labels}: no label CSV (label_<stem>.csv) found")
     clips, unreadable = read_predictions(predictions)
     if clips and not set(clips) & set(label_files):
-        raise UsageError(f"{predictions}: none of its {len(clips)} prediction file(s) (e.g. {min(clips)!r}) names a clip "
+        raise UsageError(f"{predictions}: none of its {len(clips)} prediction file(s) (e.g. {min(clips)!r}) names a "
+                         "clip "
                          f"of {labels} (e.g. {min(label_files)!r}); check that the two folders are of the same split")
     located = any(row.xyz is not None for clip in clips.values() for row in clip.frames or [])
     scorer = Scorer(label_grid, spatial_threshold, located)
@@ -277,7 +279,8 @@ def main(argv: list[str]) -> int:
                         help="which label frames a sound covers (default official; see phnn/data/l3das21/labels.py)")
     parser.add_argument("--spatial-threshold", type=float, default=2.0,
                         help="metres within which a located detection matches (default 2, as the challenge)")
-    parser.add_argument("--json", type=Path, default=None, help="where to write the scores (default PRED_DIR/scores.json; next to PRED_DIR for a "
+    parser.add_argument("--json", type=Path, default=None,
+                        help="where to write the scores (default PRED_DIR/scores.json; next to PRED_DIR for a "
                              f"{SUBMISSION_FOLDER} folder, which must hold the clips' CSVs only)")
     args = parser.parse_args(argv)
     SPATIAL_THRESHOLD_M.check(args.spatial_threshold, "--spatial-threshold")

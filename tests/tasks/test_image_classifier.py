@@ -23,7 +23,8 @@ if "tiny_task_cnn" not in list_models():
 
 
 def classifier(**kwargs) -> ImageClassifier:
-    return ImageClassifier(**{"backbone": "vgg11", "family": "phc", "n": 2, "num_classes": 3, "in_channels": 4, **kwargs})
+    return ImageClassifier(**{"backbone": "vgg11", "family": "phc", "n": 2, "num_classes": 3, "in_channels": 4,
+                              **kwargs})
 
 
 def loader(samples: int = 8, classes: int = 3) -> DataLoader:

@@ -142,7 +142,7 @@ def first_sample(frame: int, settings: FeatureSettings = FeatureSettings()) -> i
 
 
 def group_channels(per_mic: Sequence[np.ndarray | torch.Tensor], groups: int) -> np.ndarray | torch.Tensor:
-    """Per-mic features ``[(groups·4, ...), ...]`` → the official order: group 0 of every mic, group 1 of every mic, …"""
+    """Per-mic features ``[(groups·4, ...), ...]`` → the official order: group 0 of every mic, then group 1, …"""
     parts = [mic[g * CHANNELS_PER_MIC : (g + 1) * CHANNELS_PER_MIC] for g in range(groups) for mic in per_mic]
     return torch.cat(parts) if isinstance(parts[0], torch.Tensor) else np.concatenate(parts)
 
@@ -375,7 +375,8 @@ class FeatureCache:
             raise DataFileError(next(iter(report.bad.values())))
         return report
 
-    def _build_all(self, split: str, todo: list[Clip], progress: bool, workers: int | None, report: BuildReport) -> None:
+    def _build_all(self, split: str, todo: list[Clip], progress: bool, workers: int | None,
+                   report: BuildReport) -> None:
         workers = max(1, min(workers or os.cpu_count() or 1, len(todo)))
         bar = _progress(len(todo), f"L3DAS21 {split} features", progress)
         threads = torch.get_num_threads()

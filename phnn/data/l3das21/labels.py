@@ -173,7 +173,8 @@ def parse_number(text: str, where: str, field: str) -> float:
 
 def _parse_row(path: Path, row_number: int, row: dict[str, str | None]) -> Event:
     where = f"{path}, row {row_number} (line {row_number + 1})"
-    numbers = {name: parse_number((row.get(name) or "").strip(), where, name) for name in ("Start", "End", "X", "Y", "Z")}
+    numbers = {name: parse_number((row.get(name) or "").strip(), where, name)
+               for name in ("Start", "End", "X", "Y", "Z")}
     label = (row.get("Class") or "").strip()
     if label not in CLASS_INDEX:
         raise ValueError(f"{where}: field Class={label!r} is not an L3DAS21 class; expected one of {list(CLASSES)}")
@@ -187,7 +188,8 @@ def _parse_row(path: Path, row_number: int, row: dict[str, str | None]) -> Event
 
 
 def events_to_targets(events: list[Event], num_frames: int, source: str | Path = "<events>",
-                      label_grid: LabelGrid = "official", duration: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+                      label_grid: LabelGrid = "official", duration: float | None = None
+                      ) -> tuple[np.ndarray, np.ndarray]:
     """SED ``(num_frames, 42)`` and DOA ``(num_frames, 126)`` float32 targets (see the module docstring).
 
     ``duration``: the clip's length in seconds (default ``num_frames · 0.1``), used by the official grid.
