@@ -139,8 +139,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"{r['whole']['peak_mb']:>20.0f}")
         ratio = results[long]["predict"]["peak_mb"] / results[short]["predict"]["peak_mb"]
         whole = results[long]["whole"]["peak_mb"] / results[short]["whole"]["peak_mb"]
-        print(f"{long:g} s vs {short:g} s clip: streamed predict {ratio:.2f}x (target <= 1.3x); whole-clip features "
-              f"{whole:.2f}x")
+        print(f"{long:g} s vs {short:g} s clip: streamed predict {ratio:.2f}x (target <= 1.3x); "
+              f"whole-clip features {whole:.2f}x")
     return 0
 
 

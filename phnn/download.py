@@ -213,8 +213,8 @@ def _extract_member(archive: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo, r
     """Stream one member into ``root``, counting the bytes written; returns them."""
     target = root / info.filename
     if not target.resolve().is_relative_to(root.resolve()):
-        raise ValueError(f"{archive}: member {info.filename!r} would extract outside the destination folder; not "
-                         "extracted")
+        raise ValueError(f"{archive}: member {info.filename!r} would extract outside the destination folder; "
+                         "not extracted")
     if info.is_dir():
         target.mkdir(parents=True, exist_ok=True)
         return 0
@@ -316,8 +316,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--url-base", default=DEFAULT_URL_BASE, help="where the archives are (a mirror)")
     parser.add_argument("--md5", default=None, help="expected md5 (with a single --set; default: the official one)")
     parser.add_argument("--no-verify", action="store_true",
-                        help="accept an archive whose md5 is not known (a mirror, or Zenodo unreachable); CRCs still "
-                             "checked")
+                        help="accept an archive whose md5 is not known (a mirror, or Zenodo unreachable); "
+                             "CRCs still checked")
     parser.add_argument("--max-extract-bytes", type=int, default=MAX_EXTRACT_BYTES,
                         help=f"refuse archives that would extract to more (default {MAX_EXTRACT_BYTES})")
     parser.add_argument("--keep-archive", action="store_true", help="keep the .zip after extraction")

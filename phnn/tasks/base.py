@@ -57,8 +57,8 @@ class CosineAnnealingLR(torch.optim.lr_scheduler.CosineAnnealingLR):
 
     def __init__(self, optimizer: torch.optim.Optimizer, T_max: int | None = None, eta_min: float = 0.0) -> None:
         if T_max is not None and T_max < 1:
-            raise ValueError("CosineAnnealingLR: T_max must be a positive integer or None (the run length); got "
-                             f"{T_max}")
+            raise ValueError("CosineAnnealingLR: T_max must be a positive integer or None (the run length); "
+                             f"got {T_max}")
         self.follows_run = T_max is None
         super().__init__(optimizer, T_max=1 if T_max is None else T_max, eta_min=eta_min)
 

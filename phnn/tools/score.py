@@ -233,9 +233,9 @@ def score_folder(predictions: Path, labels: Path, audio: Path | None = None, dur
         raise ValueError(f"{labels}: no label CSV (label_<stem>.csv) found")
     clips, unreadable = read_predictions(predictions)
     if clips and not set(clips) & set(label_files):
-        raise UsageError(f"{predictions}: none of its {len(clips)} prediction file(s) (e.g. {min(clips)!r}) names a "
-                         "clip "
-                         f"of {labels} (e.g. {min(label_files)!r}); check that the two folders are of the same split")
+        raise UsageError(f"{predictions}: none of its {len(clips)} prediction file(s) (e.g. {min(clips)!r}) "
+                         f"names a clip of {labels} (e.g. {min(label_files)!r}); "
+                         "check that the two folders are of the same split")
     located = any(row.xyz is not None for clip in clips.values() for row in clip.frames or [])
     scorer = Scorer(label_grid, spatial_threshold, located)
     scored = []

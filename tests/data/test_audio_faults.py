@@ -194,8 +194,8 @@ def test_synth_does_not_overwrite_a_dataset_without_overwrite(tmp_path: Path) ->
     assert synth_main(args + ["--train-clips", "2"]) == 0
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     with pytest.raises(UsageError, match=r"L3DAS_Task2_train already exists \(6 files under L3DAS_Task2_train, "
-                                         r"L3DAS_Task2_dev\); phnn synth does not write over a dataset: pass "
-                                         r"--overwrite"):
+                                         r"L3DAS_Task2_dev\); phnn synth does not write over a dataset: "
+                                         r"pass --overwrite"):
         synth_main(args + ["--seed", "1"])
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before  # nothing touched
     assert synth_main(args + ["--seed", "1", "--overwrite"]) == 0

@@ -124,8 +124,8 @@ class AudioFile:
             except (RuntimeError, OSError, soundfile.LibsndfileError) as error:
                 raise DataFileError(f"{self.path}: cannot read audio ({error})") from None
             if data.shape[0] != last - first:
-                raise DataFileError(f"{self.path}: truncated: read {first + data.shape[0]} of the {self.frames} "
-                                    "samples "
+                raise DataFileError(f"{self.path}: truncated: read {first + data.shape[0]} of the "
+                                    f"{self.frames} samples "
                                  f"its header declares; copy or download the file again")
             out[:, first - start : last - start] = data.T
         return out

@@ -268,8 +268,8 @@ def find_predict_groups(predict_path: str | Path, mics: str) -> list[tuple[str, 
     else:
         files = sorted(p for m in wanted for p in [path.with_name(f"{path.name}_{m}.wav")] if p.is_file())
     if not files:
-        raise ValueError(f"predict_path={str(predict_path)!r}: no .wav file found (expected a wav, a folder, a glob or "
-                         "a clip stem)")
+        raise ValueError(f"predict_path={str(predict_path)!r}: no .wav file found "
+                         "(expected a wav, a folder, a glob or a clip stem)")
     if wanted == ("A",):
         return _mic_a_groups(files, predict_path)
     pairs: dict[str, dict[str, Path]] = defaultdict(dict)
@@ -508,8 +508,8 @@ class L3DAS21DataModule(pl.LightningDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         if self.predict_path is None:
-            raise ValueError("L3DAS21DataModule: predict needs data.predict_path (a wav file, a folder, a glob or a "
-                             "clip stem)")
+            raise ValueError("L3DAS21DataModule: predict needs data.predict_path "
+                             "(a wav file, a folder, a glob or a clip stem)")
         if not self.normalizer.ready:
             raise RuntimeError(
                 "L3DAS21DataModule: no normalisation statistics for predict; pass the trained checkpoint "
@@ -568,9 +568,9 @@ class L3DAS21DataModule(pl.LightningDataModule):
         if len(self.mics) > 1 and len(self.settings.kinds) > 1 and state_dict.get("channel_order") != CHANNEL_ORDER:
             raise ValueError(
                 f"the checkpoint's model was trained with mics {state_dict.get('mics')!r} in the per-mic channel order "
-                "(A magnitude, A phase, B magnitude, B phase) of phnn before issue 9; features now come in the "
-                "official "
-                f"order (all magnitudes, then all phases), which these weights do not expect: retrain the model")
+                "(A magnitude, A phase, B magnitude, B phase) of phnn before issue 9; "
+                "features now come in the official order (all magnitudes, then all phases), "
+                "which these weights do not expect: retrain the model")
         trained_grid = state_dict.get("label_grid", "nearest")  # checkpoints before label_grid used round(t / 0.1)
         if trained_grid != self.label_grid:
             raise ValueError(

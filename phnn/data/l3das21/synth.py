@@ -272,8 +272,8 @@ def synthesize(out: str | Path, train_clips: int = 8, dev_clips: int = 4, durati
     if existing and not overwrite:
         files = sum(1 for f in existing for p in f.rglob("*") if p.is_file())
         raise UsageError(f"{existing[0]} already exists ({files} files under {', '.join(f.name for f in existing)}); "
-                         "phnn synth does not write over a dataset: pass --overwrite to replace it, or choose another "
-                         "--out")
+                         "phnn synth does not write over a dataset: pass --overwrite to replace it, "
+                         "or choose another --out")
     for folder in existing:
         shutil.rmtree(folder)
     created = [folder for folder in folders if not folder.exists()]
