@@ -14,9 +14,11 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 test: $(STAMP)
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
 test-all: $(STAMP)
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q -m ''
 
 bench: $(STAMP)

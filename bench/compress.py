@@ -31,7 +31,6 @@ from PIL import Image
 from phnn.cli import main as phnn
 from phnn.io import write_text_atomic
 
-
 KINDS = ("nearest", "scratch", "random")
 #: set by --no-run: collect finished runs, start none
 COLLECT_ONLY = False
@@ -65,6 +64,7 @@ def inside(folder: Path) -> Iterator[None]:
 
 
 def data_args(root: Path) -> list[str]:
+    """The `phnn` options for the digits ImageFolder at `root`: no augmentation, fixed splits, CPU, seed 0."""
     return ["--data", "ImageFolderDataModule", f"--data.root={root}", "--data.image_size=8", "--data.batch_size=64",
             "--data.num_workers=0", "--data.augment=false", "--data.val_fraction=0.1", "--data.test_fraction=0.2",
             "--trainer.accelerator=cpu", "--trainer.devices=1", "--trainer.enable_progress_bar=false",
@@ -72,26 +72,31 @@ def data_args(root: Path) -> list[str]:
 
 
 def model_args(*extra: str) -> list[str]:
+    """The `phnn` options of the teacher network (resnet18_large, real, Adam lr 1e-3) plus `extra`."""
     return ["--model", "ImageClassifier", "--model.backbone=resnet18_large", "--model.family=real",
             "--model.optimizer=Adam", "--model.optimizer.init_args.lr=0.001", *extra]
 
 
 def run(argv: list[str]) -> None:
+    """Run one `phnn` command in this process; stop the bench if it fails."""
     code = phnn(argv)
     if code != 0:
         raise SystemExit(f"phnn {' '.join(argv)} exited {code}")
 
 
 def newest(pattern: str) -> Path:
+    """The most recently modified path under the current folder matching the glob `pattern`."""
     return max(Path.cwd().glob(pattern), key=lambda path: path.stat().st_mtime)
 
 
 def test_accuracy(run_dir: Path) -> float:
+    """Run `phnn test` on the best checkpoint of `run_dir` and return its test accuracy."""
     run(["test", "--config", str(run_dir / "config.yaml"), "--ckpt_path", str(run_dir / "checkpoints/best.ckpt")])
     return float(json.loads((run_dir / "test/metrics.json").read_text())["metrics"]["test/acc"])
 
 
 def compress(teacher: Path, n: int, epochs: int, init: str) -> dict[str, Any]:
+    """The compress.json report of `phnn compress` at `n` with `init`: reused from an earlier run, else run now."""
     for done in sorted(Path.cwd().glob(f"runs/*_compress_n{n}/version_*/compress.json")):  # a rerun reuses it
         report = json.loads(done.read_text())
         if report["student"]["init"] == init:
@@ -104,6 +109,7 @@ def compress(teacher: Path, n: int, epochs: int, init: str) -> dict[str, Any]:
 
 
 def scratch(root: Path, n: int, epochs: int) -> float:
+    """Test accuracy of the `converted_n` network trained from scratch at `n`: reused if run already, else fit+test."""
     for done in sorted(Path.cwd().glob(f"runs/*_compress_n{n}/version_*/test/metrics.json")):  # a rerun reuses it
         if not (done.parent.parent / "compress.json").is_file():
             return float(json.loads(done.read_text())["metrics"]["test/acc"])
@@ -168,6 +174,7 @@ def plan(ns: list[int], kinds: list[str]) -> list[tuple[int, str]]:
 
 
 def table(rows: list[dict[str, Any]], teacher: dict[str, Any]) -> str:
+    """The results as a markdown table: per n, parameters and the test accuracy of each way to get a student."""
     lines = [f"Teacher resnet18_large real: test accuracy {teacher['accuracy']:.3f}, "
              f"{teacher['parameters']:,} parameters.", "",
              "| n | parameters (share) | compress (nearest + distillation) | from scratch | nearest, no training "
@@ -183,6 +190,7 @@ def table(rows: list[dict[str, Any]], teacher: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the bench in `--out` (reusing finished runs), write the results JSON and print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("bench_output/compress"))
     parser.add_argument("--ns", type=int, nargs="+", default=[4, 3, 2])

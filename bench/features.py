@@ -38,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def run_phnn(root: Path, count: int, out: Path) -> None:
+    """Extract the features of the first `count` mic-A train clips with phnn's FeatureCache into `out`."""
     from phnn.data.l3das21.features import FeatureCache
     from phnn.data.l3das21.layout import find_clips
 
@@ -46,6 +47,7 @@ def run_phnn(root: Path, count: int, out: Path) -> None:
 
 
 def run_published(root: Path, count: int, out: Path) -> None:
+    """Extract the same features the way the published L3DAS21 code does (librosa load, scipy STFT)."""
     import librosa
     import numpy as np
     from scipy.signal import stft
@@ -93,6 +95,7 @@ def peak_rss_mb() -> float:
 
 
 def worker(pipeline: str, root: Path, count: int, out: Path) -> None:
+    """In a fresh process: import, warm up, time one pipeline on `count` clips, print seconds and peak RSS as JSON."""
     import importlib
 
     for module in IMPORTS[pipeline]:
@@ -106,8 +109,10 @@ def worker(pipeline: str, root: Path, count: int, out: Path) -> None:
 
 
 def measure(pipeline: str, root: Path, count: int, scratch: Path) -> dict[str, float]:
+    """Run one pipeline in its own worker process (so peak RSS is its own) and return its JSON result."""
     out = Path(tempfile.mkdtemp(dir=scratch, prefix=f"{pipeline}{count}-"))
-    command = [sys.executable, __file__, "--worker", pipeline, "--root", str(root), "--count", str(count), "--out", str(out)]
+    command = [sys.executable, __file__, "--worker", pipeline, "--root", str(root), "--count", str(count), "--out",
+               str(out)]
     result = subprocess.run(command, check=True, capture_output=True, text=True)
     return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -144,6 +149,7 @@ def measure_identity(root: Path, count: int, extraction_seconds: float, repeats:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Synthesise clips, time both pipelines at two clip counts and print the comparison (--worker: run one)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="smoke test: 4 and 2 clips of 10 s")
     parser.add_argument("--clips", type=int, nargs=2, default=(32, 8), metavar=("MANY", "FEW"))
@@ -170,7 +176,8 @@ def main(argv: list[str] | None = None) -> int:
         measure_identity(root, many, results[("phnn", many)]["seconds"])
     print(f"{'pipeline':<10} {'clips':>5} {'seconds':>8} {'audio s/s':>10} {'peak RSS MB':>12}")
     for (pipeline, count), r in results.items():
-        print(f"{pipeline:<10} {count:>5} {r['seconds']:>8.2f} {count * seconds / r['seconds']:>10.0f} {r['peak_rss_mb']:>12.0f}")
+        print(f"{pipeline:<10} {count:>5} {r['seconds']:>8.2f} {count * seconds / r['seconds']:>10.0f} "
+              f"{r['peak_rss_mb']:>12.0f}")
     speedup = results[("published", many)]["seconds"] / results[("phnn", many)]["seconds"]
     growth = results[("phnn", many)]["peak_rss_mb"] / results[("phnn", few)]["peak_rss_mb"] - 1
     published_growth = results[("published", many)]["peak_rss_mb"] / results[("published", few)]["peak_rss_mb"] - 1

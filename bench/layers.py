@@ -15,8 +15,8 @@ import argparse
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import Tensor, nn
@@ -77,6 +77,7 @@ def train_step(model: nn.Module, x: Tensor) -> Callable[[], None]:
 
 
 def eval_forward(model: nn.Module, x: Tensor) -> Callable[[], None]:
+    """A no-grad forward pass of `model` in eval mode on `x`, as a callable to time."""
     model.eval()
 
     def forward() -> None:
@@ -94,7 +95,14 @@ def naive_compose(algebra: Tensor, factors: Tensor) -> Tensor:
     return torch.stack(kron).sum(0)
 
 
+def backward_of(fn: Callable[[Tensor, Tensor], Tensor], algebra: Tensor, factors: Tensor,
+                grad: Tensor) -> Callable[[], None]:
+    """One call = composing the weight with `fn` and back-propagating `grad` through it (a training step's cost)."""
+    return lambda: torch.autograd.backward(fn(algebra, factors), grad)
+
+
 def bench_convs(sizes: Sizes, device: torch.device) -> list[list[str]]:
+    """Train-step and inference time of PHConv2d relative to nn.Conv2d, per shape, batch and n."""
     rows = []
     for channels, size in sizes.shapes:
         for batch in sizes.batches:
@@ -102,8 +110,10 @@ def bench_convs(sizes: Sizes, device: torch.device) -> list[list[str]]:
             for n in sizes.ns:
                 dense = nn.Conv2d(channels, channels, 3, padding=1, bias=False, device=device)
                 ph = PHConv2d(channels, channels, 3, padding=1, bias=False, n=n, device=device)
-                train = interleaved({"dense": train_step(dense, x), "ph": train_step(ph, x)}, sizes.rounds, sizes.min_time)
-                infer = interleaved({"dense": eval_forward(dense, x), "ph": eval_forward(ph, x)}, sizes.rounds, sizes.min_time)
+                train = interleaved({"dense": train_step(dense, x), "ph": train_step(ph, x)}, sizes.rounds,
+                                    sizes.min_time)
+                infer = interleaved({"dense": eval_forward(dense, x), "ph": eval_forward(ph, x)}, sizes.rounds,
+                                    sizes.min_time)
                 rows.append([f"{channels}->{channels} {size}x{size}", str(batch), str(n),
                              f"{train['dense'] * 1e3:.2f}", f"{train['ph'] / train['dense']:.3f}",
                              f"{infer['dense'] * 1e3:.2f}", f"{infer['ph'] / infer['dense']:.3f}"])
@@ -112,6 +122,7 @@ def bench_convs(sizes: Sizes, device: torch.device) -> list[list[str]]:
 
 
 def bench_composition(sizes: Sizes, device: torch.device) -> list[list[str]]:
+    """Forward + backward time of the naive (Kronecker) weight composition against the fused `compose`, per n."""
     channels, k = sizes.composition
     rows = []
     for n in sizes.ns:
@@ -119,11 +130,8 @@ def bench_composition(sizes: Sizes, device: torch.device) -> list[list[str]]:
         factors = torch.randn(n, 1, channels // n, channels // n, k, k, device=device, requires_grad=True)
         grad = torch.randn(channels, channels, k, k, device=device)
         torch.testing.assert_close(compose(algebra, factors), naive_compose(algebra, factors))
-
-        def run(fn: Callable[[Tensor, Tensor], Tensor]) -> Callable[[], None]:
-            return lambda: torch.autograd.backward(fn(algebra, factors), grad)
-
-        times = interleaved({"naive": run(naive_compose), "fused": run(compose)}, sizes.rounds, sizes.min_time)
+        naive, fused = (backward_of(fn, algebra, factors, grad) for fn in (naive_compose, compose))
+        times = interleaved({"naive": naive, "fused": fused}, sizes.rounds, sizes.min_time)
         rows.append([f"{channels}->{channels} k={k}", str(n), f"{times['naive'] * 1e3:.2f}",
                      f"{times['fused'] * 1e3:.2f}", f"{times['naive'] / times['fused']:.1f}x"])
     return rows
@@ -141,14 +149,17 @@ def resnet18(family: str, widths: tuple[int, ...] | None) -> nn.Module:
 
 
 def bench_models(sizes: Sizes, device: torch.device) -> list[list[str]]:
+    """Train-step and inference time of a PHC ResNet18 relative to the real one."""
     torch.manual_seed(0)
     dense, ph = (resnet18(family, sizes.model_widths).to(device) for family in ("real", "phc"))
     train_batch, eval_batch = sizes.model_batches
     x_train = torch.randn(train_batch, 4, 32, 32, device=device)
     x_eval = torch.randn(eval_batch, 4, 32, 32, device=device)
     dense.train(), ph.train()
-    train = interleaved({"dense": train_step(dense, x_train), "ph": train_step(ph, x_train)}, sizes.rounds, sizes.min_time)
-    infer = interleaved({"dense": eval_forward(dense, x_eval), "ph": eval_forward(ph, x_eval)}, sizes.rounds, sizes.min_time)
+    train = interleaved({"dense": train_step(dense, x_train), "ph": train_step(ph, x_train)}, sizes.rounds,
+                        sizes.min_time)
+    infer = interleaved({"dense": eval_forward(dense, x_eval), "ph": eval_forward(ph, x_eval)}, sizes.rounds,
+                        sizes.min_time)
     params = [sum(p.numel() for p in model.parameters()) for model in (dense, ph)]
     return [
         [f"train step, batch {train_batch}", f"{train['dense'] * 1e3:.1f}", f"{train['ph'] * 1e3:.1f}",
@@ -160,12 +171,14 @@ def bench_models(sizes: Sizes, device: torch.device) -> list[list[str]]:
 
 
 def table(title: str, header: list[str], rows: list[list[str]]) -> str:
+    """A titled plain-text table with right-aligned columns."""
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     line = lambda row: "  ".join(cell.rjust(width) for cell, width in zip(row, widths))  # noqa: E731
     return "\n".join([f"\n{title}", line(header), line(["-" * w for w in widths]), *map(line, rows)])
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Parse the options, run the selected comparisons and print their tables; returns the exit code."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke test")
     parser.add_argument("--device", default="cpu", help="torch device to measure on (default: cpu)")

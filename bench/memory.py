@@ -85,12 +85,14 @@ def work(kind: str, path: Path) -> dict[str, float]:
 
 
 def measure(kind: str, path: Path) -> dict[str, float]:
+    """Run one measurement in its own worker process (so peak RSS is its own) and return its JSON result."""
     command = [sys.executable, __file__, "--worker", kind, "--path", str(path)]
     result = subprocess.run(command, check=True, capture_output=True, text=True)
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Print peak RSS of resampling + features per rate and of predict per clip length (--worker: measure one)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="smoke test: shorter clips, fewer rates")
     parser.add_argument("--torchaudio", action="store_true", help="also torchaudio's resample at 16001 Hz (GBs)")
@@ -104,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     short, long = (10.0, 100.0) if args.quick else (60.0, 600.0)
     with tempfile.TemporaryDirectory(prefix="phnn-bench-memory-") as scratch:
         folder = Path(scratch)
-        print(f"resampling a {seconds:g} s 4-channel clip to 32 kHz + features (peak RSS, MB; baseline = after imports)")
+        print(f"resampling a {seconds:g} s 4-channel clip to 32 kHz + features "
+              "(peak RSS, MB; baseline = after imports)")
         reference = measure("resample", write_clip(folder / "r32000.wav", 32000, seconds))
         print(f"{'rate Hz':>8} {'baseline':>9} {'peak':>7} {'peak / 32 kHz':>14} {'above baseline':>15}")
         print(f"{32000:>8} {reference['baseline_mb']:>9.0f} {reference['peak_mb']:>7.0f} {1.0:>14.2f} "
@@ -114,7 +117,8 @@ def main(argv: list[str] | None = None) -> int:
             path = write_clip(folder / f"r{rate}.wav", rate, seconds)
             r = measure("resample", path)
             worst = max(worst, r["peak_mb"] / reference["peak_mb"])
-            print(f"{rate:>8} {r['baseline_mb']:>9.0f} {r['peak_mb']:>7.0f} {r['peak_mb'] / reference['peak_mb']:>14.2f} "
+            print(f"{rate:>8} {r['baseline_mb']:>9.0f} {r['peak_mb']:>7.0f} "
+                  f"{r['peak_mb'] / reference['peak_mb']:>14.2f} "
                   f"{r['peak_mb'] - r['baseline_mb']:>15.0f}")
             path.unlink()
         print(f"worst rate: {worst:.2f}x the 32 kHz peak (target <= 1.5x)")
@@ -122,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
             r = measure("torchaudio", write_clip(folder / "t16001.wav", 16001, 1.0))
             print(f"torchaudio.functional.resample, 1 s at 16001 Hz: peak {r['peak_mb']:.0f} MB")
 
-        print(f"\nprediction, 4-channel 32 kHz clip (peak RSS, MB)")
+        print("\nprediction, 4-channel 32 kHz clip (peak RSS, MB)")
         results = {}
         for length in (short, long):
             path = write_clip(folder / f"p{length:g}.wav", 32000, length)
@@ -130,11 +134,13 @@ def main(argv: list[str] | None = None) -> int:
             path.unlink()
         print(f"{'clip':>8} {'streamed predict':>17} {'above baseline':>15} {'whole-clip features':>20}")
         for length, r in results.items():
-            print(f"{length:>7g}s {r['predict']['peak_mb']:>17.0f} {r['predict']['peak_mb'] - r['predict']['baseline_mb']:>15.0f} "
+            print(f"{length:>7g}s {r['predict']['peak_mb']:>17.0f} "
+                  f"{r['predict']['peak_mb'] - r['predict']['baseline_mb']:>15.0f} "
                   f"{r['whole']['peak_mb']:>20.0f}")
         ratio = results[long]["predict"]["peak_mb"] / results[short]["predict"]["peak_mb"]
         whole = results[long]["whole"]["peak_mb"] / results[short]["whole"]["peak_mb"]
-        print(f"{long:g} s vs {short:g} s clip: streamed predict {ratio:.2f}x (target <= 1.3x); whole-clip features {whole:.2f}x")
+        print(f"{long:g} s vs {short:g} s clip: streamed predict {ratio:.2f}x (target <= 1.3x); "
+              f"whole-clip features {whole:.2f}x")
     return 0
 
 

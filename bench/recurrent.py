@@ -85,6 +85,7 @@ def compare(pair: tuple[nn.Module, nn.Module], run: Callable[[nn.Module], Tensor
 
 
 def bench_recurrent(sizes: Sizes, device: torch.device) -> list[list[str]]:
+    """Time PHGRU/PHLSTM against nn.GRU/nn.LSTM at SEDnet's sizes, per n."""
     batch, steps, features, hidden, layers = sizes.recurrent
     x = torch.randn(batch, steps, features, device=device)
     rows = []
@@ -98,6 +99,7 @@ def bench_recurrent(sizes: Sizes, device: torch.device) -> list[list[str]]:
 
 
 def bench_attention(sizes: Sizes, device: torch.device) -> list[list[str]]:
+    """Time PHMultiheadAttention against nn.MultiheadAttention (self-attention), per n."""
     batch, length, embed, heads = sizes.attention
     x = torch.randn(batch, length, embed, device=device)
     rows = []
@@ -110,6 +112,7 @@ def bench_attention(sizes: Sizes, device: torch.device) -> list[list[str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Parse the options, run the selected comparisons and print their tables; returns the exit code."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke test")
     parser.add_argument("--device", default="cpu", help="torch device to measure on (default: cpu)")

@@ -44,6 +44,7 @@ def parse_args(description: str, steps: int, argv: list[str] | None) -> argparse
 
 
 def save_json(data: dict[str, Any], path: Path) -> Path:
+    """Write `data` as indented JSON to `path` atomically; returns `path`."""
     write_text_atomic(path, json.dumps(data, indent=2) + "\n")
     return path
 
@@ -57,6 +58,7 @@ def save_figure(figure: Any, path: Path) -> Path:
 
 
 def format_matrix(matrix: Tensor) -> list[str]:
+    """The rows of a matrix as text, two signed decimals per value."""
     return ["  ".join(f"{value:+.2f}" for value in row) for row in matrix.tolist()]
 
 

@@ -77,6 +77,7 @@ def count(module: nn.Module) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Train a small torch teacher on `--data`, compress it to a PH student with distillation, report both."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True, help="an ImageFolder: one sub-folder per class")
     parser.add_argument("--out", type=Path, default=Path("examples_output"))

@@ -14,8 +14,8 @@ from __future__ import annotations
 import sys
 
 import torch
-
 from common import parse_args, plot_algebra, report_hamilton_match, save_json
+
 from phnn.nn import PHConv2d, hamilton
 
 CHANNELS = (4, 16)
@@ -39,6 +39,7 @@ def train(steps: int, seed: int) -> tuple[PHConv2d, PHConv2d, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Train a PHC layer to imitate a quaternion convolution; compare its algebra with Hamilton's and plot both."""
     args = parse_args(__doc__.splitlines()[0], 400, argv)
     teacher, student, loss = train(args.steps, args.seed)
     with torch.no_grad():

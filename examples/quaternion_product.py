@@ -14,8 +14,8 @@ from __future__ import annotations
 import sys
 
 import torch
-
 from common import hamilton_product, parse_args, plot_algebra, report_hamilton_match, save_json
+
 from phnn.nn import PHMLinear, hamilton
 
 QUATERNIONS = 8
@@ -41,6 +41,7 @@ def train(steps: int, seed: int) -> tuple[PHMLinear, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Train a PHM layer on quaternion products, compare its learned algebra with Hamilton's, save plot and JSON."""
     args = parse_args(__doc__.splitlines()[0], 300, argv)
     layer, loss = train(args.steps, args.seed)
     learned = layer.algebra.detach()

@@ -16,13 +16,13 @@ and OUT/toy_regression.png (test-loss curves).
 from __future__ import annotations
 
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 import matplotlib.pyplot as plt
 import torch
+from common import hamilton_product, parse_args, save_figure, save_json
 from torch import Tensor, nn
 
-from common import hamilton_product, parse_args, save_figure, save_json
 from phnn.nn import PHMLinear
 
 FEATURES, HIDDEN, SAMPLES = 12, 24, 512
@@ -35,6 +35,7 @@ MODELS: dict[str, Callable[[int, int], nn.Module]] = {
 
 
 def quaternion_target(generator: torch.Generator) -> Callable[[Tensor], Tensor]:
+    """A random 3 x 3 quaternion-matrix product on 12 features (exactly what a PHM layer with n = 4 can represent)."""
     weights = torch.randn(3, 3, 4, generator=generator) / 2  # 3 x 3 quaternion matrix
 
     def target(x: Tensor) -> Tensor:
@@ -46,11 +47,13 @@ def quaternion_target(generator: torch.Generator) -> Callable[[Tensor], Tensor]:
 
 
 def dense_target(generator: torch.Generator) -> Callable[[Tensor], Tensor]:
+    """A random dense linear map on the features (no quaternion structure)."""
     weight = torch.randn(FEATURES, FEATURES, generator=generator) / FEATURES**0.5
     return lambda x: x @ weight.t()
 
 
 def nonlinear_target(generator: torch.Generator) -> Callable[[Tensor], Tensor]:
+    """A nonlinear function of a random linear map (sin plus a square), for the MLPs."""
     linear = dense_target(generator)
     return lambda x: torch.sin(linear(x)) + 0.1 * linear(x).square()
 
@@ -61,6 +64,7 @@ PROBLEMS = {"quaternion": (quaternion_target, None), "dense": (dense_target, Non
 
 
 def build(layer: Callable[[int, int], nn.Module], hidden: int | None) -> nn.Module:
+    """A single layer from `layer`, or a two-layer MLP with ReLU when `hidden` is given."""
     if hidden is None:
         return layer(FEATURES, FEATURES)
     return nn.Sequential(layer(FEATURES, hidden), nn.ReLU(), layer(hidden, FEATURES))
@@ -84,6 +88,7 @@ def fit(model: nn.Module, data: tuple[Tensor, ...], steps: int) -> tuple[float, 
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Fit dense and PH models on each toy problem, print train/test MSE and save the results and curves."""
     args = parse_args(__doc__.splitlines()[0], 500, argv)
     results: dict[str, dict[str, dict[str, float]]] = {}
     curves: dict[str, dict[str, list[float]]] = {}

@@ -1,3 +1,5 @@
+"""`python -m phnn`: the phnn command line."""
+
 import sys
 
 from phnn.cli import main

@@ -62,10 +62,12 @@ RATIO_FLOOR_BYTES = 64 << 20
 #: `phnn download` options
 MAX_EXTRACT = Bound("a number of bytes", 1, 1 << 50, integer=True)
 RETRIES = Bound("a number of retries", 0, 100, integer=True)
-_TRANSIENT = (ConnectionError, http.client.IncompleteRead, http.client.HTTPException, socket.timeout, urllib.error.URLError)
+_TRANSIENT = (ConnectionError, http.client.IncompleteRead, http.client.HTTPException, socket.timeout,
+              urllib.error.URLError)
 
 
 def archive_url(url_base: str, name: str) -> str:
+    """The download URL of archive `name` under `url_base` (Zenodo's `?download=1` form)."""
     return f"{url_base.rstrip('/')}/{name}?download=1"
 
 
@@ -144,6 +146,7 @@ def _refused(error: BaseException) -> bool:
 
 
 def md5sum(path: Path) -> str:
+    """The md5 hex digest of the file at `path`, read in chunks."""
     digest = hashlib.md5()
     with open(path, "rb") as handle:
         while chunk := handle.read(CHUNK):
@@ -192,7 +195,8 @@ def _check_members(archive: Path, zf: zipfile.ZipFile, max_bytes: int) -> None:
         if stat.S_ISLNK(info.external_attr >> 16):
             raise ValueError(f"{archive}: member {name!r} is a symbolic link; not extracted")
         if info.file_size > MAX_RATIO * max(info.compress_size, 1) and info.file_size > CHUNK:
-            raise ValueError(f"{archive}: member {name!r} expands {info.file_size / max(info.compress_size, 1):.0f}-fold "
+            raise ValueError(f"{archive}: member {name!r} expands "
+                             f"{info.file_size / max(info.compress_size, 1):.0f}-fold "
                              f"({info.compress_size} → {info.file_size} bytes), more than {MAX_RATIO}×: a zip bomb? "
                              f"not extracted")
         total += info.file_size
@@ -209,7 +213,8 @@ def _extract_member(archive: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo, r
     """Stream one member into ``root``, counting the bytes written; returns them."""
     target = root / info.filename
     if not target.resolve().is_relative_to(root.resolve()):
-        raise ValueError(f"{archive}: member {info.filename!r} would extract outside the destination folder; not extracted")
+        raise ValueError(f"{archive}: member {info.filename!r} would extract outside the destination folder; "
+                         "not extracted")
     if info.is_dir():
         target.mkdir(parents=True, exist_ok=True)
         return 0
@@ -219,8 +224,8 @@ def _extract_member(archive: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo, r
         while chunk := source.read(CHUNK):
             written += len(chunk)
             if written > info.file_size or written > budget:
-                raise ValueError(f"{archive}: member {info.filename!r} expands past its declared size or the extraction "
-                                 f"limit; not extracted")
+                raise ValueError(f"{archive}: member {info.filename!r} expands past its declared size or the "
+                                 f"extraction limit; not extracted")
             sink.write(chunk)
     return written
 
@@ -270,7 +275,8 @@ def expected_md5(name: str, url_base: str, md5: str | None, no_verify: bool) -> 
         return published
     if no_verify:
         return None
-    where = "Zenodo's record could not be read" if url_base == DEFAULT_URL_BASE else f"{url_base} is not the official source"
+    official = url_base == DEFAULT_URL_BASE
+    where = "Zenodo's record could not be read" if official else f"{url_base} is not the official source"
     raise ValueError(f"{name}: no checksum to verify it against ({where}); pass --md5 <md5 from "
                      f"https://zenodo.org/records/{ZENODO_RECORD}> or, to accept it unverified, --no-verify")
 
@@ -310,7 +316,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--url-base", default=DEFAULT_URL_BASE, help="where the archives are (a mirror)")
     parser.add_argument("--md5", default=None, help="expected md5 (with a single --set; default: the official one)")
     parser.add_argument("--no-verify", action="store_true",
-                        help="accept an archive whose md5 is not known (a mirror, or Zenodo unreachable); CRCs still checked")
+                        help="accept an archive whose md5 is not known (a mirror, or Zenodo unreachable); "
+                             "CRCs still checked")
     parser.add_argument("--max-extract-bytes", type=int, default=MAX_EXTRACT_BYTES,
                         help=f"refuse archives that would extract to more (default {MAX_EXTRACT_BYTES})")
     parser.add_argument("--keep-archive", action="store_true", help="keep the .zip after extraction")

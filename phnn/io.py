@@ -176,11 +176,13 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w", sync: bool = Fals
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str, sync: bool = False) -> None:
+    """Write `text` to `path` atomically (temp file + rename); `sync` also fsyncs it."""
     with atomic_open(path, "w", sync=sync) as file:
         file.write(text)
 
 
 def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write `data` to `path` atomically (temp file + rename)."""
     with atomic_open(path, "wb") as file:
         file.write(data)
 

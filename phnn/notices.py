@@ -51,7 +51,8 @@ def counts() -> dict[str, int]:
 def metrics() -> dict[str, float]:
     """The counts as logger metrics: ``data/warnings`` (the total) and ``data/warnings/<kind>``."""
     current = counts()
-    return {METRIC_PREFIX: float(sum(current.values())), **{f"{METRIC_PREFIX}/{k}": float(v) for k, v in current.items()}}
+    return {METRIC_PREFIX: float(sum(current.values())),
+            **{f"{METRIC_PREFIX}/{k}": float(v) for k, v in current.items()}}
 
 
 @contextmanager

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import lightning.pytorch  # noqa: F401  (see below)
-import numpy as np
 import pytest
 from dataset_files import write_image_folder
 

@@ -6,8 +6,8 @@ import hashlib
 import io
 import json
 import os
-import stat
 import shutil
+import stat
 import threading
 import zipfile
 from collections.abc import Iterator
@@ -273,7 +273,8 @@ def test_extraction_folder_is_private_and_unpredictable(serve, tmp_path: Path, m
         return real(archive, zf, info, root, budget)
 
     monkeypatch.setattr(download, "_extract_member", spy)
-    folder = fetch("l3das21", "dev", tmp_path, url_base=server.url, md5=hashlib.md5(payload).hexdigest(), progress=False)
+    folder = fetch("l3das21", "dev", tmp_path, url_base=server.url, md5=hashlib.md5(payload).hexdigest(),
+                   progress=False)
     names = {name for name, _ in seen}
     assert len(names) == 1 and {mode for _, mode in seen} == {0o700}
     name = names.pop()

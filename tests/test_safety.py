@@ -136,7 +136,8 @@ BAD_OPTIONS = [
 ]
 
 
-@pytest.mark.parametrize(("argv", "named", "bound"), BAD_OPTIONS, ids=lambda v: " ".join(v) if isinstance(v, list) else "")
+@pytest.mark.parametrize(("argv", "named", "bound"), BAD_OPTIONS,
+                         ids=lambda v: " ".join(v) if isinstance(v, list) else "")
 def test_bad_numbers_end_in_one_line_and_write_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                        argv: list[str], named: str, bound: str) -> None:
     for folder in ("PRED", "LABELS"):

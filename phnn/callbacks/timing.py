@@ -3,7 +3,8 @@
 Training: mean time of a training step (forward, backward, optimizer) and mean time spent between
 steps waiting for the next batch (data loading and host→device copy), with its share of the whole
 step cycle — `data_fraction = wait / (wait + step)`. Inference: samples per second in validate,
-test and predict, counted by the task (`samples_in(batch)`: images, or clips for SED — not channels). Logged as `timing/*` and printed as a short summary when fit/test/predict ends.
+test and predict, counted by the task (`samples_in(batch)`: images, or clips for SED — not channels).
+Logged as `timing/*` and printed as a short summary when fit/test/predict ends.
 """
 
 from __future__ import annotations

@@ -7,10 +7,10 @@ from argparse import ArgumentError
 
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from phnn import notices
 from phnn.cli.app import run_cli
 from phnn.cli.commands import EXTRA_COMMANDS, command_summaries
 from phnn.cli.parse_errors import one_line
-from phnn import notices
 from phnn.errors import EXIT_SIGTERM, UsageError, report_failures
 
 

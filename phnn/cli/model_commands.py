@@ -25,7 +25,6 @@ from phnn.io import check_output, protected_inputs, write_text_atomic
 from phnn.nn import PHLayer
 from phnn.runs import run_of_checkpoint
 
-
 #: `phnn export` options: inputs per checked batch, the accepted output difference, one input dimension
 EXPORT_BATCH = Bound("inputs per batch", 1, 4096, integer=True)
 EXPORT_TOLERANCE = Bound("an absolute output difference", 0.0, 1e3)
@@ -68,8 +67,8 @@ def inspect_main(argv: list[str]) -> int:
     if overrides and args.checkpoint is not None:
         parser.error(f"unrecognised arguments: {' '.join(overrides)}")
 
-    from phnn.tools.algebra_plot import plot_algebra
     from phnn.nn.report import parameter_report
+    from phnn.tools.algebra_plot import plot_algebra
 
     task = load_task(args.checkpoint)[0] if args.checkpoint else build_task(args.config, overrides)
     report = parameter_report(task.model)

@@ -10,3 +10,14 @@ from phnn.data.image import (
     SVHNDataModule,
 )
 from phnn.data.l3das21 import L3DAS21DataModule
+
+__all__ = [
+    "CIFAR10DataModule",
+    "CIFAR100DataModule",
+    "DatasetNotFoundError",
+    "ImageDataModule",
+    "ImageFolderDataModule",
+    "L3DAS21DataModule",
+    "STL10DataModule",
+    "SVHNDataModule",
+]

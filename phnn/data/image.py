@@ -387,8 +387,8 @@ class TorchvisionDataModule(ImageDataModule):
         missing = [path for path in self.required_files if not (self.root / path).exists()]
         if missing:
             raise DatasetNotFoundError(
-                f"{type(self).__name__}: dataset files not found in {str(self.root)!r} (missing: {', '.join(missing)}). "
-                f"Pass `--data.download true` to download them there, or place the original "
+                f"{type(self).__name__}: dataset files not found in {str(self.root)!r} (missing: "
+                f"{', '.join(missing)}). Pass `--data.download true` to download them there, or place the original "
                 f"{self.dataset_cls.__name__} files under that folder, or point `--data.root` at the folder that "
                 f"holds them.")
 
@@ -444,7 +444,8 @@ class STL10DataModule(TorchvisionDataModule):
 
     dataset_cls = datasets.STL10
     split_kwargs = {"train": {"split": "train"}, "test": {"split": "test"}}
-    required_files = tuple(f"stl10_binary/{name}" for name in ("train_X.bin", "train_y.bin", "test_X.bin", "test_y.bin"))
+    required_files = tuple(f"stl10_binary/{name}" for name in ("train_X.bin", "train_y.bin", "test_X.bin",
+                                                               "test_y.bin"))
     classes_count = 10
     mean = (0.4467, 0.4398, 0.4066)
     std = (0.2603, 0.2566, 0.2713)

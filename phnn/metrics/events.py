@@ -56,7 +56,7 @@ class DCASECounts:
             if getattr(self, name) is None:
                 setattr(self, name, np.zeros(self.num_classes, dtype=np.int64))
 
-    def __iadd__(self, other: "DCASECounts") -> "DCASECounts":
+    def __iadd__(self, other: DCASECounts) -> DCASECounts:
         for item in fields(self):
             if item.name != "num_classes":
                 setattr(self, item.name, getattr(self, item.name) + getattr(other, item.name))
@@ -68,7 +68,7 @@ class DCASECounts:
                                self.reference, self.system]).astype(np.int64)
 
     @classmethod
-    def from_vector(cls, vector: Sequence[int], num_classes: int) -> "DCASECounts":
+    def from_vector(cls, vector: Sequence[int], num_classes: int) -> DCASECounts:
         v = np.asarray(vector, dtype=np.int64)
         c = num_classes
         return cls(c, int(v[0]), int(v[1]), int(v[2]), v[3:3 + c], v[3 + c:3 + 2 * c], v[3 + 2 * c:3 + 3 * c],
@@ -139,20 +139,23 @@ def _maximum_matching(graph: dict[int, list[int]]) -> dict[int, int]:
                     free_refs.append(ref)
         if not free_refs:
             return matching
-
-        def augment(ref: int) -> bool:
-            if ref not in reached:
-                return False
-            for est in reached.pop(ref):
-                if est in came_from:
-                    previous = came_from.pop(est)
-                    if previous is free_marker or augment(previous):  # type: ignore[arg-type]
-                        matching[ref] = est
-                        return True
-            return False
-
         for ref in free_refs:
-            augment(ref)
+            _augment(ref, reached, came_from, free_marker, matching)
+
+
+def _augment(ref: int, reached: dict[int, list[int]], came_from: dict[int, object], free_marker: object,
+             matching: dict[int, int]) -> bool:
+    """Follow one augmenting path back from the free reference `ref`, flipping `matching` along it if found."""
+    if ref not in reached:
+        return False
+    for est in reached.pop(ref):
+        if est in came_from:
+            previous = came_from.pop(est)
+            if previous is free_marker or _augment(previous,  # type: ignore[arg-type]
+                                                   reached, came_from, free_marker, matching):
+                matching[ref] = est
+                return True
+    return False
 
 
 def _hits(reference: Sequence[Event], estimated: Sequence[Event], same_class: bool, t_collar: float,
@@ -209,6 +212,7 @@ def dcase_scores(counts: DCASECounts, class_names: Sequence[str] | None = None) 
                         ("insertion_rate", counts.insertions)):
         overall[rate] = count / max(n_ref, 1)
     names = class_names or [str(c) for c in range(counts.num_classes)]
-    per_class = {names[c]: _rates(int(counts.tp[c]), int(counts.fp[c]), int(counts.fn[c]), int(counts.fn[c] + counts.fp[c]))
+    per_class = {names[c]: _rates(int(counts.tp[c]), int(counts.fp[c]), int(counts.fn[c]),
+                                  int(counts.fn[c] + counts.fp[c]))
                  for c in range(counts.num_classes)}
     return {"overall": overall, "per_class": per_class}

@@ -84,7 +84,8 @@ class L3DAS21FrameScore(Metric):
 
     def compute(self) -> dict[str, Tensor]:
         scores = PRF[self.counting](self.tp.sum(), self.fp.sum(), self.fn.sum())
-        return {name: torch.tensor(value, dtype=torch.float64) for name, value in zip(("precision", "recall", "f_score"), scores)}
+        return {name: torch.tensor(value, dtype=torch.float64)
+                for name, value in zip(("precision", "recall", "f_score"), scores)}
 
     def per_class(self) -> list[dict[str, float]]:
         """Precision, recall and F of each class (the synced counts; call after `compute`)."""

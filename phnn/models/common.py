@@ -8,7 +8,8 @@ from phnn.models.family import LayerFamily
 from phnn.nn import PHLayer
 
 
-def conv_bn(family: LayerFamily, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1) -> list[nn.Module]:
+def conv_bn(family: LayerFamily, in_channels: int, out_channels: int, kernel_size: int,
+            stride: int = 1) -> list[nn.Module]:
     """A bias-free family conv ("same" padding for odd kernels) and its batch norm."""
     conv = family.conv(in_channels, out_channels, kernel_size, stride=stride, padding=kernel_size // 2, bias=False)
     return [conv, nn.BatchNorm2d(out_channels)]

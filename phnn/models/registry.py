@@ -8,8 +8,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, Protocol
+from typing import Any, Protocol
 
 from torch import nn
 
@@ -18,6 +19,7 @@ from phnn.nn.convert import convert, to_dense
 
 
 class ModelBuilder(Protocol):
+    """What a registered model builder is called with: the layer family, input channels, classes, options."""
     def __call__(self, family: LayerFamily, in_channels: int, num_classes: int, **kwargs: Any) -> nn.Module: ...
 
 

@@ -8,7 +8,8 @@ family gives a PH network end to end; only the final classifier is a plain `nn.L
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Sequence
+from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn

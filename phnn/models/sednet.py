@@ -1,8 +1,9 @@
 """SEDnet: the "augmented SELDnet" of the L3DAS21 baseline (`Seldnet_augmented`), in any layer family.
 
     features (B, C, F=256, T) → 4 × [conv 3×3 → BN → MaxPool (freq, time) → ReLU → Dropout]
-    → (B, T/8, widths[-1] · F/128) → 3-layer bidirectional GRU ─┬→ SED head: FC … → (B, T/8, classes · slots) logits
-                                                                  └→ DOA head (optional): FC … → tanh (B, T/8, 3 · classes · slots)
+    → (B, T/8, widths[-1] · F/128) → 3-layer bidirectional GRU
+        ─┬→ SED head: FC … → (B, T/8, classes · slots) logits
+         └→ DOA head (optional): FC … → tanh (B, T/8, 3 · classes · slots)
 
 With `doa=True` the DOA head reads the shared GRU (the baseline), or, with `doa_shared_blocks=k`, a
 branch of its own: conv blocks k… (`doa_widths`) and a GRU of its own, on the output of the first k

@@ -8,7 +8,8 @@ features end in a global average pool, so any input size works (32×32 CIFAR as 
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn

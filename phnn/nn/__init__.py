@@ -13,12 +13,12 @@ from phnn.nn.attention import PHMultiheadAttention
 from phnn.nn.composition import compose, decompose
 from phnn.nn.convert import ConversionReport, convert, to_dense
 from phnn.nn.layers import (
+    PHComposite,
     PHConv1d,
     PHConv2d,
     PHConv3d,
     PHConvTranspose1d,
     PHConvTranspose2d,
-    PHComposite,
     PHConvTranspose3d,
     PHLayer,
     PHMLinear,

@@ -7,8 +7,8 @@ whose weight is W = Σ_i A_i ⊗ F_i (see composition.py), with about 1/n of its
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import Any, Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -347,7 +347,8 @@ class _PHConvBase(PHLayer):
             if padding == "same" and any(s != 1 for s in self.stride):
                 raise ValueError(f"{layer}: padding='same' needs stride=1; got stride={self.stride}")
             self.padding: str | tuple[int, ...] = padding
-            total = [d * (k - 1) for d, k in zip(self.dilation, self.kernel_size)] if padding == "same" else [0] * self.dims
+            same = padding == "same"
+            total = [d * (k - 1) for d, k in zip(self.dilation, self.kernel_size)] if same else [0] * self.dims
             pads = [(t // 2, t - t // 2) for t in total]
         else:
             self.padding = _tuple(padding, self.dims, "padding", layer)

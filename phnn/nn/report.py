@@ -16,6 +16,7 @@ from phnn.nn.layers import PHLayer
 
 @dataclass(frozen=True)
 class LayerRow:
+    """One PH or dense layer in a parameter report: its parameters and those of the dense layer it replaces."""
     name: str
     type: str
     n: int | None
@@ -30,6 +31,7 @@ class LayerRow:
 
 @dataclass(frozen=True)
 class ParameterReport:
+    """The parameter count of a network by layer, with totals against its dense counterpart."""
     rows: list[LayerRow]
 
     @property

@@ -57,7 +57,8 @@ class CosineAnnealingLR(torch.optim.lr_scheduler.CosineAnnealingLR):
 
     def __init__(self, optimizer: torch.optim.Optimizer, T_max: int | None = None, eta_min: float = 0.0) -> None:
         if T_max is not None and T_max < 1:
-            raise ValueError(f"CosineAnnealingLR: T_max must be a positive integer or None (the run length); got {T_max}")
+            raise ValueError("CosineAnnealingLR: T_max must be a positive integer or None (the run length); "
+                             f"got {T_max}")
         self.follows_run = T_max is None
         super().__init__(optimizer, T_max=1 if T_max is None else T_max, eta_min=eta_min)
 
@@ -241,7 +242,8 @@ class PHTask(LightningModule, ABC):
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         checkpoint["phnn"] = {
             "task": f"{type(self).__module__}.{type(self).__qualname__}",
-            "datamodule": None if datamodule is None else f"{type(datamodule).__module__}.{type(datamodule).__qualname__}",
+            "datamodule": (None if datamodule is None
+                           else f"{type(datamodule).__module__}.{type(datamodule).__qualname__}"),
             "input_shape": self.example_input_shape,
             "input": datamodule.describe_input() if hasattr(datamodule, "describe_input") else None,
             "rng": collect_rng_states(),

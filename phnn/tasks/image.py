@@ -75,7 +75,8 @@ class ImageClassifier(PHTask):
         self.metrics = nn.ModuleDict({
             f"{stage}_": MetricCollection(
                 {"acc": MulticlassAccuracy(num_classes, average="micro")}
-                | ({"acc_top5": MulticlassAccuracy(num_classes, top_k=top_k, average="micro")} if stage == "test" else {}),
+                | ({"acc_top5": MulticlassAccuracy(num_classes, top_k=top_k, average="micro")}
+                   if stage == "test" else {}),
                 prefix=f"{stage}/",
             )
             for stage in _STAGES

@@ -187,8 +187,8 @@ class SoundEventDetector(PHTask):
         targets = torch.as_tensor(item["sed"], device=self.device).float()
         scores, doa = self.split_outputs(self.clip_scores(item["features"])[: targets.shape[0]])
         if scores.shape != targets.shape:
-            raise ValueError(f"SoundEventDetector: clip {item.get('stem')!r}: scores {tuple(scores.shape)} do not match "
-                             f"targets {tuple(targets.shape)}")
+            raise ValueError(f"SoundEventDetector: clip {item.get('stem')!r}: scores {tuple(scores.shape)} do not "
+                             f"match targets {tuple(targets.shape)}")
         loss = self.sed_loss_weight * probability_bce(scores, targets)
         detections = scores > self.threshold
         if self.doa is not None and doa is not None:
@@ -215,7 +215,8 @@ class SoundEventDetector(PHTask):
         values = {f"{stage}/loss": loss.compute()}
         loss.reset()
         for counting, metric in getattr(self, f"{stage}_frame").items():
-            values.update({f"{stage}/{name}{FRAME_SCORES[counting]}": value for name, value in metric.compute().items()})
+            values.update({f"{stage}/{name}{FRAME_SCORES[counting]}": value
+                           for name, value in metric.compute().items()})
             metric.reset()
         dcase = getattr(self, f"{stage}_dcase")
         segment, event = dcase["segment"].compute(), dcase["event"].compute()

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from matplotlib.figure import Figure
 from torch import Tensor
 

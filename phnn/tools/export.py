@@ -60,6 +60,7 @@ def _load_onnx(path: str) -> Callable[[Tensor], Tensor]:
 
 @dataclass(frozen=True)
 class ExportFormat:
+    """An export format: the file suffix, how to write a model to it and how to load it back to compare outputs."""
     suffix: str
     write: Callable[[nn.Module, Tensor, str], None]
     load: Callable[[str], Callable[[Tensor], Tensor]]
@@ -74,6 +75,7 @@ FORMATS: dict[str, ExportFormat] = {
 
 @dataclass(frozen=True)
 class ExportResult:
+    """What `export_model` wrote (model and metadata files) and how closely the reloaded model matches."""
     path: Path
     metadata_path: Path
     max_abs_diff: float
@@ -95,7 +97,8 @@ def export_model(model: nn.Module, example: Tensor, fmt: str, out: Path, metadat
         exported = spec.load(str(out))(check)
     max_abs_diff = float((exported - reference).abs().max())
     metadata_path = out.with_name(out.name + ".json")
-    info = {"format": fmt, "input_shape": ["batch", *example.shape[1:]], "input_dtype": str(example.dtype).replace("torch.", ""),
+    info = {"format": fmt, "input_shape": ["batch", *example.shape[1:]],
+            "input_dtype": str(example.dtype).replace("torch.", ""),
             "output_shape": ["batch", *reference.shape[1:]], "max_abs_diff_vs_phnn": max_abs_diff, **metadata}
     write_text_atomic(metadata_path, json.dumps(info, indent=2) + "\n")
     return ExportResult(out, metadata_path, max_abs_diff, list(check.shape))

@@ -40,9 +40,10 @@ import numpy as np
 import soundfile
 import torch
 
+from phnn.bounds import CLIP_SECONDS, SPATIAL_THRESHOLD_M
 from phnn.data.l3das21.formats import (
-    FrameRow,
     EventRow,
+    FrameRow,
     detected_events,
     file_format,
     read_event_file,
@@ -57,9 +58,7 @@ from phnn.data.l3das21.labels import (
     num_label_frames,
     read_events,
 )
-from phnn.data.l3das21.layout import CLASS_INDEX, CLASSES, MAX_SLOTS, NUM_CLASSES
-from phnn.data.l3das21.layout import SUBMISSION_FOLDER
-from phnn.bounds import CLIP_SECONDS, SPATIAL_THRESHOLD_M
+from phnn.data.l3das21.layout import CLASS_INDEX, CLASSES, MAX_SLOTS, NUM_CLASSES, SUBMISSION_FOLDER
 from phnn.errors import UsageError
 from phnn.io import protected_inputs, write_text_atomic
 from phnn.metrics import DCASEScore, L3DAS21FrameScore
@@ -134,7 +133,8 @@ class Scorer:
 
     def add(self, label_path: Path, prediction: ClipPrediction, frames: int, duration: float) -> None:
         reference_events = read_events(label_path)
-        sed, doa = events_to_targets(reference_events, frames, label_path, self.label_grid, duration)  # type: ignore[arg-type]
+        sed, doa = events_to_targets(reference_events, frames, label_path,  # type: ignore[arg-type]
+                                     self.label_grid, duration)
         rows = prediction.frames
         if rows is None:
             rows = events_to_rows(prediction.events or [], self.label_grid, duration, frames)
@@ -193,6 +193,7 @@ class Scorer:
 
 
 def format_table(results: dict[str, Any]) -> str:
+    """The scores of `phnn score` as a fixed-width text table (F, precision, recall, error rate per metric)."""
     lines = [f"{'metric':<40} {'F':>7} {'P':>7} {'R':>7} {'ER':>7}"]
     for name in COUNTINGS:
         for where in ("class_only", "location"):
@@ -232,8 +233,9 @@ def score_folder(predictions: Path, labels: Path, audio: Path | None = None, dur
         raise ValueError(f"{labels}: no label CSV (label_<stem>.csv) found")
     clips, unreadable = read_predictions(predictions)
     if clips and not set(clips) & set(label_files):
-        raise UsageError(f"{predictions}: none of its {len(clips)} prediction file(s) (e.g. {min(clips)!r}) names a clip "
-                         f"of {labels} (e.g. {min(label_files)!r}); check that the two folders are of the same split")
+        raise UsageError(f"{predictions}: none of its {len(clips)} prediction file(s) (e.g. {min(clips)!r}) "
+                         f"names a clip of {labels} (e.g. {min(label_files)!r}); "
+                         "check that the two folders are of the same split")
     located = any(row.xyz is not None for clip in clips.values() for row in clip.frames or [])
     scorer = Scorer(label_grid, spatial_threshold, located)
     scored = []
@@ -277,7 +279,8 @@ def main(argv: list[str]) -> int:
                         help="which label frames a sound covers (default official; see phnn/data/l3das21/labels.py)")
     parser.add_argument("--spatial-threshold", type=float, default=2.0,
                         help="metres within which a located detection matches (default 2, as the challenge)")
-    parser.add_argument("--json", type=Path, default=None, help="where to write the scores (default PRED_DIR/scores.json; next to PRED_DIR for a "
+    parser.add_argument("--json", type=Path, default=None,
+                        help="where to write the scores (default PRED_DIR/scores.json; next to PRED_DIR for a "
                              f"{SUBMISSION_FOLDER} folder, which must hold the clips' CSVs only)")
     args = parser.parse_args(argv)
     SPATIAL_THRESHOLD_M.check(args.spatial_threshold, "--spatial-threshold")

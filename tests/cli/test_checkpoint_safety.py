@@ -11,16 +11,16 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import cli_helpers  # noqa: F401  registers the tiny_cnn backbone
 import pytest
 import torch
 from lightning.pytorch import Trainer
+from test_image_cli import RUN, tiny
 
-import cli_helpers  # noqa: F401  registers the tiny_cnn backbone
 from phnn.checkpoint import SafeCheckpointIO, load_task, read_checkpoint
 from phnn.cli import main, run_cli
 from phnn.errors import CheckpointError
 from phnn.tasks import ImageClassifier
-from test_image_cli import RUN, tiny
 
 
 class Payload:
@@ -84,7 +84,8 @@ def test_a_checkpoint_cannot_name_modules_to_import(run: Path, tmp_path: Path, m
     state = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     for field, edit in (("task", lambda s: s["phnn"].update(task="evil_module.Task")),
                         ("_class_path", lambda s: s["hyper_parameters"].update(_class_path="evil_module.Task")),
-                        ("optimizer", lambda s: s["hyper_parameters"]["optimizer"].update(class_path="evil_module.Task"))):
+                        ("optimizer",
+                         lambda s: s["hyper_parameters"]["optimizer"].update(class_path="evil_module.Task"))):
         crafted = tmp_path / f"{field}.ckpt"
         copy = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
         edit(copy)
@@ -155,7 +156,8 @@ def test_a_task_built_in_python_saves_plain_data(tmp_path: Path, image_folder_mo
     assert own.hparams["optimizer"]["class_path"] is None
     torch.save({"phnn": {"task": "phnn.tasks.image.ImageClassifier"}, "hyper_parameters": dict(own.hparams)},
                tmp_path / "lambda.ckpt")
-    assert read_checkpoint(tmp_path / "lambda.ckpt")["hyper_parameters"]["optimizer"]["unrecorded"].startswith("<function")
+    optimizer = read_checkpoint(tmp_path / "lambda.ckpt")["hyper_parameters"]["optimizer"]
+    assert optimizer["unrecorded"].startswith("<function")
     rebuilt = ImageClassifier(**{k: v for k, v in own.hparams.items()})
     with pytest.raises(ValueError) as error:
         rebuilt.configure_optimizers()
@@ -177,7 +179,8 @@ def test_command_line_values_win_over_the_checkpoint(run: Path, tmp_path: Path, 
     # a given value that reshapes the network cannot win: refused, saying which weights and why
     error = fails([*args, "--model.model_kwargs", "{width: 16}"], capsys)
     assert "model.model_kwargs: {'width': 16} as given (the checkpoint has None)" in error
-    assert "weights do not fit this ImageClassifier" in error and "model.0.bias: (8,) in the checkpoint, (16,) here" in error
+    assert "weights do not fit this ImageClassifier" in error
+    assert "model.0.bias: (8,) in the checkpoint, (16,) here" in error
 
 
 def test_missing_dataset_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -222,7 +225,8 @@ def test_export_out_that_is_a_folder(run: Path, tmp_path: Path, capsys: pytest.C
 def test_given_values_are_laid_over_the_checkpoint_dict_by_dict() -> None:
     from phnn.checkpoint import merge_hyperparameters
 
-    saved = {"threshold": 0.5, "optimizer": {"class_path": "torch.optim.SGD", "init_args": {"lr": 0.1, "momentum": 0.9}}}
+    saved = {"threshold": 0.5,
+             "optimizer": {"class_path": "torch.optim.SGD", "init_args": {"lr": 0.1, "momentum": 0.9}}}
     merged, notes = merge_hyperparameters(saved, {"optimizer": {"init_args": {"lr": 0.01}}, "threshold": 0.5})
     assert merged == {"threshold": 0.5, "optimizer": {"class_path": "torch.optim.SGD",
                                                       "init_args": {"lr": 0.01, "momentum": 0.9}}}

@@ -8,14 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 import cli_helpers  # noqa: F401  registers the tiny_cnn backbone
+import pytest
+from test_image_cli import tiny
+
 from phnn.checkpoint import merge_hyperparameters
 from phnn.cli import main
 from phnn.cli.parse_errors import one_line
 from phnn.config_files import MAX_BYTES
-from test_image_cli import tiny
 
 #: nine lines of nested aliases ("billion laughs"): 9^9 values once expanded
 BILLION_LAUGHS = 'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n' + "".join(

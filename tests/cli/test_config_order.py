@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from phnn.config_files import SHIPPED_CONFIGS
 from phnn.cli import main
+from phnn.config_files import SHIPPED_CONFIGS
 from phnn.config_order import order_configs
 
 CONFIGS = SHIPPED_CONFIGS

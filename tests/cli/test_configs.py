@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from phnn.config_files import SHIPPED_CONFIGS
 from phnn.cli import main
+from phnn.config_files import SHIPPED_CONFIGS
 
 CONFIGS = SHIPPED_CONFIGS
 DATA = sorted((CONFIGS / "data").glob("*.yaml"))
@@ -132,7 +132,8 @@ def test_seldnet_baseline_is_the_official_recipe(capsys: pytest.CaptureFixture[s
     config = print_config(capsys, SED / "seldnet_baseline.yaml")
     init, data_init = config["model"]["init_args"], config["data"]["init_args"]
     assert (init["model"]["family"], init["doa"]["loss_mask"]) == ("real", False)
-    assert (data_init["mics"], data_init["phase"], data_init["intensity"], data_init["batch_size"]) == ("A", False, False, 3)
+    got = (data_init["mics"], data_init["phase"], data_init["intensity"], data_init["batch_size"])
+    assert got == ("A", False, False, 3)
     assert init["optimizer"]["init_args"]["lr"] == 1e-5 and data_init["segment_seconds"] == 60
 
 
@@ -154,7 +155,8 @@ def test_paper_runs_are_the_original_argument_files(experiment: Path, capsys: py
     assert config["data"]["class_path"].endswith(data) and config["seed_everything"] == seed
     assert (model["backbone"], model["family"], config["trainer"]["max_epochs"]) == (backbone, family, epochs)
     assert model["optimizer"]["init_args"] | {"lr": lr} == model["optimizer"]["init_args"]
-    assert model["optimizer"]["init_args"]["momentum"] == 0.9 and model["optimizer"]["init_args"]["weight_decay"] == 5e-4
+    init_args = model["optimizer"]["init_args"]
+    assert init_args["momentum"] == 0.9 and init_args["weight_decay"] == 5e-4
     assert model["lr_scheduler"]["init_args"]["T_max"] == 200  # fixed in main.py, whatever the epochs
     assert config["data"]["init_args"]["augment"] is False and config["data"]["init_args"]["batch_size"] == 128
     assert config["data"]["init_args"]["extra_channel"] == "zeros"  # quat_data=True: a zero channel first

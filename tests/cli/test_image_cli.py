@@ -12,15 +12,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cli_helpers  # noqa: F401  registers the tiny_cnn backbone
 import pytest
 import torch
 import yaml
 from PIL import Image
 
-import cli_helpers  # noqa: F401  registers the tiny_cnn backbone
-from phnn.config_files import SHIPPED_CONFIGS
 from phnn import cli
 from phnn.cli import main, run_cli
+from phnn.config_files import SHIPPED_CONFIGS
 
 HERE = Path(__file__).parent
 REPO = HERE.parents[1]

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import cli_helpers  # noqa: F401  registers the tiny_cnn backbone
 import pytest
 import torch
 from PIL import Image
-
-import cli_helpers  # noqa: F401  registers the tiny_cnn backbone
-from phnn.cli import main
 from test_image_cli import tiny
+
+from phnn.cli import main
 
 
 @pytest.fixture(scope="module")

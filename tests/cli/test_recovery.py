@@ -10,13 +10,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cli_helpers  # noqa: F401  registers the tiny_cnn backbone
 import pytest
 import torch
+from test_image_cli import RUN, tiny
 
-import cli_helpers  # noqa: F401  registers the tiny_cnn backbone
 from phnn.cli import main
 from phnn.io import TEMPORARY_GLOB
-from test_image_cli import RUN, tiny
 
 HERE = Path(__file__).parent
 REPO = HERE.parents[1]

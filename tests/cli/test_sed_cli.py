@@ -244,6 +244,7 @@ def test_ddp_test_scores_every_clip_once(trained: dict[str, Path], tmp_path: Pat
     one, two = logged_test_metrics(tmp_path / "one"), logged_test_metrics(tmp_path / "two")
     assert set(one) == set(two) and "test/f_score_l3das21" in one
     # the demo config localises: the SELD metrics are summed over the ranks too
-    assert {"test/seld_f_score", "test/seld_f_score_l3das21", "test/doa_error_m", "test/dcase_error_rate_20"} <= set(one)
+    assert {"test/seld_f_score", "test/seld_f_score_l3das21", "test/doa_error_m",
+            "test/dcase_error_rate_20"} <= set(one)
     for name, value in one.items():
         assert two[name] == pytest.approx(value, abs=1e-6), name

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import time
 
+import cli_helpers  # noqa: F401  registers the tiny_cnn backbone
 import torch
 from lightning.pytorch import Trainer
 from torch.utils.data import DataLoader, Dataset
 
-import cli_helpers  # noqa: F401  registers the tiny_cnn backbone
 from phnn.callbacks import Timing
 from phnn.tasks import ImageClassifier
 from phnn.tasks.base import PHTask

@@ -15,7 +15,14 @@ import torch
 from phnn.data.l3das21 import features as feat
 from phnn.data.l3das21.audio import AudioFile, ClipAudio, Resampler, load_clip
 from phnn.data.l3das21.datamodule import L3DAS21DataModule, PredictDataset
-from phnn.data.l3das21.features import ClipFeatures, FeatureCache, FeatureSettings, Normalizer, group_channels, stft_features
+from phnn.data.l3das21.features import (
+    ClipFeatures,
+    FeatureCache,
+    FeatureSettings,
+    Normalizer,
+    group_channels,
+    stft_features,
+)
 from phnn.data.l3das21.labels import load_targets
 from phnn.data.l3das21.layout import find_clips
 from phnn.data.l3das21.synth import main as synth_main
@@ -159,7 +166,8 @@ def test_changed_source_files_are_rebuilt_and_said_so(dev_root: Path, tmp_path: 
     report = cache.build("dev", clips, progress=False)
     assert report.rebuilt == {clips[0].stem: f"label_{clips[0].stem}.csv modified (+1.000 s)",
                               clips[1].stem: f"{clips[1].stem}_A.wav changed size (1024044 → 1280044 bytes)"}
-    assert said == [f"L3DAS21 feature cache: {change}; rebuilding dev/{stem}" for stem, change in report.rebuilt.items()]
+    assert said == [f"L3DAS21 feature cache: {change}; rebuilding dev/{stem}"
+                    for stem, change in report.rebuilt.items()]
     fresh = stft_features(load_clip(clips[1].audio["A"])[0]).half().numpy()
     np.testing.assert_array_equal(np.load(cache.feature_path("dev", clips[1].stem, "A")), fresh)
     assert np.load(cache.target_paths("dev", clips[1].stem)[0]).shape == (50, 42)
@@ -186,7 +194,8 @@ def test_synth_does_not_overwrite_a_dataset_without_overwrite(tmp_path: Path) ->
     assert synth_main(args + ["--train-clips", "2"]) == 0
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     with pytest.raises(UsageError, match=r"L3DAS_Task2_train already exists \(6 files under L3DAS_Task2_train, "
-                                         r"L3DAS_Task2_dev\); phnn synth does not write over a dataset: pass --overwrite"):
+                                         r"L3DAS_Task2_dev\); phnn synth does not write over a dataset: "
+                                         r"pass --overwrite"):
         synth_main(args + ["--seed", "1"])
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before  # nothing touched
     assert synth_main(args + ["--seed", "1", "--overwrite"]) == 0

@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from dataset_files import (
     N_TEST,
     N_TRAIN,
@@ -29,6 +28,7 @@ from phnn.data import (
     SVHNDataModule,
 )
 from phnn.data.image import GRAY_WEIGHTS
+
 
 @pytest.fixture(autouse=True)
 def _skip_checksums(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -146,7 +146,8 @@ def test_svhn_augments_without_flipping_digits(tmp_path: Path) -> None:
     write_svhn(tmp_path)
     steps = [type(step).__name__ for step in _make(SVHNDataModule, tmp_path, augment=True).transform(True).transforms]
     assert "RandomCrop" in steps and "RandomHorizontalFlip" not in steps
-    steps = [type(step).__name__ for step in _make(CIFAR10DataModule, tmp_path, augment=True).transform(True).transforms]
+    transforms = _make(CIFAR10DataModule, tmp_path, augment=True).transform(True).transforms
+    steps = [type(step).__name__ for step in transforms]
     assert "RandomCrop" in steps and "RandomHorizontalFlip" in steps
 
 

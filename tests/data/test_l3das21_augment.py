@@ -38,7 +38,8 @@ def test_a_reflected_window_is_the_mirrored_scene(axis: str, mics: int) -> None:
     position = np.array([1.2, -0.7, 0.4])
     features = scene_features(position, mics)
     expected = scene_features(position * MIRROR[axis], mics)
-    doa = torch.tensor([[*position, *position]], dtype=torch.float32)[:, [0, 3, 1, 4, 2, 5]] / 2  # 2 slots: [x, x, y, y, z, z]
+    # 2 slots: [x, x, y, y, z, z]
+    doa = torch.tensor([[*position, *position]], dtype=torch.float32)[:, [0, 3, 1, 4, 2, 5]] / 2
     reflect(features, doa, axis, SETTINGS.kinds, mics)
     magnitude, phase, intensity = (slice(g * 4 * mics, (g + 1) * 4 * mics) for g in range(3))
     torch.testing.assert_close(features[magnitude], expected[magnitude])

@@ -50,7 +50,8 @@ def sources() -> dict[Path, ast.AST]:
 def test_each_convention_is_defined_once_in_layout(convention: str) -> None:
     pattern, values, owner_name = CONVENTIONS[convention]
     assert getattr(layout, owner_name) in values
-    copies = [f"{path.relative_to(PACKAGE)}:{line} {name} = {value!r}" for path, tree in sources().items() if path != OWNER
+    copies = [f"{path.relative_to(PACKAGE)}:{line} {name} = {value!r}"
+              for path, tree in sources().items() if path != OWNER
               for name, value, line in bindings(tree)
               if re.search(pattern, name) and not isinstance(value, bool) and value in values]
     assert not copies, f"{convention} defined outside layout.py: {copies}"
@@ -58,14 +59,16 @@ def test_each_convention_is_defined_once_in_layout(convention: str) -> None:
 
 def test_label_frame_is_never_derived_from_a_literal() -> None:
     """`sample_rate // 10` (or `* 0.1`) is the label frame again, written a second way."""
-    copies = [f"{path.relative_to(PACKAGE)}:{node.lineno}" for path, tree in sources().items() for node in ast.walk(tree)
+    copies = [f"{path.relative_to(PACKAGE)}:{node.lineno}"
+              for path, tree in sources().items() for node in ast.walk(tree)
               if isinstance(node, ast.BinOp) and isinstance(node.right, ast.Constant) and node.right.value in (10, 0.1)
               and "sample_rate" in ast.unparse(node.left)]
     assert not copies
 
 
 def test_the_submission_folder_is_named_once() -> None:
-    places = [f"{path.relative_to(PACKAGE)}:{node.lineno}" for path, tree in sources().items() for node in ast.walk(tree)
+    places = [f"{path.relative_to(PACKAGE)}:{node.lineno}"
+              for path, tree in sources().items() for node in ast.walk(tree)
               if isinstance(node, ast.Constant) and node.value == layout.SUBMISSION_FOLDER]
     assert places == [f"{OWNER.relative_to(PACKAGE)}:{_line_of('SUBMISSION_FOLDER')}"]
 

@@ -21,7 +21,8 @@ def make_dm(root: Path, tmp_path: Path, **kwargs) -> L3DAS21DataModule:
     return L3DAS21DataModule(root, **{**defaults, **kwargs})
 
 
-@pytest.mark.parametrize(("mics", "phase", "channels"), [("A", False, 4), ("AB", False, 8), ("A", True, 8), ("AB", True, 16)])
+@pytest.mark.parametrize(("mics", "phase", "channels"),
+                         [("A", False, 4), ("AB", False, 8), ("A", True, 8), ("AB", True, 16)])
 def test_channels_and_classes_known_at_init(mics: str, phase: bool, channels: int) -> None:
     dm = L3DAS21DataModule("nowhere", mics=mics, phase=phase)
     assert dm.in_channels == channels and dm.num_classes == len(CLASSES) == 14
@@ -187,7 +188,8 @@ def test_predict_path_forms(l3das21_root: Path, tmp_path: Path) -> None:
     data = l3das21_root / "L3DAS_Task2_dev" / "data"
     stem = data / "split0_ov1_1"
     for path in (stem, data / "split0_ov1_1_B.wav"):
-        assert find_predict_groups(path, "AB") == [("split0_ov1_1", [data / "split0_ov1_1_A.wav", data / "split0_ov1_1_B.wav"], None)]
+        pair = [data / "split0_ov1_1_A.wav", data / "split0_ov1_1_B.wav"]
+        assert find_predict_groups(path, "AB") == [("split0_ov1_1", pair, None)]
     groups = find_predict_groups(str(data / "*_A.wav"), "A")
     assert [g[0] for g in groups] == ["split0_ov1_1", "split0_ov2_1"]  # clip stems, as with mics="AB"
     with pytest.raises(ValueError, match="predict_path=.*nothing.*no .wav file"):

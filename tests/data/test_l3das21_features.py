@@ -130,7 +130,8 @@ def test_killed_build_leaves_no_final_file_and_resumes_identically(
             new = np.load(cache.feature_path("train", clip.stem, mic))
             np.testing.assert_array_equal(new, np.load(reference.feature_path("train", clip.stem, mic)))
             assert new.dtype == np.float16 and new.shape[:2] == (4, 256)
-        for new_path, ref_path in zip(cache.target_paths("train", clip.stem), reference.target_paths("train", clip.stem)):
+        for new_path, ref_path in zip(cache.target_paths("train", clip.stem),
+                                      reference.target_paths("train", clip.stem)):
             np.testing.assert_array_equal(np.load(new_path), np.load(ref_path))
 
 

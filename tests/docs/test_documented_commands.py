@@ -39,8 +39,12 @@ import pytest
 
 TESTS = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(TESTS))  # the fixture writers, also when run as a script
-from dataset_files import write_image_folder  # noqa: E402
-from dataset_files import skip_checksums, write_cifar10, write_svhn  # noqa: E402
+from dataset_files import (  # noqa: E402
+    skip_checksums,
+    write_cifar10,
+    write_image_folder,  # noqa: E402
+    write_svhn,
+)
 
 REPO = TESTS.parent
 # The documents whose commands run, as globs in walk order: the README first (its commands set the scene).

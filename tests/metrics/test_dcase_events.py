@@ -22,7 +22,8 @@ def random_events(rng: random.Random, classes: int) -> list[tuple[float, float, 
     return events
 
 
-def jittered(rng: random.Random, events: list[tuple[float, float, int]], classes: int) -> list[tuple[float, float, int]]:
+def jittered(rng: random.Random, events: list[tuple[float, float, int]],
+             classes: int) -> list[tuple[float, float, int]]:
     """Estimates near the references (some with another class), plus a few random ones."""
     out = []
     for onset, offset, cls in events:
@@ -67,7 +68,8 @@ def test_segment_and_event_metrics_equal_sed_eval_on_random_lists() -> None:
             for name in CLASSES[:classes]:
                 count = theirs.class_wise_count(name)
                 if count["Nref"] > 0:
-                    assert close(scores["per_class"][name]["error_rate"], theirs.class_wise_error_rate(name)["error_rate"])
+                    assert close(scores["per_class"][name]["error_rate"],
+                                 theirs.class_wise_error_rate(name)["error_rate"])
                 if count["Nref"] > 0 and count["Nsys"] > 0:
                     expected = theirs.class_wise_f_measure(name)["f_measure"]
                     assert close(scores["per_class"][name]["f1"], expected)

@@ -18,7 +18,8 @@ def frames(t: int = 1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.
             torch.zeros(1, t, C, S, 3), torch.zeros(1, t, C, S, 3))
 
 
-def put(active: torch.Tensor, xyz: torch.Tensor, frame: int, cls: int, slot: int, where: tuple[float, float, float]) -> None:
+def put(active: torch.Tensor, xyz: torch.Tensor, frame: int, cls: int, slot: int,
+        where: tuple[float, float, float]) -> None:
     active[0, frame, cls, slot] = True
     xyz[0, frame, cls, slot] = torch.tensor(where)
 

@@ -90,7 +90,8 @@ def test_doa_head_shapes_every_family(family: str, n: int, channels: int, full: 
         out = model(torch.randn(2, channels, 256, 24))
     assert out.shape == (2, 3, 42 + 126) and model.outputs == 168
     assert out[..., 42:].abs().max() <= 1.0  # tanh: metres / 2
-    sed_only = create_model("sednet", family=family, n=n, in_channels=channels, num_classes=14, slots=3, full_phm=full, **TINY)
+    sed_only = create_model("sednet", family=family, n=n, in_channels=channels, num_classes=14, slots=3, full_phm=full,
+                            **TINY)
     assert sed_only.outputs == 42 and sed_only.doa_head is None
     with torch.no_grad():
         assert sed_only.eval()(torch.randn(2, channels, 256, 24)).shape == (2, 3, 42)
@@ -105,8 +106,10 @@ def test_doa_head_parameter_count_every_family(family: str, n: int, channels: in
     gru_out = 2 * TINY["gru_hidden"]
     dense_hidden = gru_out * hidden + hidden + (TINY["fc_layers"] - 1) * (hidden * hidden + hidden)
     if full:  # PHM: n³ algebra + 1/n of the weights per layer, biases dense
-        phm_hidden = (n**3 + gru_out * hidden // n + hidden) + (TINY["fc_layers"] - 1) * (n**3 + hidden * hidden // n + hidden)
-        expected_hidden = phm_hidden - (TINY["fc_layers"] * n**3 if family == "quaternion" else 0)  # fixed algebra: a buffer
+        phm_hidden = ((n**3 + gru_out * hidden // n + hidden)
+                      + (TINY["fc_layers"] - 1) * (n**3 + hidden * hidden // n + hidden))
+        # the quaternion algebra is fixed: a buffer, not parameters
+        expected_hidden = phm_hidden - (TINY["fc_layers"] * n**3 if family == "quaternion" else 0)
         hidden_layers = [m for m in with_doa.doa_head[:-2] if isinstance(m, (torch.nn.Linear, PHMLinear))]
         assert len(hidden_layers) == TINY["fc_layers"] and all(isinstance(m, PHMLinear) for m in hidden_layers)
     else:
@@ -115,7 +118,7 @@ def test_doa_head_parameter_count_every_family(family: str, n: int, channels: in
 
 
 def official_seldnet_augmented_parameters(in_channels: int = 4) -> int:
-    """`Seldnet_augmented` of the official L3DAS21 code, counted from its layers (defaults of train_baseline_task2.py)."""
+    """`Seldnet_augmented` of the official L3DAS21 code, counted from its layers (train_baseline_task2.py defaults)."""
     convs = [(in_channels, 64), (64, 128), (128, 256), (256, 512)]
     conv = sum(i * o * 9 + o for i, o in convs)  # Conv2d(kernel 3) with bias
     batch_norm = sum(2 * o for _, o in convs)
@@ -126,9 +129,9 @@ def official_seldnet_augmented_parameters(in_channels: int = 4) -> int:
 
 
 def test_baseline_config_has_the_official_parameter_count() -> None:
-    """configs/sed/seldnet_baseline.yaml = the official baseline, minus the conv biases that batch norm makes redundant."""
+    """configs/sed/seldnet_baseline.yaml = the official baseline, minus the conv biases batch norm makes redundant."""
+
     import yaml
-    from pathlib import Path
 
     from phnn.tasks import SoundEventDetector
 
@@ -145,7 +148,8 @@ def test_baseline_config_has_the_official_parameter_count() -> None:
 
 @pytest.mark.parametrize(("family", "n", "channels", "full"), FAMILIES)
 @pytest.mark.parametrize("shared", [0, 2, 4])
-def test_doa_branch_shapes_and_parameters_every_family(family: str, n: int, channels: int, full: bool, shared: int) -> None:
+def test_doa_branch_shapes_and_parameters_every_family(family: str, n: int, channels: int, full: bool,
+                                                       shared: int) -> None:
     """A branch with its own conv blocks after `shared` and its own GRU: exactly those layers' parameters more."""
     kwargs = dict(family=family, n=n, in_channels=channels, num_classes=14, slots=3, full_phm=full, doa=True, **TINY)
     trunk = create_model("sednet", **kwargs)
@@ -160,7 +164,8 @@ def test_doa_branch_shapes_and_parameters_every_family(family: str, n: int, chan
 def test_unshared_doa_branch_leaves_detection_alone() -> None:
     """doa_shared_blocks=0: the DOA outputs depend on no parameter of the SED path, and the SED outputs on
     none of the DOA branch — the DOA loss cannot slow detection down."""
-    model = create_model("sednet", family="phc", n=4, in_channels=8, num_classes=14, slots=3, doa=True, doa_shared_blocks=0,
+    model = create_model("sednet", family="phc", n=4, in_channels=8, num_classes=14, slots=3, doa=True,
+                         doa_shared_blocks=0,
                          **TINY)
     out = model(torch.randn(2, 8, 256, 16))
     out[..., 42:].sum().backward(retain_graph=True)
@@ -176,7 +181,8 @@ def test_unshared_doa_branch_leaves_detection_alone() -> None:
 
 
 def test_doa_branch_widths_and_pooling() -> None:
-    model = create_model("sednet", family="phc", n=4, in_channels=8, num_classes=14, slots=3, doa=True, doa_shared_blocks=1,
+    model = create_model("sednet", family="phc", n=4, in_channels=8, num_classes=14, slots=3, doa=True,
+                         doa_shared_blocks=1,
                          doa_widths=(8, 32, 16), doa_pooling="avg", **{**TINY, "widths": (4, 8, 16, 16)})
     assert [block[0].out_channels for block in model.doa_conv] == [8, 32, 16]
     assert all(isinstance(block[3], torch.nn.AvgPool2d) for block in model.doa_conv)
@@ -221,7 +227,8 @@ def test_fully_ph_seld_network_has_about_one_nth_of_the_parameters(n: int, at_mo
 def test_ph_recurrent_matches_its_dense_export_and_needs_a_hypercomplex_family() -> None:
     from phnn.nn import to_dense
 
-    model = create_model("sednet", family="quaternion", in_channels=8, num_classes=14, slots=3, doa=True, doa_shared_blocks=1,
+    model = create_model("sednet", family="quaternion", in_channels=8, num_classes=14, slots=3, doa=True,
+                         doa_shared_blocks=1,
                          recurrent="ph", **TINY).eval()
     assert isinstance(model.gru, PHGRU) and isinstance(model.doa_gru, PHGRU)
     assert model.gru.ih_l0.algebra_name == "quaternion"

@@ -3,7 +3,7 @@ on a busy machine (measured: tens of ms per op with 2 threads on 2 shared cores)
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 import torch

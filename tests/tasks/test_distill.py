@@ -16,13 +16,13 @@ from torch.utils.data import DataLoader, TensorDataset
 from phnn.models import LayerFamily, list_models, register_model
 from phnn.nn import PHLayer, convert
 from phnn.tasks import ImageClassifier
-from phnn.tasks.doa import DOAHead
 from phnn.tasks.distill import (
     Distillation,
     classification_soft_loss,
     detection_soft_loss,
     distill,
 )
+from phnn.tasks.doa import DOAHead
 
 if "tiny_distill_cnn" not in list_models():
     @register_model("tiny_distill_cnn")

@@ -7,9 +7,8 @@ import pytest
 import torch
 from lightning.pytorch import Trainer
 from lightning.pytorch.cli import ReduceLROnPlateau
-from torch.utils.data import DataLoader, TensorDataset
-
 from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
 
 from phnn.models import LayerFamily, list_models, register_model
 from phnn.tasks import SGD, CosineAnnealingLR, ImageClassifier
@@ -24,7 +23,8 @@ if "tiny_task_cnn" not in list_models():
 
 
 def classifier(**kwargs) -> ImageClassifier:
-    return ImageClassifier(**{"backbone": "vgg11", "family": "phc", "n": 2, "num_classes": 3, "in_channels": 4, **kwargs})
+    return ImageClassifier(**{"backbone": "vgg11", "family": "phc", "n": 2, "num_classes": 3, "in_channels": 4,
+                              **kwargs})
 
 
 def loader(samples: int = 8, classes: int = 3) -> DataLoader:

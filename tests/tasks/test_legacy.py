@@ -73,7 +73,8 @@ def test_old_run_config_and_checkpoint_test_as_before(name: str, l3das21_root: P
     expected = json.loads((FIXTURES / f"legacy_{name}_test_metrics.json").read_text())
     assert metrics.keys() == expected.keys()
     for key, value in expected.items():
-        assert math.isnan(metrics[key]) if math.isnan(value) else metrics[key] == pytest.approx(value, rel=1e-6, abs=1e-7), key
+        assert math.isnan(metrics[key]) if math.isnan(value) else metrics[key] == pytest.approx(value, rel=1e-6,
+                                                                                                abs=1e-7), key
     code = main(["predict", "--config", str(FIXTURES / f"legacy_{name}_config.yaml"),
                  "--ckpt_path", str(FIXTURES / f"legacy_{name}.ckpt"), f"--data.root={l3das21_root}",
                  f"--data.predict_path={l3das21_root / 'L3DAS_Task2_dev' / 'data'}", f"--out={tmp_path}",

@@ -52,7 +52,8 @@ def clip(frames: int = 20, seed: int = 0) -> dict:
 def test_fit_and_test_log_the_published_metrics(tmp_path) -> None:
     train = DataLoader(TensorDataset(*batch(4)), batch_size=2)
     clips = DataLoader([clip(seed=0), clip(seed=1)], batch_size=1, collate_fn=predict_collate)
-    task = tiny_task(optimizer=lambda p: torch.optim.Adam(p, lr=1e-2), predict_window_frames=8, predict_overlap_frames=2)
+    task = tiny_task(optimizer=lambda p: torch.optim.Adam(p, lr=1e-2), predict_window_frames=8,
+                     predict_overlap_frames=2)
     trainer = L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, default_root_dir=tmp_path)
     trainer.fit(task, train, clips)
@@ -167,7 +168,8 @@ def test_distance_doa_loss_averages_euclidean_errors_over_active_slots() -> None
     output[0, 1, [7 + 84]] = 0.2  # slot 7 off by 0.2 in z
     output[0, 1, 8] = 0.9  # an inactive slot: ignored with the mask
     masked = tiny_task(doa=DOAHead(loss="distance", loss_mask=True))
-    torch.testing.assert_close(masked.doa.loss_of(output, target, sed), torch.tensor((0.5 + 0.2) / 2), atol=1e-6, rtol=0)
+    torch.testing.assert_close(masked.doa.loss_of(output, target, sed), torch.tensor((0.5 + 0.2) / 2), atol=1e-6,
+                               rtol=0)
     every_slot = tiny_task(doa=DOAHead(loss="distance"))
     torch.testing.assert_close(every_slot.doa.loss_of(output, target, sed), torch.tensor((0.5 + 0.2 + 0.9) / 84),
                                atol=1e-6, rtol=0)

@@ -102,7 +102,7 @@ def test_mismatched_shapes_are_refused(tmp_path: Path) -> None:
 
 
 def located_prediction(stem: str = "clip1", path: str | None = None) -> dict:
-    """`fake_prediction` with positions: class 2 slot 0 moves from (1, 1, 0) to (1, 1, 0.4) m; the rest at (−2, 0, 0)."""
+    """`fake_prediction` with positions: class 2 slot 0 from (1, 1, 0) to (1, 1, 0.4) m, the rest at (−2, 0, 0)."""
     item = fake_prediction(stem)
     positions = torch.zeros(20, 42, 3)
     positions[:, :] = torch.tensor([-2.0, 0.0, 0.0])
@@ -129,10 +129,12 @@ def test_event_list_has_mean_position_and_direction(tmp_path: Path) -> None:
     writer = SEDPredictionWriter(tmp_path, plot=False)
     writer.write_item(located_prediction())
     rows = read_csv(tmp_path / "clip1.csv")
-    assert rows[0] == ["filename", "onset", "offset", "event_label", "confidence", "x", "y", "z", "azimuth", "elevation"]
+    assert rows[0] == ["filename", "onset", "offset", "event_label", "confidence", "x", "y", "z", "azimuth",
+                       "elevation"]
     first = rows[1]  # class 2 slot 0, frames 3–6: mean z = 0.4 · (0 + 1 + 2 + 3) / 12 = 0.2
     assert first[3] == CLASSES[2] and first[5:8] == ["1.0000", "1.0000", "0.2000"]
-    assert first[8] == "45.00" and float(first[9]) == pytest.approx(math.degrees(math.atan2(0.2, math.sqrt(2))), abs=0.01)
+    assert first[8] == "45.00" and float(first[9]) == pytest.approx(math.degrees(math.atan2(0.2, math.sqrt(2))),
+                                                                    abs=0.01)
     assert rows[3][8:] == ["180.00", "0.00"]  # (−2, 0, 0): behind the microphone
 
 
@@ -150,7 +152,8 @@ def test_png_with_direction_panels_and_labels_next_to_the_clip(tmp_path: Path) -
     labels = tmp_path / "L3DAS_Task2_dev" / "labels"
     data.mkdir(parents=True)
     labels.mkdir()
-    (labels / "label_clip1.csv").write_text("File,Start,End,Class,X,Y,Z\nclip1,0.3,0.7,Cupboard_open_or_close,1,1,0.2\n")
+    (labels / "label_clip1.csv").write_text("File,Start,End,Class,X,Y,Z\n"
+                                            "clip1,0.3,0.7,Cupboard_open_or_close,1,1,0.2\n")
     writer = SEDPredictionWriter(tmp_path / "out", plot=True)
     item = located_prediction(path=str(data / "clip1_A.wav"))
     assert writer._labels_next_to(item, "clip1")[0].class_index == 2

@@ -124,7 +124,8 @@ class AudioFile:
             except (RuntimeError, OSError, soundfile.LibsndfileError) as error:
                 raise DataFileError(f"{self.path}: cannot read audio ({error})") from None
             if data.shape[0] != last - first:
-                raise DataFileError(f"{self.path}: truncated: read {first + data.shape[0]} of the {self.frames} samples "
+                raise DataFileError(f"{self.path}: truncated: read {first + data.shape[0]} of the "
+                                    f"{self.frames} samples "
                                  f"its header declares; copy or download the file again")
             out[:, first - start : last - start] = data.T
         return out
@@ -177,7 +178,8 @@ class Resampler:
     def input_range(self, start: int, stop: int) -> tuple[int, int]:
         """Input samples that outputs ``start … stop - 1`` depend on."""
         taps = self.table.shape[1]
-        return (start * self.down + self.half) // self.up - taps + 1, ((stop - 1) * self.down + self.half) // self.up + 1
+        first = (start * self.down + self.half) // self.up - taps + 1
+        return first, ((stop - 1) * self.down + self.half) // self.up + 1
 
     def __call__(self, samples: np.ndarray | torch.Tensor, offset: int, start: int, stop: int) -> torch.Tensor:
         """Outputs ``start … stop - 1`` from ``samples``: ``(channels, n)``, the input samples from
@@ -195,7 +197,8 @@ class Resampler:
             position = m * self.down + self.half
             newest = position // self.up - offset  # index in `x` of the newest input sample used
             index = newest[:, None] - np.arange(taps)[None, :]
-            out[:, low - start : low - start + len(m)] = np.einsum("cbk,bk->cb", x[:, index], self.table[position % self.up])
+            out[:, low - start : low - start + len(m)] = np.einsum("cbk,bk->cb", x[:, index],
+                                                                   self.table[position % self.up])
         return torch.from_numpy(out)
 
 

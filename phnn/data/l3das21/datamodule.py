@@ -49,9 +49,9 @@ from __future__ import annotations
 import glob
 import hashlib
 import json
-from dataclasses import asdict
 import random
 from collections import defaultdict
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Literal
 
@@ -63,8 +63,8 @@ from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader, Dataset
 
-from phnn.data.l3das21.augment import Axis, check_reflections, reflect
 from phnn.data.l3das21.audio import ClipAudio
+from phnn.data.l3das21.augment import Axis, check_reflections, reflect
 from phnn.data.l3das21.features import (
     ClipFeatures,
     FeatureCache,
@@ -74,20 +74,19 @@ from phnn.data.l3das21.features import (
     source_identity,
 )
 from phnn.data.l3das21.labels import LabelGrid, read_events
-from phnn.data.listing import regular_files
-from phnn.data.workers import resolve_num_workers
 from phnn.data.l3das21.layout import (
-    CLASSES,
     CHANNELS_PER_MIC,
+    CLASSES,
     LABEL_FRAMES_PER_SECOND,
     NUM_CLASSES,
-    SAMPLE_RATE,
     STFT_FRAMES_PER_LABEL_FRAME,
     Clip,
     find_clips,
     mic_set,
     parse_audio_name,
 )
+from phnn.data.listing import regular_files
+from phnn.data.workers import resolve_num_workers
 
 # Recorded in checkpoints: models of two mics with several feature kinds from before issue 9 saw the
 # channels per mic (A magnitude, A phase, B magnitude, B phase) and are refused.
@@ -183,7 +182,8 @@ class ClipDataset(Dataset):
 
     def __init__(self, cache: FeatureCache, split: str, clips: list[Clip], normalizer: Normalizer,
                  return_doa: bool = False) -> None:
-        self.cache, self.split, self.clips, self.normalizer, self.return_doa = cache, split, clips, normalizer, return_doa
+        self.cache, self.split, self.clips = cache, split, clips
+        self.normalizer, self.return_doa = normalizer, return_doa
 
     def __len__(self) -> int:
         return len(self.clips)
@@ -268,7 +268,8 @@ def find_predict_groups(predict_path: str | Path, mics: str) -> list[tuple[str, 
     else:
         files = sorted(p for m in wanted for p in [path.with_name(f"{path.name}_{m}.wav")] if p.is_file())
     if not files:
-        raise ValueError(f"predict_path={str(predict_path)!r}: no .wav file found (expected a wav, a folder, a glob or a clip stem)")
+        raise ValueError(f"predict_path={str(predict_path)!r}: no .wav file found "
+                         "(expected a wav, a folder, a glob or a clip stem)")
     if wanted == ("A",):
         return _mic_a_groups(files, predict_path)
     pairs: dict[str, dict[str, Path]] = defaultdict(dict)
@@ -285,7 +286,8 @@ def find_predict_groups(predict_path: str | Path, mics: str) -> list[tuple[str, 
             found.setdefault(mic, folder / f"{stem}_{mic}.wav")
         paths = [found[m] for m in wanted]
         missing = [p for p in paths if not p.is_file()]
-        problem = f"{missing[0]}: not found (mics='AB' needs both {paths[0].name} and {paths[1].name})" if missing else None
+        problem = (f"{missing[0]}: not found (mics='AB' needs both {paths[0].name} and {paths[1].name})"
+                   if missing else None)
         groups.append((stem, paths, problem))
     return sorted(groups, key=lambda g: g[0])
 
@@ -300,7 +302,8 @@ def _mic_a_groups(files: list[Path], predict_path: str | Path) -> list[tuple[str
         stem = parsed[0] if parsed is not None else file.stem
         if stem in groups:  # e.g. split0_ov1_1.wav next to split0_ov1_1_A.wav: one output name for two files
             first = groups[stem][1][0]
-            groups[f"{stem} ({file.name})"] = (stem, [file], f"{file}: same output stem {stem!r} as {first}; rename one")
+            groups[f"{stem} ({file.name})"] = (stem, [file],
+                                               f"{file}: same output stem {stem!r} as {first}; rename one")
             continue
         groups[stem] = (stem, [file], None)
     if not groups:
@@ -387,8 +390,8 @@ class L3DAS21DataModule(pl.LightningDataModule):
         self.reflections = check_reflections(list(reflect), self.mics, self.settings.kinds)
         self.root = Path(root)
         self.label_grid = label_grid
-        self.cache = FeatureCache(Path(cache_dir) if cache_dir is not None else self.root / ".phnn_cache", self.settings,
-                                  label_grid)
+        self.cache = FeatureCache(Path(cache_dir) if cache_dir is not None else self.root / ".phnn_cache",
+                                  self.settings, label_grid)
         self.ov_subsets = tuple(ov_subsets)
         self.val_fraction, self.seed, self.segment_overlap = val_fraction, seed, segment_overlap
         self.num_workers = resolve_num_workers(num_workers, "L3DAS21DataModule")
@@ -505,7 +508,8 @@ class L3DAS21DataModule(pl.LightningDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         if self.predict_path is None:
-            raise ValueError("L3DAS21DataModule: predict needs data.predict_path (a wav file, a folder, a glob or a clip stem)")
+            raise ValueError("L3DAS21DataModule: predict needs data.predict_path "
+                             "(a wav file, a folder, a glob or a clip stem)")
         if not self.normalizer.ready:
             raise RuntimeError(
                 "L3DAS21DataModule: no normalisation statistics for predict; pass the trained checkpoint "
@@ -557,14 +561,16 @@ class L3DAS21DataModule(pl.LightningDataModule):
             raise ValueError(
                 f"checkpoint statistics are for in_channels={state_dict.get('in_channels')} "
                 f"(mics={state_dict.get('mics')!r}, feature key {state_dict.get('feature_key')}), but this DataModule "
-                f"has in_channels={self.in_channels} (mics={''.join(self.mics)!r}, features {list(self.settings.kinds)}, "
+                f"has in_channels={self.in_channels} (mics={''.join(self.mics)!r}, features "
+                f"{list(self.settings.kinds)}, "
                 f"magnitude_scale={self.settings.magnitude_scale!r}, key {self.settings.key()}); use the run's config"
             )
         if len(self.mics) > 1 and len(self.settings.kinds) > 1 and state_dict.get("channel_order") != CHANNEL_ORDER:
             raise ValueError(
                 f"the checkpoint's model was trained with mics {state_dict.get('mics')!r} in the per-mic channel order "
-                f"(A magnitude, A phase, B magnitude, B phase) of phnn before issue 9; features now come in the official "
-                f"order (all magnitudes, then all phases), which these weights do not expect: retrain the model")
+                "(A magnitude, A phase, B magnitude, B phase) of phnn before issue 9; "
+                "features now come in the official order (all magnitudes, then all phases), "
+                "which these weights do not expect: retrain the model")
         trained_grid = state_dict.get("label_grid", "nearest")  # checkpoints before label_grid used round(t / 0.1)
         if trained_grid != self.label_grid:
             raise ValueError(

@@ -54,14 +54,13 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from itertools import islice
 from pathlib import Path
-
 from typing import Any
 
 import numpy as np
 import torch
 
 from phnn import notices
-from phnn.data.l3das21.audio import ClipAudio, load_clip  # load_clip: re-exported (the one feature path)
+from phnn.data.l3das21.audio import ClipAudio, load_clip  # noqa: F401 - load_clip re-exported here: the one feature path
 from phnn.data.l3das21.labels import LabelGrid, check_label_grid, load_targets, num_label_frames
 from phnn.data.l3das21.layout import (
     CHANNELS_PER_MIC,
@@ -143,7 +142,7 @@ def first_sample(frame: int, settings: FeatureSettings = FeatureSettings()) -> i
 
 
 def group_channels(per_mic: Sequence[np.ndarray | torch.Tensor], groups: int) -> np.ndarray | torch.Tensor:
-    """Per-mic features ``[(groups·4, ...), ...]`` → the official order: group 0 of every mic, group 1 of every mic, …"""
+    """Per-mic features ``[(groups·4, ...), ...]`` → the official order: group 0 of every mic, then group 1, …"""
     parts = [mic[g * CHANNELS_PER_MIC : (g + 1) * CHANNELS_PER_MIC] for g in range(groups) for mic in per_mic]
     return torch.cat(parts) if isinstance(parts[0], torch.Tensor) else np.concatenate(parts)
 
@@ -376,7 +375,8 @@ class FeatureCache:
             raise DataFileError(next(iter(report.bad.values())))
         return report
 
-    def _build_all(self, split: str, todo: list[Clip], progress: bool, workers: int | None, report: BuildReport) -> None:
+    def _build_all(self, split: str, todo: list[Clip], progress: bool, workers: int | None,
+                   report: BuildReport) -> None:
         workers = max(1, min(workers or os.cpu_count() or 1, len(todo)))
         bar = _progress(len(todo), f"L3DAS21 {split} features", progress)
         threads = torch.get_num_threads()
@@ -433,7 +433,7 @@ class FeatureCache:
         array = np.load(self.feature_path(split, stem, mic), mmap_mode="r")
         return array.shape[-1] // STFT_FRAMES_PER_LABEL_FRAME
 
-    def compute_stats(self, split: str, clips: Sequence[Clip]) -> "Normalizer":
+    def compute_stats(self, split: str, clips: Sequence[Clip]) -> Normalizer:
         """z-score statistics per channel × bin over every frame of ``clips`` (float64 streaming sums)."""
         total = total_sq = None
         count = 0
@@ -502,7 +502,7 @@ class Normalizer:
         write_text_atomic(path, json.dumps(self.to_dict()))
 
     @classmethod
-    def load(cls, path: Path) -> "Normalizer":
+    def load(cls, path: Path) -> Normalizer:
         data = json.loads(path.read_text())
         return cls(torch.tensor(data["mean"]), torch.tensor(data["std"]))
 

@@ -128,7 +128,8 @@ def read_event_file(path: str | Path, class_names: Sequence[str] = CLASSES) -> l
         if onset < 0 or offset < onset:
             raise ValueError(f"{where}: onset={onset}, offset={offset}; expected 0 <= onset <= offset (seconds)")
         if fields[3] not in known:
-            raise ValueError(f"{where}: field event_label={fields[3]!r} is not a class; expected one of {list(class_names)}")
+            raise ValueError(f"{where}: field event_label={fields[3]!r} is not a class; "
+                             f"expected one of {list(class_names)}")
         confidence = parse_number(fields[4], where, "confidence") if len(fields) >= 5 and fields[4] else None
         xyz = tuple(parse_number(v, where, n) for v, n in zip(fields[5:8], "xyz")) if len(fields) == 10 else None
         events.append(EventRow(fields[0], onset, offset, fields[3], confidence, xyz))  # type: ignore[arg-type]
@@ -156,7 +157,7 @@ def write_event_file(path: str | Path, events: Iterable[EventRow], located: bool
 def file_format(path: str | Path) -> str:
     """``"frames"`` or ``"events"``: what the first non-empty line of a prediction file looks like."""
     path = Path(path)
-    for number, fields in _rows(path):
+    for _number, fields in _rows(path):
         try:
             float(fields[0])
         except ValueError:

@@ -40,7 +40,6 @@ import numpy as np
 
 from phnn import notices
 from phnn.bounds import COORDINATE_M
-from phnn.errors import DataFileError
 from phnn.data.l3das21.layout import (
     CLASS_INDEX,
     CLASSES,
@@ -49,6 +48,7 @@ from phnn.data.l3das21.layout import (
     MAX_SLOTS,
     NUM_CLASSES,
 )
+from phnn.errors import DataFileError
 
 REQUIRED_COLUMNS: tuple[str, ...] = ("Start", "End", "Class", "X", "Y", "Z")
 DOA_SCALE_METRES = 2.0
@@ -75,6 +75,7 @@ def num_label_frames(num_samples: int, sample_rate: int) -> int:
 
 
 def check_label_grid(label_grid: str) -> None:
+    """Raise a ValueError naming the value unless `label_grid` is one of the known label grids."""
     if label_grid not in LABEL_GRIDS:
         raise ValueError(f"label_grid={label_grid!r}: expected one of {list(LABEL_GRIDS)}")
 
@@ -172,7 +173,8 @@ def parse_number(text: str, where: str, field: str) -> float:
 
 def _parse_row(path: Path, row_number: int, row: dict[str, str | None]) -> Event:
     where = f"{path}, row {row_number} (line {row_number + 1})"
-    numbers = {name: parse_number((row.get(name) or "").strip(), where, name) for name in ("Start", "End", "X", "Y", "Z")}
+    numbers = {name: parse_number((row.get(name) or "").strip(), where, name)
+               for name in ("Start", "End", "X", "Y", "Z")}
     label = (row.get("Class") or "").strip()
     if label not in CLASS_INDEX:
         raise ValueError(f"{where}: field Class={label!r} is not an L3DAS21 class; expected one of {list(CLASSES)}")
@@ -186,7 +188,8 @@ def _parse_row(path: Path, row_number: int, row: dict[str, str | None]) -> Event
 
 
 def events_to_targets(events: list[Event], num_frames: int, source: str | Path = "<events>",
-                      label_grid: LabelGrid = "official", duration: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+                      label_grid: LabelGrid = "official", duration: float | None = None
+                      ) -> tuple[np.ndarray, np.ndarray]:
     """SED ``(num_frames, 42)`` and DOA ``(num_frames, 126)`` float32 targets (see the module docstring).
 
     ``duration``: the clip's length in seconds (default ``num_frames · 0.1``), used by the official grid.

@@ -89,6 +89,7 @@ def parse_audio_name(name: str) -> tuple[str, int, str] | None:
 
 
 def label_path(folder: Path, stem: str) -> Path:
+    """The label file of clip `stem` in a split folder: `<folder>/labels/label_<stem>.csv`."""
     return folder / "labels" / f"label_{stem}.csv"
 
 

@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
-from phnn.data.l3das21.layout import CLASSES, SAMPLE_RATE, SPLIT_FOLDERS
 from phnn.bounds import Bound
+from phnn.data.l3das21.layout import CLASSES, SAMPLE_RATE, SPLIT_FOLDERS
 from phnn.errors import UsageError
 from phnn.io import write_bytes_atomic
 
@@ -71,7 +71,8 @@ def _harmonic(f0: tuple[float, float], harmonics: int, vibrato: float, am_rate: 
     return render
 
 
-def _noise(band: tuple[float, float], width: tuple[float, float], am_rate: tuple[float, float], am_depth: float) -> Recipe:
+def _noise(band: tuple[float, float], width: tuple[float, float], am_rate: tuple[float, float],
+           am_depth: float) -> Recipe:
     """A noisy texture: a noise band with a jittered centre and width, slowly or quickly modulated."""
     def render(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
         centre, span = _u(rng, *band), _u(rng, *width)
@@ -156,6 +157,7 @@ assert len(RECIPES) == len(CLASSES)
 
 @dataclass(frozen=True)
 class SynthEvent:
+    """One synthetic sound event: onset and offset (s), class index and position (m)."""
     start: float
     end: float
     class_index: int
@@ -179,7 +181,8 @@ def _schedule(rng: np.random.Generator, duration: float, overlap: int) -> list[S
             if time + 0.3 > duration:
                 break
             end = min(time + length, duration)
-            events.append(SynthEvent(round(time, 3), round(end, 3), int(rng.integers(len(CLASSES))), _random_position(rng)))
+            events.append(SynthEvent(round(time, 3), round(end, 3), int(rng.integers(len(CLASSES))),
+                                     _random_position(rng)))
             time = end + (_u(rng, 0.3, 1.5) if track == 0 else _u(rng, 1.0, 4.0))
     return sorted(events, key=lambda e: (e.start, e.end, e.class_index))
 
@@ -194,7 +197,8 @@ def _foa_gains(relative: np.ndarray) -> tuple[np.ndarray, float]:
 
 
 def render_clip(rng: np.random.Generator, duration: float, overlap: int, mic_b: bool,
-                snr_db: tuple[float, float], sample_rate: int = SAMPLE_RATE) -> tuple[list[np.ndarray], list[SynthEvent]]:
+                snr_db: tuple[float, float], sample_rate: int = SAMPLE_RATE
+                ) -> tuple[list[np.ndarray], list[SynthEvent]]:
     """One scene: the FOA signal per mic (``(samples, 4)`` float) and its events."""
     samples = int(round(duration * sample_rate))
     offsets = [np.zeros(3)] + ([MIC_B_OFFSET] if mic_b else [])
@@ -230,7 +234,8 @@ def _csv_bytes(stem: str, events: list[SynthEvent]) -> bytes:
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["File", "Start", "End", "Class", "X", "Y", "Z"])
     for e in events:
-        writer.writerow([stem, f"{e.start:.3f}", f"{e.end:.3f}", CLASSES[e.class_index], *(f"{v:.3f}" for v in e.position)])
+        writer.writerow([stem, f"{e.start:.3f}", f"{e.end:.3f}", CLASSES[e.class_index],
+                         *(f"{v:.3f}" for v in e.position)])
     return buffer.getvalue().encode()
 
 
@@ -244,7 +249,8 @@ SNR_DB = Bound("a signal-to-noise ratio in dB", 0.0, 120.0)
 
 def synthesize(out: str | Path, train_clips: int = 8, dev_clips: int = 4, duration: float = 10.0,
                max_overlap: int = 3, mic_b: bool = False, seed: int = 0,
-               snr_db: tuple[float, float] = (6.0, 30.0), progress: bool = False, overwrite: bool = False) -> list[Path]:
+               snr_db: tuple[float, float] = (6.0, 30.0), progress: bool = False,
+               overwrite: bool = False) -> list[Path]:
     """Write a synthetic dataset under ``out`` in the Task 2 layout; returns the written wav paths.
 
     A split folder that already holds files is a ``UsageError`` (nothing is written) unless
@@ -266,7 +272,8 @@ def synthesize(out: str | Path, train_clips: int = 8, dev_clips: int = 4, durati
     if existing and not overwrite:
         files = sum(1 for f in existing for p in f.rglob("*") if p.is_file())
         raise UsageError(f"{existing[0]} already exists ({files} files under {', '.join(f.name for f in existing)}); "
-                         f"phnn synth does not write over a dataset: pass --overwrite to replace it, or choose another --out")
+                         "phnn synth does not write over a dataset: pass --overwrite to replace it, "
+                         "or choose another --out")
     for folder in existing:
         shutil.rmtree(folder)
     created = [folder for folder in folders if not folder.exists()]
@@ -307,7 +314,8 @@ def _write_splits(out: Path, train_clips: int, dev_clips: int, duration: float, 
 def main(argv: list[str] | None = None) -> int:
     """Write a synthetic L3DAS21 Task 2 dataset (offline)."""
     parser = argparse.ArgumentParser(prog="phnn synth", description="Write a synthetic L3DAS21 Task 2 dataset.")
-    parser.add_argument("--out", required=True, type=Path, help="dataset root (gets L3DAS_Task2_train/ and L3DAS_Task2_dev/)")
+    parser.add_argument("--out", required=True, type=Path,
+                        help="dataset root (gets L3DAS_Task2_train/ and L3DAS_Task2_dev/)")
     parser.add_argument("--train-clips", type=int, default=8)
     parser.add_argument("--dev-clips", type=int, default=4)
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per clip")
