@@ -88,8 +88,8 @@ from phnn.data.l3das21.layout import (
 from phnn.data.listing import regular_files
 from phnn.data.workers import resolve_num_workers
 
-# Recorded in checkpoints: models of two mics with several feature kinds from before issue 9 saw the
-# channels per mic (A magnitude, A phase, B magnitude, B phase) and are refused.
+# Recorded in checkpoints: models of two mics with several feature kinds whose checkpoint records no channel
+# order saw the channels per mic (A magnitude, A phase, B magnitude, B phase) and are refused.
 CHANNEL_ORDER = "official"
 
 # Which cached splits each Lightning stage reads (predict reads raw audio only).
@@ -568,7 +568,7 @@ class L3DAS21DataModule(pl.LightningDataModule):
         if len(self.mics) > 1 and len(self.settings.kinds) > 1 and state_dict.get("channel_order") != CHANNEL_ORDER:
             raise ValueError(
                 f"the checkpoint's model was trained with mics {state_dict.get('mics')!r} in the per-mic channel order "
-                "(A magnitude, A phase, B magnitude, B phase) of phnn before issue 9; "
+                "(A magnitude, A phase, B magnitude, B phase) of checkpoints that record no channel order; "
                 "features now come in the official order (all magnitudes, then all phases), "
                 "which these weights do not expect: retrain the model")
         trained_grid = state_dict.get("label_grid", "nearest")  # checkpoints before label_grid used round(t / 0.1)
