@@ -41,6 +41,11 @@ def decompose(weight: Tensor, n: int, groups: int = 1, algebra: Tensor | None = 
     Rearranged as R[(a, b), (g, p, q, k)], the composition is R = A_mat @ F_flat with A_mat[(a, b), i]
     = A_i[a, b] (Van Loan & Pitsianis). A learned algebra takes the rank-n truncated SVD of R; a fixed
     one keeps `algebra` and solves the least-squares problem for F. Used to convert trained models.
+
+    Each term's split between A_i and F_i is free (c·A_i ⊗ F_i/c); A_i gets the scale of a fresh layer's
+    learned algebra (unit singular vector × √n: mean square 1/n) and F_i carries the singular value, so that
+    an optimizer whose steps have a fixed size (Adam) moves the trained factors no faster, relative to their
+    size, than it moves a freshly initialised layer's.
     """
     rows, cols = weight.shape[0] // (groups * n), weight.shape[1] // n
     kernel = weight.shape[2:]
@@ -49,11 +54,10 @@ def decompose(weight: Tensor, n: int, groups: int = 1, algebra: Tensor | None = 
     if algebra is None:
         u, s, vh = torch.linalg.svd(blocks, full_matrices=False)
         rank = min(n, s.numel())
-        root = s[:rank].sqrt()
         a_mat = blocks.new_zeros(n * n, n)
         flat = blocks.new_zeros(n, blocks.shape[1])
-        a_mat[:, :rank] = u[:, :rank] * root
-        flat[:rank] = root[:, None] * vh[:rank]
+        a_mat[:, :rank] = u[:, :rank] * n**0.5
+        flat[:rank] = (s[:rank] / n**0.5)[:, None] * vh[:rank]
     else:
         a_mat = algebra.detach().double().reshape(n, n * n).t()
         flat = torch.linalg.lstsq(a_mat, blocks).solution

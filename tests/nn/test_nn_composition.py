@@ -69,3 +69,19 @@ def test_decompose_is_the_best_rank_n_approximation_of_a_dense_weight() -> None:
     rearranged = weight.reshape(2, 4, 2, 4).permute(0, 2, 1, 3).reshape(4, 16)
     singular = torch.linalg.svdvals(rearranged)
     torch.testing.assert_close(error, singular[2:].norm())
+
+
+def test_decompose_gives_the_algebra_the_scale_of_a_fresh_layer() -> None:
+    """The split of each term between A_i and F_i is free; decompose puts A_i at the scale a fresh layer's
+    learned algebra has (mean square 1/n, so Σ_i A_i[a, b]² averages 1), and lets F_i carry the weight's size.
+    Adam moves every entry by about the learning rate, so a trained weight split with tiny factors would
+    change much faster, relative to its size, than a freshly initialised one."""
+    torch.manual_seed(0)
+    fresh = PHConv2d(64, 64, 3, n=4)
+    weight = 7.0 * torch.randn(64, 64, 3, 3)
+    algebra, factors = decompose(weight, 4)
+    torch.testing.assert_close(algebra.pow(2).mean(dim=(1, 2)), torch.full((4,), 1 / 4))
+    torch.testing.assert_close(algebra.pow(2).sum(0).mean(), fresh.algebra.detach().pow(2).sum(0).mean(),
+                               atol=0.15, rtol=0.0)
+    singular = torch.linalg.svdvals(weight.reshape(4, 16, 4, 16, 9).permute(0, 2, 1, 3, 4).reshape(16, -1))
+    torch.testing.assert_close(factors.flatten(1).norm(dim=1), singular[:4] / 2)
