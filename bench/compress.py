@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import csv
 import json
 import os
 import statistics
@@ -95,6 +96,12 @@ def test_accuracy(run_dir: Path) -> float:
     return float(json.loads((run_dir / "test/metrics.json").read_text())["metrics"]["test/acc"])
 
 
+def validation_curve(run_dir: Path) -> list[float]:
+    """The validation accuracy after each epoch of the fit in `run_dir` (its metrics.csv)."""
+    with (run_dir / "metrics.csv").open(newline="") as file:
+        return [float(row["val/acc"]) for row in csv.DictReader(file) if row.get("val/acc")]
+
+
 def compress(teacher: Path, n: int, epochs: int, init: str) -> dict[str, Any]:
     """The compress.json report of `phnn compress` at `n` with `init`: reused from an earlier run, else run now."""
     for done in sorted(Path.cwd().glob(f"runs/*_compress_n{n}/version_*/compress.json")):  # a rerun reuses it
@@ -108,16 +115,18 @@ def compress(teacher: Path, n: int, epochs: int, init: str) -> dict[str, Any]:
     return json.loads(newest(f"runs/*_compress_n{n}/version_*/compress.json").read_text())
 
 
-def scratch(root: Path, n: int, epochs: int) -> float:
-    """Test accuracy of the `converted_n` network trained from scratch at `n`: reused if run already, else fit+test."""
+def scratch(root: Path, n: int, epochs: int) -> tuple[float, Path]:
+    """Test accuracy and run folder of the `converted_n` network trained from scratch at `n`: reused if run
+    already, else fit + test."""
     for done in sorted(Path.cwd().glob(f"runs/*_compress_n{n}/version_*/test/metrics.json")):  # a rerun reuses it
         if not (done.parent.parent / "compress.json").is_file():
-            return float(json.loads(done.read_text())["metrics"]["test/acc"])
+            return float(json.loads(done.read_text())["metrics"]["test/acc"]), done.parent.parent
     if COLLECT_ONLY:
         raise LookupError(f"no from-scratch run at n={n}")
     run(["fit", *model_args(f'--model.model_kwargs={{"converted_n": {n}}}'), *data_args(root),
          f"--trainer.max_epochs={epochs}"])
-    return test_accuracy(newest(f"runs/*_compress_n{n}/version_*"))
+    run_dir = newest(f"runs/*_compress_n{n}/version_*")
+    return test_accuracy(run_dir), run_dir
 
 
 def step_cost(n: int, repeats: int, size: int = 8) -> dict[str, float]:
@@ -154,14 +163,19 @@ def step_cost(n: int, repeats: int, size: int = 8) -> dict[str, float]:
 def measure(kind: str, n: int, teacher_dir: Path, root: Path, epochs: int, results: dict[str, Any]) -> dict[str, Any]:
     """One cell group of the table: a compress run (and its start), a from-scratch run, or a random-start run."""
     if kind == "scratch":
-        return {"scratch": scratch(root, n, epochs)}
+        accuracy, run_dir = scratch(root, n, epochs)
+        return {"scratch": accuracy, "curves": {"scratch": validation_curve(run_dir)}}
     report = compress(teacher_dir, n, epochs, "nearest" if kind == "nearest" else "random")
     metrics = report["metrics"]
-    results["teacher"] = {"accuracy": metrics["teacher"]["test/acc"], "parameters": report["teacher"]["parameters"]}
+    results["teacher"] = {"accuracy": metrics["teacher"]["test/acc"], "parameters": report["teacher"]["parameters"],
+                          "curve": validation_curve(teacher_dir)}
+    curve = validation_curve(Path(report["student"]["run"]))
     if kind == "random":
-        return {"random_distill": metrics["student_end"]["test/acc"], "parameters": report["student"]["parameters"]}
+        return {"random_distill": metrics["student_end"]["test/acc"], "parameters": report["student"]["parameters"],
+                "curves": {"random": curve}}
     return {"parameters": report["student"]["parameters"], "compress": metrics["student_end"]["test/acc"],
-            "nearest_start": metrics["student_start"]["test/acc"], "seconds": report["seconds"]["total"]}
+            "nearest_start": metrics["student_start"]["test/acc"], "seconds": report["seconds"]["total"],
+            "curves": {"nearest": curve}}
 
 
 def plan(ns: list[int], kinds: list[str]) -> list[tuple[int, str]]:
@@ -186,6 +200,16 @@ def table(rows: list[dict[str, Any]], teacher: dict[str, Any]) -> str:
         cells = [f"{row[key]:.3f}" if key in row else "not run"
                  for key in ("compress", "scratch", "nearest_start", "random_distill")]
         lines.append(f"| {row['n']} | {row['parameters']:,} ({share:.1%}) | {' | '.join(cells)} |")
+    lines += ["", "Validation accuracy after each epoch:", "",
+              "| run | " + " | ".join(f"epoch {epoch}" for epoch in range(1, len(teacher["curve"]) + 1)) + " |",
+              "|---|" + "---|" * len(teacher["curve"]),
+              "| teacher (real) | " + " | ".join(f"{value:.3f}" for value in teacher["curve"]) + " |"]
+    names = {"nearest": "compress, nearest start", "random": "compress, `--init random`", "scratch": "from scratch"}
+    for row in rows:
+        for kind, name in names.items():
+            if kind in row["curves"]:
+                values = " | ".join(f"{value:.3f}" for value in row["curves"][kind])
+                lines.append(f"| n = {row['n']}, {name} | {values} |")
     return "\n".join(lines)
 
 
@@ -203,7 +227,11 @@ def main(argv: list[str] | None = None) -> int:
                              "random (the nearest start without training comes with nearest)")
     parser.add_argument("--results", default="results.json", help="file name of the results in --out")
     parser.add_argument("--no-run", action="store_true", help="only collect the runs already in --out")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default: torch's); the sums' order, so the digits, depend on it")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     global COLLECT_ONLY
     COLLECT_ONLY = args.no_run
     out = args.out.resolve()
@@ -226,7 +254,9 @@ def main(argv: list[str] | None = None) -> int:
         for n, kind in plan(args.ns, args.kinds):  # one n whole first: a cut-short run still tells
             try:
                 measured = measure(kind, n, teacher_dir, root, args.epochs, results)
-                rows.setdefault(n, {"n": n}).update(measured)
+                row = rows.setdefault(n, {"n": n, "curves": {}})
+                row["curves"].update(measured.pop("curves"))
+                row.update(measured)
             except LookupError as missing:  # --no-run
                 print(f"not measured: {missing}")
             results["rows"] = [rows[n] for n in args.ns if n in rows]

@@ -40,7 +40,7 @@ def _write_json(path: Path, content: object) -> None:
     write_text_atomic(path, json.dumps(content, indent=2))
 
 
-def _synthesize(root: Path, seed: int) -> None:
+def synthesize_demo_data(root: Path, seed: int) -> None:
     """The demo dataset; skipped when the same one (same settings and seed) is already there."""
     from phnn.data.l3das21 import synthesize
 
@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     out = args.out.resolve()
     start = time.perf_counter()
-    _synthesize(out / "data", args.seed)
+    synthesize_demo_data(out / "data", args.seed)
 
     runs = out / "runs" / "demo"
     config = _demo_config(out, args.seed, args.label_grid)

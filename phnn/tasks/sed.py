@@ -135,14 +135,16 @@ class SoundEventDetector(PHTask):
 
     @classmethod
     def run_tag(cls, init_args: Mapping[str, Any]) -> str:
-        """`sednet_<family tag>` from the task's arguments (`model` a SEDnetConfig, a mapping or a Namespace)."""
+        """`sednet_<family tag>[_compress_n<n>]` from the task's arguments (`model` a SEDnetConfig, a mapping or a
+        Namespace)."""
         network = init_args.get("model")
 
         def field(name: str, default: Any) -> Any:
             value = network.get(name) if hasattr(network, "get") else getattr(network, name, None)
             return default if value is None else value
 
-        return super().run_tag({"family": field("family", SEDnetConfig.family), "n": field("n", SEDnetConfig.n)})
+        return super().run_tag({"family": field("family", SEDnetConfig.family), "n": field("n", SEDnetConfig.n),
+                                "model": {"converted_n": field("converted_n", None)}})
 
     def forward(self, features: Tensor) -> Tensor:
         """Network outputs (B, T, num_classes · slots) logits for features (B, C, 256, 8·T); when

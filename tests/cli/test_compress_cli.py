@@ -13,6 +13,7 @@ import pytest
 import torch
 from dataset_files import write_image_folder
 from test_image_cli import tiny
+from test_sed_cli import QUIET, TINY_MODEL
 
 from phnn.checkpoint import load_task
 from phnn.cli import main
@@ -102,3 +103,25 @@ def test_teacher_of_another_task_than_the_data(compressed: tuple[Path, str], l3d
     assert main(["compress", "--ckpt_path", f"{TEACHER}/checkpoints/best.ckpt", "--n", "2", "--data",
                  "L3DAS21DataModule", f"--data.root={l3das21_root}", f"--data.cache_dir={tmp_path}"]) == 2
     assert "image classification task trained on 'image' inputs" in capsys.readouterr().err
+
+
+def test_a_seld_teacher_compresses_into_its_own_run(l3das21_root: Path, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A real SELD teacher (the demo's network, tiny): the student's run is named `..._compress_n2`, its report
+    holds the location-sensitive scores, and its checkpoint is an ordinary SoundEventDetector's."""
+    monkeypatch.chdir(tmp_path)
+    data = ["-c", "sed/demo.yaml", "-c", "sed/model/real.yaml", f"--data.root={l3das21_root}",
+            f"--data.cache_dir={tmp_path / 'cache'}", "--data.segment_seconds=2.0", "--data.batch_size=4",
+            "--writer=null", *QUIET]
+    assert main(["fit", *data, *TINY_MODEL, "--trainer.max_epochs=1"]) == 0
+    teacher = Path("runs/l3das21_sednet_real/version_0")
+    assert main(["compress", "--ckpt_path", str(teacher / "checkpoints/best.ckpt"), "--n", "2",
+                 "-c", str(teacher / "config.yaml"), "--trainer.max_epochs=1"]) == 0
+    student = Path("runs/l3das21_sednet_real_compress_n2/version_0")
+    report = json.loads((student / "compress.json").read_text())
+    assert report["metrics"]["name"] == "test/seld_f_score"
+    assert {"test/seld_f_score", "test/doa_error_m"} <= set(report["metrics"]["student_end"])
+    assert report["student"]["parameters"] < report["teacher"]["parameters"]
+    assert load_task(student / "checkpoints/best.ckpt")[0].hparams["model"]["converted_n"] == 2
+    assert main(["test", "--config", str(student / "config.yaml"), "--ckpt_path",
+                 str(student / "checkpoints/best.ckpt")]) == 0

@@ -1,0 +1,121 @@
+"""`phnn compress` on SELD: the demo's network in the real family as the teacher, its PH n = 4 student by
+distillation, and the same student network trained from scratch, on the demo's synthetic L3DAS21 data.
+
+    python bench/compress_seld.py --out bench_output/compress_seld
+
+Synthesises the demo's data (`phnn.demo`: the same clips for the same seed) unless `--data` names it,
+fits the teacher (`-c sed/demo.yaml -c sed/model/real.yaml`: the demo's recipe, 40 epochs), runs
+`phnn compress --n 4` with the teacher run's config (the same recipe), and fits the student's network
+from scratch (`--model.model.converted_n 4`). Runs already in --out are reused. Prints a markdown table
+of the test scores and writes results.json in --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from compress import inside, newest, run
+
+from phnn.demo import synthesize_demo_data
+from phnn.io import write_text_atomic
+
+TEACHER = ["-c", "sed/demo.yaml", "-c", "sed/model/real.yaml"]
+N = 4
+#: the test scores in the table: (key in the metrics, column title, format)
+COLUMNS = (("test/seld_f_score", "location-sensitive F (2 m), one-to-one", "{:.3f}"),
+           ("test/seld_f_score_l3das21", "location-sensitive F, official counting", "{:.3f}"),
+           ("test/doa_error_m", "localisation error (m)", "{:.2f}"),
+           ("test/doa_error_deg", "localisation error (°)", "{:.1f}"),
+           ("test/f_score", "detection F", "{:.3f}"))
+
+
+def paths_config(out: Path, data: Path) -> list[str]:
+    """`-c` of a config with the data, cache and label grid of this bench (no prediction writer)."""
+    paths = out / "bench_paths.json"
+    write_text_atomic(paths, json.dumps({
+        "data": {"init_args": {"root": str(data), "cache_dir": str(out / "cache"), "label_grid": "official"}},
+        "writer": None}, indent=2))
+    return ["-c", str(paths)]
+
+
+def teacher_run(paths: list[str], epochs: list[str]) -> Path:
+    """The teacher's run folder: reused, else fitted now."""
+    found = sorted(Path.cwd().glob("runs/l3das21_sednet_real/version_*/checkpoints/best.ckpt"))
+    if not found:
+        run(["fit", *TEACHER, *paths, *epochs])
+        found = [newest("runs/l3das21_sednet_real/version_*/checkpoints/best.ckpt")]
+    return found[0].parent.parent
+
+
+def compress_report(teacher: Path, epochs: list[str]) -> dict[str, Any]:
+    """compress.json of the n = 4 student: reused, else `phnn compress` now with the teacher run's config."""
+    found = sorted(Path.cwd().glob(f"runs/*_compress_n{N}/version_*/compress.json"))
+    if not found:
+        run(["compress", "--ckpt_path", str(teacher / "checkpoints/best.ckpt"), "--n", str(N),
+             "-c", str(teacher / "config.yaml"), *epochs])
+        found = [newest(f"runs/*_compress_n{N}/version_*/compress.json")]
+    return json.loads(found[0].read_text())
+
+
+def scratch_scores(paths: list[str], epochs: list[str]) -> dict[str, float]:
+    """Test scores of the student's network trained from scratch: its fit and test reused, else run now."""
+    runs = [folder for folder in sorted(Path.cwd().glob(f"runs/*_compress_n{N}/version_*"))
+            if (folder / "checkpoints/best.ckpt").is_file() and not (folder / "compress.json").is_file()]
+    if not runs:
+        run(["fit", *TEACHER, *paths, f"--model.model.converted_n={N}", *epochs])
+        runs = [newest(f"runs/*_compress_n{N}/version_*")]
+    folder = runs[0]
+    if not (folder / "test/metrics.json").is_file():
+        run(["test", "--config", str(folder / "config.yaml"), "--ckpt_path", str(folder / "checkpoints/best.ckpt")])
+    return json.loads((folder / "test/metrics.json").read_text())["metrics"]
+
+
+def table(rows: list[tuple[str, int, dict[str, float]]]) -> str:
+    """The rows (name, parameters, test scores) as a markdown table."""
+    lines = ["| network | parameters | " + " | ".join(title for _, title, _ in COLUMNS) + " |",
+             "|---|---:|" + "---:|" * len(COLUMNS)]
+    for name, parameters, scores in rows:
+        cells = [form.format(scores[key]) if key in scores else "-" for key, _, form in COLUMNS]
+        lines.append(f"| {name} | {parameters:,} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run (or collect) teacher, compress and from-scratch runs in --out; print and write the table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("bench_output/compress_seld"))
+    parser.add_argument("--data", type=Path, default=None,
+                        help="the demo's data, if synthesised already (default: synthesise it in --out/data)")
+    parser.add_argument("--epochs", type=int, default=None, help="epochs of every fit (default: the demo's 40)")
+    parser.add_argument("--no-scratch", action="store_true", help="skip the student's network from scratch")
+    args = parser.parse_args(argv)
+    out = args.out.resolve()
+    data = args.data.resolve() if args.data else out / "data"
+    if args.data is None:
+        synthesize_demo_data(data, seed=0)
+    epochs = [f"--trainer.max_epochs={args.epochs}"] if args.epochs else []
+    with inside(out):
+        paths = paths_config(out, data)
+        report = compress_report(teacher_run(paths, epochs), epochs)
+        metrics = report["metrics"]
+        rows = [("teacher: the demo's network, real family", report["teacher"]["parameters"], metrics["teacher"]),
+                (f"PH n = {N}, nearest start, no training", report["student"]["parameters"],
+                 metrics["student_start"]),
+                (f"PH n = {N} by `phnn compress`", report["student"]["parameters"], metrics["student_end"])]
+        if not args.no_scratch:
+            rows.append((f"PH n = {N}, the same network from scratch", report["student"]["parameters"],
+                         scratch_scores(paths, epochs)))
+    results = {"command": " ".join(["python", "bench/compress_seld.py", *(argv or sys.argv[1:])]),
+               "rows": [{"network": name, "parameters": count, "test": scores} for name, count, scores in rows],
+               "compress_seconds": report["seconds"], "table": table(rows)}
+    write_text_atomic(out / "results.json", json.dumps(results, indent=2) + "\n")
+    print(results["table"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
