@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -75,11 +76,12 @@ def scratch_scores(paths: list[str], epochs: list[str]) -> dict[str, float]:
 
 
 def table(rows: list[tuple[str, int, dict[str, float]]]) -> str:
-    """The rows (name, parameters, test scores) as a markdown table."""
+    """The rows (name, parameters, test scores) as a markdown table ("-": not defined, e.g. no detections)."""
     lines = ["| network | parameters | " + " | ".join(title for _, title, _ in COLUMNS) + " |",
              "|---|---:|" + "---:|" * len(COLUMNS)]
     for name, parameters, scores in rows:
-        cells = [form.format(scores[key]) if key in scores else "-" for key, _, form in COLUMNS]
+        cells = [form.format(scores[key]) if not math.isnan(scores.get(key, math.nan)) else "-"
+                 for key, _, form in COLUMNS]
         lines.append(f"| {name} | {parameters:,} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
