@@ -5,9 +5,9 @@ distillation, and the same student network trained from scratch, on the demo's s
 
 Synthesises the demo's data (`phnn.demo`: the same clips for the same seed) unless `--data` names it,
 fits the teacher (`-c sed/demo.yaml -c sed/model/real.yaml`: the demo's recipe, 40 epochs), runs
-`phnn compress --n 4` with the teacher run's config (the same recipe), and fits the student's network
-from scratch (`--model.model.converted_n 4`). Runs already in --out are reused. Prints a markdown table
-of the test scores and writes results.json in --out.
+`phnn compress --n 4` with the teacher run's config (the same recipe), the same with `--init random`,
+and fits the student's network from scratch (`--model.model.converted_n 4`). Runs already in --out are
+reused. Prints a markdown table of the test scores and writes results.json in --out.
 """
 
 from __future__ import annotations
@@ -52,14 +52,16 @@ def teacher_run(paths: list[str], epochs: list[str]) -> Path:
     return found[0].parent.parent
 
 
-def compress_report(teacher: Path, epochs: list[str]) -> dict[str, Any]:
-    """compress.json of the n = 4 student: reused, else `phnn compress` now with the teacher run's config."""
-    found = sorted(Path.cwd().glob(f"runs/*_compress_n{N}/version_*/compress.json"))
-    if not found:
-        run(["compress", "--ckpt_path", str(teacher / "checkpoints/best.ckpt"), "--n", str(N),
-             "-c", str(teacher / "config.yaml"), *epochs])
-        found = [newest(f"runs/*_compress_n{N}/version_*/compress.json")]
-    return json.loads(found[0].read_text())
+def compress_report(teacher: Path, epochs: list[str], init: str) -> dict[str, Any]:
+    """compress.json of the n = 4 student started by `init`: reused, else `phnn compress` now with the teacher
+    run's config."""
+    for done in sorted(Path.cwd().glob(f"runs/*_compress_n{N}/version_*/compress.json")):
+        report = json.loads(done.read_text())
+        if report["student"]["init"] == init:
+            return report
+    run(["compress", "--ckpt_path", str(teacher / "checkpoints/best.ckpt"), "--n", str(N), "--init", init,
+         "-c", str(teacher / "config.yaml"), *epochs])
+    return json.loads(newest(f"runs/*_compress_n{N}/version_*/compress.json").read_text())
 
 
 def scratch_scores(paths: list[str], epochs: list[str]) -> dict[str, float]:
@@ -94,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="the demo's data, if synthesised already (default: synthesise it in --out/data)")
     parser.add_argument("--epochs", type=int, default=None, help="epochs of every fit (default: the demo's 40)")
     parser.add_argument("--no-scratch", action="store_true", help="skip the student's network from scratch")
+    parser.add_argument("--no-random", action="store_true", help="skip `phnn compress --init random`")
     args = parser.parse_args(argv)
     out = args.out.resolve()
     data = args.data.resolve() if args.data else out / "data"
@@ -102,12 +105,16 @@ def main(argv: list[str] | None = None) -> int:
     epochs = [f"--trainer.max_epochs={args.epochs}"] if args.epochs else []
     with inside(out):
         paths = paths_config(out, data)
-        report = compress_report(teacher_run(paths, epochs), epochs)
+        teacher = teacher_run(paths, epochs)
+        report = compress_report(teacher, epochs, "nearest")
         metrics = report["metrics"]
         rows = [("teacher: the demo's network, real family", report["teacher"]["parameters"], metrics["teacher"]),
                 (f"PH n = {N}, nearest start, no training", report["student"]["parameters"],
                  metrics["student_start"]),
                 (f"PH n = {N} by `phnn compress`", report["student"]["parameters"], metrics["student_end"])]
+        if not args.no_random:
+            rows.append((f"PH n = {N}, random start + distillation", report["student"]["parameters"],
+                         compress_report(teacher, epochs, "random")["metrics"]["student_end"]))
         if not args.no_scratch:
             rows.append((f"PH n = {N}, the same network from scratch", report["student"]["parameters"],
                          scratch_scores(paths, epochs)))
