@@ -130,6 +130,10 @@ class PHMultiheadAttention(PHComposite):
         is_causal: bool = False,
     ) -> tuple[Tensor, Tensor | None]:
         """As nn.MultiheadAttention.forward: (attention output, attention weights or None)."""
+        if attn_mask is None and key_padding_mask is None and not is_causal and self._fused(query, key, value):
+            return torch._native_multi_head_attention(
+                query, key, value, self.embed_dim, self.num_heads, self.in_proj_weight, self.in_proj_bias,
+                self.out_proj.composed_weight(), self.out_proj.bias, None, need_weights, average_attn_weights, None)
         batched = query.dim() == 3
         if self.batch_first and batched:
             query, key, value = (x.transpose(1, 0) for x in (query, key, value))
@@ -143,6 +147,18 @@ class PHMultiheadAttention(PHComposite):
             average_attn_weights=average_attn_weights, is_causal=is_causal,
         )
         return (output.transpose(1, 0) if self.batch_first and batched else output), weights
+
+    def _fused(self, query: Tensor, key: Tensor, value: Tensor) -> bool:
+        """Whether nn.MultiheadAttention would run its fused inference kernel on these inputs (without masks):
+        it does in eval self-attention, so the PH layer runs the same kernel on its cached weights there."""
+        needs_grad = torch.is_grad_enabled() and (query.requires_grad
+                                                  or any(p.requires_grad for p in self.parameters()))
+        return (not self.training and not needs_grad and query.dim() == 3 and query is key and key is value
+                and self.batch_first and self._qkv_same_embed_dim and self.in_proj_bias is not None
+                and self.bias_k is None and self.bias_v is None and not self.add_zero_attn
+                and self.num_heads % 2 == 0 and query.dtype == self.in_proj_bias.dtype and not query.is_nested
+                and query.device.type in ("cpu", "cuda") and torch.backends.mha.get_fastpath_enabled()
+                and not torch.compiler.is_compiling())
 
     def dense_pairs(self) -> list[tuple[PHMLinear, str, str | None]]:
         """Each PH projection with the names of its weight and bias in nn.MultiheadAttention."""

@@ -311,3 +311,26 @@ def test_export_goes_through_to_dense(tmp_path) -> None:
     torch.manual_seed(0)
     result = export_model(_Tagger(), torch.randn(2, 5, 8), "torchscript", tmp_path / "model.pt", {})
     assert result.max_abs_diff < 1e-5
+
+
+@pytest.mark.parametrize("need_weights", [False, True])
+def test_attention_in_eval_runs_torch_fused_kernel_like_the_dense_layer(need_weights: bool,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """nn.MultiheadAttention runs a fused kernel for self-attention in eval; the PH layer takes the same path
+    (else it is slower than the layer it replaces) and gives the same outputs."""
+    torch.manual_seed(0)
+    ph = PHMultiheadAttention(16, 4, batch_first=True).eval()
+    dense = ph.to_dense().eval()
+    calls: list[str] = []
+    fused = torch._native_multi_head_attention
+    monkeypatch.setattr(torch, "_native_multi_head_attention", lambda *args: calls.append("fused") or fused(*args))
+    x = torch.randn(2, 6, 16)
+    with torch.no_grad():
+        want, got = dense(x, x, x, need_weights=need_weights), ph(x, x, x, need_weights=need_weights)
+    assert calls == ["fused", "fused"]
+    torch.testing.assert_close(got[0], want[0], rtol=0, atol=1e-5)
+    if need_weights:
+        torch.testing.assert_close(got[1], want[1], rtol=0, atol=1e-6)
+    ph.train()
+    ph(x, x, x)
+    assert calls == ["fused", "fused"], "training takes the general path"
