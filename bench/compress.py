@@ -96,10 +96,10 @@ def test_accuracy(run_dir: Path) -> float:
     return float(json.loads((run_dir / "test/metrics.json").read_text())["metrics"]["test/acc"])
 
 
-def validation_curve(run_dir: Path) -> list[float]:
-    """The validation accuracy after each epoch of the fit in `run_dir` (its metrics.csv)."""
+def validation_curve(run_dir: Path, metric: str = "val/acc") -> list[float]:
+    """`metric` after each epoch of the fit in `run_dir` (its metrics.csv)."""
     with (run_dir / "metrics.csv").open(newline="") as file:
-        return [float(row["val/acc"]) for row in csv.DictReader(file) if row.get("val/acc")]
+        return [float(row[metric]) for row in csv.DictReader(file) if row.get(metric)]
 
 
 def compress(teacher: Path, n: int, epochs: int, init: str) -> dict[str, Any]:

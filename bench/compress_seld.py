@@ -7,7 +7,8 @@ Synthesises the demo's data (`phnn.demo`: the same clips for the same seed) unle
 fits the teacher (`-c sed/demo.yaml -c sed/model/real.yaml`: the demo's recipe, 40 epochs), runs
 `phnn compress --n 4` with the teacher run's config (the same recipe), the same with `--init random`,
 and fits the student's network from scratch (`--model.model.converted_n 4`). Runs already in --out are
-reused. Prints a markdown table of the test scores and writes results.json in --out.
+reused. Prints markdown tables of the test scores and of the validation location-sensitive F along the
+fits, and writes results.json in --out.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from compress import inside, newest, run
+from compress import inside, newest, run, validation_curve
 
 from phnn.demo import synthesize_demo_data
 from phnn.io import write_text_atomic
@@ -32,6 +33,9 @@ COLUMNS = (("test/seld_f_score", "location-sensitive F (2 m), one-to-one", "{:.3
            ("test/doa_error_m", "localisation error (m)", "{:.2f}"),
            ("test/doa_error_deg", "localisation error (°)", "{:.1f}"),
            ("test/f_score", "detection F", "{:.3f}"))
+#: epochs (1-based) at which the validation location-sensitive F of each run is shown; -1: the last
+CURVE_EPOCHS = (3, 6, 11, 17, -1)
+CURVE_METRIC = "val/seld_f_score"
 
 
 def paths_config(out: Path, data: Path) -> list[str]:
@@ -64,8 +68,9 @@ def compress_report(teacher: Path, epochs: list[str], init: str) -> dict[str, An
     return json.loads(newest(f"runs/*_compress_n{N}/version_*/compress.json").read_text())
 
 
-def scratch_scores(paths: list[str], epochs: list[str]) -> dict[str, float]:
-    """Test scores of the student's network trained from scratch: its fit and test reused, else run now."""
+def scratch_run(paths: list[str], epochs: list[str]) -> Path:
+    """The run folder of the student's network trained from scratch, tested: its fit and test reused, else
+    run now."""
     runs = [folder for folder in sorted(Path.cwd().glob(f"runs/*_compress_n{N}/version_*"))
             if (folder / "checkpoints/best.ckpt").is_file() and not (folder / "compress.json").is_file()]
     if not runs:
@@ -74,17 +79,28 @@ def scratch_scores(paths: list[str], epochs: list[str]) -> dict[str, float]:
     folder = runs[0]
     if not (folder / "test/metrics.json").is_file():
         run(["test", "--config", str(folder / "config.yaml"), "--ckpt_path", str(folder / "checkpoints/best.ckpt")])
-    return json.loads((folder / "test/metrics.json").read_text())["metrics"]
+    return folder
 
 
-def table(rows: list[tuple[str, int, dict[str, float]]]) -> str:
-    """The rows (name, parameters, test scores) as a markdown table ("-": not defined, e.g. no detections)."""
+Row = tuple[str, int, dict[str, float], Path | None]  # name, parameters, test scores, run folder (None: no fit)
+
+
+def table(rows: list[Row]) -> str:
+    """The rows' test scores as a markdown table ("-": not defined, e.g. no detections), then each fit's
+    validation location-sensitive F at `CURVE_EPOCHS`."""
     lines = ["| network | parameters | " + " | ".join(title for _, title, _ in COLUMNS) + " |",
              "|---|---:|" + "---:|" * len(COLUMNS)]
-    for name, parameters, scores in rows:
+    for name, parameters, scores, _ in rows:
         cells = [form.format(scores[key]) if not math.isnan(scores.get(key, math.nan)) else "-"
                  for key, _, form in COLUMNS]
         lines.append(f"| {name} | {parameters:,} | " + " | ".join(cells) + " |")
+    curves = [(name, validation_curve(folder, CURVE_METRIC)) for name, _, _, folder in rows if folder]
+    last = min(len(curve) for _, curve in curves)
+    shown = [last if epoch == -1 else epoch for epoch in CURVE_EPOCHS if epoch <= last]
+    lines += ["", f"Validation {CURVE_METRIC} after epoch:", "",
+              "| network | " + " | ".join(str(epoch) for epoch in shown) + " |", "|---|" + "---:|" * len(shown)]
+    for name, curve in curves:
+        lines.append(f"| {name} | " + " | ".join(f"{curve[epoch - 1]:.3f}" for epoch in shown) + " |")
     return "\n".join(lines)
 
 
@@ -108,19 +124,23 @@ def main(argv: list[str] | None = None) -> int:
         teacher = teacher_run(paths, epochs)
         report = compress_report(teacher, epochs, "nearest")
         metrics = report["metrics"]
-        rows = [("teacher: the demo's network, real family", report["teacher"]["parameters"], metrics["teacher"]),
-                (f"PH n = {N}, nearest start, no training", report["student"]["parameters"],
-                 metrics["student_start"]),
-                (f"PH n = {N} by `phnn compress`", report["student"]["parameters"], metrics["student_end"])]
+        student = report["student"]["parameters"]
+        rows: list[Row] = [
+            ("teacher: the demo's network, real family", report["teacher"]["parameters"], metrics["teacher"], teacher),
+            (f"PH n = {N}, nearest start, no training", student, metrics["student_start"], None),
+            (f"PH n = {N} by `phnn compress`", student, metrics["student_end"], Path(report["student"]["run"]))]
         if not args.no_random:
-            rows.append((f"PH n = {N}, random start + distillation", report["student"]["parameters"],
-                         compress_report(teacher, epochs, "random")["metrics"]["student_end"]))
+            random = compress_report(teacher, epochs, "random")
+            rows.append((f"PH n = {N}, random start + distillation", student, random["metrics"]["student_end"],
+                         Path(random["student"]["run"])))
         if not args.no_scratch:
-            rows.append((f"PH n = {N}, the same network from scratch", report["student"]["parameters"],
-                         scratch_scores(paths, epochs)))
+            folder = scratch_run(paths, epochs)
+            rows.append((f"PH n = {N}, the same network from scratch", student,
+                         json.loads((folder / "test/metrics.json").read_text())["metrics"], folder))
+        printed = table(rows)
     results = {"command": " ".join(["python", "bench/compress_seld.py", *(argv or sys.argv[1:])]),
-               "rows": [{"network": name, "parameters": count, "test": scores} for name, count, scores in rows],
-               "compress_seconds": report["seconds"], "table": table(rows)}
+               "rows": [{"network": name, "parameters": count, "test": scores} for name, count, scores, _ in rows],
+               "compress_seconds": report["seconds"], "table": printed}
     write_text_atomic(out / "results.json", json.dumps(results, indent=2) + "\n")
     print(results["table"])
     return 0

@@ -4,11 +4,13 @@ The in-projection is one `PHMLinear` with three row blocks (q, k, v; `blocks=3`,
 query, key and value have embed_dim features, as torch's packed `in_proj_weight`; otherwise three
 PHMLinear q_proj, k_proj, v_proj (embed_dim × embed_dim, × kdim, × vdim). The out-projection is a
 PHMLinear. The biases (in_proj_bias, bias_k, bias_v) stay dense, as torch names them. The forward
-composes the weights once and calls `F.multi_head_attention_forward`, so masks (key_padding_mask,
-attn_mask, is_causal), need_weights, average_attn_weights, dropout, add_bias_kv, add_zero_attn and
-batch_first behave exactly as in torch. `in_proj_weight`, `q/k/v_proj_weight` and `out_proj.weight`
-read as the composed weights, so nn.TransformerEncoderLayer/DecoderLayer (and their eval fast path)
-use a converted attention as their own. Parameters: 2n³ + 4·E²/n (+ 4E biases) for kdim = vdim = E.
+composes the weights once and calls `F.multi_head_attention_forward` (for self-attention in eval
+without masks, where nn.MultiheadAttention runs the fused `torch._native_multi_head_attention`, that
+kernel), so masks (key_padding_mask, attn_mask, is_causal), need_weights, average_attn_weights,
+dropout, add_bias_kv, add_zero_attn and batch_first behave exactly as in torch. `in_proj_weight`,
+`q/k/v_proj_weight` and `out_proj.weight` read as the composed weights, so nn.TransformerEncoderLayer/
+DecoderLayer (and their eval fast path) use a converted attention as their own. Parameters:
+2n³ + 4·E²/n (+ 4E biases) for kdim = vdim = E.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.modules.activation import _is_make_fx_tracing
 
 from phnn.nn.algebra import LEARNED
 from phnn.nn.layers import PHComposite, PHMLinear
@@ -156,9 +159,10 @@ class PHMultiheadAttention(PHComposite):
         return (not self.training and not needs_grad and query.dim() == 3 and query is key and key is value
                 and self.batch_first and self._qkv_same_embed_dim and self.in_proj_bias is not None
                 and self.bias_k is None and self.bias_v is None and not self.add_zero_attn
-                and self.num_heads % 2 == 0 and query.dtype == self.in_proj_bias.dtype and not query.is_nested
+                and self.num_heads % 2 == 0 and query.dtype == self.in_proj_bias.dtype
                 and query.device.type in ("cpu", "cuda") and torch.backends.mha.get_fastpath_enabled()
-                and not torch.compiler.is_compiling())
+                and not torch.is_autocast_enabled() and not torch.overrides.has_torch_function((query,))
+                and not torch.compiler.is_compiling() and not _is_make_fx_tracing())
 
     def dense_pairs(self) -> list[tuple[PHMLinear, str, str | None]]:
         """Each PH projection with the names of its weight and bias in nn.MultiheadAttention."""

@@ -6,6 +6,7 @@ whose weight is W = Σ_i A_i ⊗ F_i (see composition.py), with about 1/n of its
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -57,6 +58,14 @@ def _hint(in_name: str, in_size: int, out_size: int, groups: int, n: int, failin
     else:
         advice.append(f"use {failing}={_multiples(out_size, step)}")
     return "; or ".join(advice)
+
+
+def _without_autocast(device: torch.device) -> contextlib.AbstractContextManager[Any]:
+    """Autocast switched off on `device` where it is on: a cached weight keeps the parameters' dtype (as a
+    dense layer's weight does), and a call outside autocast can reuse it."""
+    if torch.amp.is_autocast_available(device.type) and torch.is_autocast_enabled(device.type):
+        return torch.autocast(device.type, enabled=False)
+    return contextlib.nullcontext()
 
 
 class PHLayer(nn.Module):
@@ -164,7 +173,7 @@ class PHLayer(nn.Module):
             self.factors.device,
         )
         if self._cache is None or key != self._cache_key:
-            with torch.no_grad():
+            with torch.no_grad(), _without_autocast(self.factors.device):
                 self._cache = compose(self.algebra, self.factors)
             self._cache_key = key
         return self._cache

@@ -271,3 +271,17 @@ def test_no_lightning_import() -> None:
 def test_module_in_a_sequential_moves_with_it() -> None:
     model = nn.Sequential(small_conv(), nn.ReLU(), small_conv(algebra="quaternion")).double()
     assert model(X.double()).dtype == torch.float64
+
+
+def test_an_eval_call_under_autocast_leaves_the_cached_weight_in_the_parameters_dtype() -> None:
+    """Evaluated once under bf16 autocast (e.g. a bf16-mixed validation), then in float32: the cached
+    composed weight stays float32, as a dense layer's weight does, so the second call works and matches."""
+    torch.manual_seed(0)
+    for layer, x in ((PHMLinear(8, 8, n=4), torch.randn(2, 8)), (PHConv2d(8, 8, 3, n=4), torch.randn(1, 8, 5, 5))):
+        layer.eval()
+        dense = layer.to_dense().eval()
+        with torch.no_grad():
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                assert layer(x).dtype == dense(x).dtype == torch.bfloat16
+            assert layer.composed_weight().dtype == torch.float32
+            torch.testing.assert_close(layer(x), dense(x), rtol=0, atol=1e-5)
