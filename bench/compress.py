@@ -90,20 +90,15 @@ def newest(pattern: str) -> Path:
     return max(Path.cwd().glob(pattern), key=lambda path: path.stat().st_mtime)
 
 
-def test_accuracy(run_dir: Path) -> float:
-    """Run `phnn test` on the best checkpoint of `run_dir` and return its test accuracy."""
-    run(["test", "--config", str(run_dir / "config.yaml"), "--ckpt_path", str(run_dir / "checkpoints/best.ckpt")])
-    return float(json.loads((run_dir / "test/metrics.json").read_text())["metrics"]["test/acc"])
-
-
 def validation_curve(run_dir: Path, metric: str = "val/acc") -> list[float]:
     """`metric` after each epoch of the fit in `run_dir` (its metrics.csv)."""
     with (run_dir / "metrics.csv").open(newline="") as file:
         return [float(row[metric]) for row in csv.DictReader(file) if row.get(metric)]
 
 
-def compress(teacher: Path, n: int, epochs: int, init: str) -> dict[str, Any]:
-    """The compress.json report of `phnn compress` at `n` with `init`: reused from an earlier run, else run now."""
+def compress_report(teacher: Path, n: int, init: str, *fit_args: str) -> dict[str, Any]:
+    """The compress.json report of `phnn compress` at `n` with `init`: reused from an earlier run, else run now
+    with the teacher run's config and `fit_args`."""
     for done in sorted(Path.cwd().glob(f"runs/*_compress_n{n}/version_*/compress.json")):  # a rerun reuses it
         report = json.loads(done.read_text())
         if report["student"]["init"] == init:
@@ -111,22 +106,30 @@ def compress(teacher: Path, n: int, epochs: int, init: str) -> dict[str, Any]:
     if COLLECT_ONLY:
         raise LookupError(f"no compress run with init {init} at n={n}")
     run(["compress", "--ckpt_path", str(teacher / "checkpoints/best.ckpt"), "--n", str(n), "--init", init,
-         "-c", str(teacher / "config.yaml"), f"--trainer.max_epochs={epochs}"])
+         "-c", str(teacher / "config.yaml"), *fit_args])
     return json.loads(newest(f"runs/*_compress_n{n}/version_*/compress.json").read_text())
 
 
-def scratch(root: Path, n: int, epochs: int) -> tuple[float, Path]:
-    """Test accuracy and run folder of the `converted_n` network trained from scratch at `n`: reused if run
-    already, else fit + test."""
-    for done in sorted(Path.cwd().glob(f"runs/*_compress_n{n}/version_*/test/metrics.json")):  # a rerun reuses it
-        if not (done.parent.parent / "compress.json").is_file():
-            return float(json.loads(done.read_text())["metrics"]["test/acc"]), done.parent.parent
-    if COLLECT_ONLY:
-        raise LookupError(f"no from-scratch run at n={n}")
-    run(["fit", *model_args(f'--model.model_kwargs={{"converted_n": {n}}}'), *data_args(root),
-         f"--trainer.max_epochs={epochs}"])
-    run_dir = newest(f"runs/*_compress_n{n}/version_*")
-    return test_accuracy(run_dir), run_dir
+def scratch_run(n: int, *fit_args: str) -> Path:
+    """The run folder of the network converted at `n` trained from scratch, tested: the fit reused from an
+    earlier run (a run folder of that name without compress.json), else `phnn fit *fit_args` now; then
+    `phnn test` on its best checkpoint unless done."""
+    found = [folder for folder in sorted(Path.cwd().glob(f"runs/*_compress_n{n}/version_*"))
+             if (folder / "checkpoints/best.ckpt").is_file() and not (folder / "compress.json").is_file()]
+    if not found:
+        if COLLECT_ONLY:
+            raise LookupError(f"no from-scratch run at n={n}")
+        run(["fit", *fit_args])
+        found = [newest(f"runs/*_compress_n{n}/version_*")]
+    folder = found[0]
+    if not (folder / "test/metrics.json").is_file():
+        run(["test", "--config", str(folder / "config.yaml"), "--ckpt_path", str(folder / "checkpoints/best.ckpt")])
+    return folder
+
+
+def test_scores(run_dir: Path) -> dict[str, float]:
+    """The test metrics `phnn test` wrote in `run_dir`."""
+    return json.loads((run_dir / "test/metrics.json").read_text())["metrics"]
 
 
 def step_cost(n: int, repeats: int, size: int = 8) -> dict[str, float]:
@@ -163,9 +166,11 @@ def step_cost(n: int, repeats: int, size: int = 8) -> dict[str, float]:
 def measure(kind: str, n: int, teacher_dir: Path, root: Path, epochs: int, results: dict[str, Any]) -> dict[str, Any]:
     """One cell group of the table: a compress run (and its start), a from-scratch run, or a random-start run."""
     if kind == "scratch":
-        accuracy, run_dir = scratch(root, n, epochs)
-        return {"scratch": accuracy, "curves": {"scratch": validation_curve(run_dir)}}
-    report = compress(teacher_dir, n, epochs, "nearest" if kind == "nearest" else "random")
+        run_dir = scratch_run(n, *model_args(f'--model.model_kwargs={{"converted_n": {n}}}'), *data_args(root),
+                              f"--trainer.max_epochs={epochs}")
+        return {"scratch": float(test_scores(run_dir)["test/acc"]), "curves": {"scratch": validation_curve(run_dir)}}
+    report = compress_report(teacher_dir, n, "nearest" if kind == "nearest" else "random",
+                             f"--trainer.max_epochs={epochs}")
     metrics = report["metrics"]
     results["teacher"] = {"accuracy": metrics["teacher"]["test/acc"], "parameters": report["teacher"]["parameters"],
                           "curve": validation_curve(teacher_dir)}

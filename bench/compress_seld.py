@@ -18,9 +18,8 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import Any
 
-from compress import inside, newest, run, validation_curve
+from compress import compress_report, inside, newest, run, scratch_run, test_scores, validation_curve
 
 from phnn.demo import synthesize_demo_data
 from phnn.io import write_text_atomic
@@ -54,32 +53,6 @@ def teacher_run(paths: list[str], epochs: list[str]) -> Path:
         run(["fit", *TEACHER, *paths, *epochs])
         found = [newest("runs/l3das21_sednet_real/version_*/checkpoints/best.ckpt")]
     return found[0].parent.parent
-
-
-def compress_report(teacher: Path, epochs: list[str], init: str) -> dict[str, Any]:
-    """compress.json of the n = 4 student started by `init`: reused, else `phnn compress` now with the teacher
-    run's config."""
-    for done in sorted(Path.cwd().glob(f"runs/*_compress_n{N}/version_*/compress.json")):
-        report = json.loads(done.read_text())
-        if report["student"]["init"] == init:
-            return report
-    run(["compress", "--ckpt_path", str(teacher / "checkpoints/best.ckpt"), "--n", str(N), "--init", init,
-         "-c", str(teacher / "config.yaml"), *epochs])
-    return json.loads(newest(f"runs/*_compress_n{N}/version_*/compress.json").read_text())
-
-
-def scratch_run(paths: list[str], epochs: list[str]) -> Path:
-    """The run folder of the student's network trained from scratch, tested: its fit and test reused, else
-    run now."""
-    runs = [folder for folder in sorted(Path.cwd().glob(f"runs/*_compress_n{N}/version_*"))
-            if (folder / "checkpoints/best.ckpt").is_file() and not (folder / "compress.json").is_file()]
-    if not runs:
-        run(["fit", *TEACHER, *paths, f"--model.model.converted_n={N}", *epochs])
-        runs = [newest(f"runs/*_compress_n{N}/version_*")]
-    folder = runs[0]
-    if not (folder / "test/metrics.json").is_file():
-        run(["test", "--config", str(folder / "config.yaml"), "--ckpt_path", str(folder / "checkpoints/best.ckpt")])
-    return folder
 
 
 Row = tuple[str, int, dict[str, float], Path | None]  # name, parameters, test scores, run folder (None: no fit)
@@ -122,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     with inside(out):
         paths = paths_config(out, data)
         teacher = teacher_run(paths, epochs)
-        report = compress_report(teacher, epochs, "nearest")
+        report = compress_report(teacher, N, "nearest", *epochs)
         metrics = report["metrics"]
         student = report["student"]["parameters"]
         rows: list[Row] = [
@@ -130,13 +103,12 @@ def main(argv: list[str] | None = None) -> int:
             (f"PH n = {N}, nearest start, no training", student, metrics["student_start"], None),
             (f"PH n = {N} by `phnn compress`", student, metrics["student_end"], Path(report["student"]["run"]))]
         if not args.no_random:
-            random = compress_report(teacher, epochs, "random")
+            random = compress_report(teacher, N, "random", *epochs)
             rows.append((f"PH n = {N}, random start + distillation", student, random["metrics"]["student_end"],
                          Path(random["student"]["run"])))
         if not args.no_scratch:
-            folder = scratch_run(paths, epochs)
-            rows.append((f"PH n = {N}, the same network from scratch", student,
-                         json.loads((folder / "test/metrics.json").read_text())["metrics"], folder))
+            folder = scratch_run(N, *TEACHER, *paths, f"--model.model.converted_n={N}", *epochs)
+            rows.append((f"PH n = {N}, the same network from scratch", student, test_scores(folder), folder))
         printed = table(rows)
     results = {"command": " ".join(["python", "bench/compress_seld.py", *(argv or sys.argv[1:])]),
                "rows": [{"network": name, "parameters": count, "test": scores} for name, count, scores, _ in rows],

@@ -64,25 +64,30 @@ def interleaved(candidates: dict[str, Callable[[], object]], rounds: int, min_ti
     return {name: statistics.median(times) for name, times in samples.items()}
 
 
-def train_step(model: nn.Module, x: Tensor) -> Callable[[], None]:
-    """One forward + backward (+ SGD step for whole models) as a closure."""
+def on(x: Tensor) -> Callable[[nn.Module], Tensor]:
+    """`model(x)`, as the `run` of `train_step` / `eval_forward`."""
+    return lambda model: model(x)
+
+
+def train_step(model: nn.Module, run: Callable[[nn.Module], Tensor]) -> Callable[[], None]:
+    """One forward (`run(model)`) + backward + SGD step, as a closure to time."""
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-6)
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
-        model(x).float().mean().backward()
+        run(model).float().mean().backward()
         optimizer.step()
 
     return step
 
 
-def eval_forward(model: nn.Module, x: Tensor) -> Callable[[], None]:
-    """A no-grad forward pass of `model` in eval mode on `x`, as a callable to time."""
+def eval_forward(model: nn.Module, run: Callable[[nn.Module], Tensor]) -> Callable[[], None]:
+    """A no-grad forward (`run(model)`) in eval mode, as a closure to time."""
     model.eval()
 
     def forward() -> None:
         with torch.no_grad():
-            model(x)
+            run(model)
 
     return forward
 
@@ -110,9 +115,9 @@ def bench_convs(sizes: Sizes, device: torch.device) -> list[list[str]]:
             for n in sizes.ns:
                 dense = nn.Conv2d(channels, channels, 3, padding=1, bias=False, device=device)
                 ph = PHConv2d(channels, channels, 3, padding=1, bias=False, n=n, device=device)
-                train = interleaved({"dense": train_step(dense, x), "ph": train_step(ph, x)}, sizes.rounds,
+                train = interleaved({"dense": train_step(dense, on(x)), "ph": train_step(ph, on(x))}, sizes.rounds,
                                     sizes.min_time)
-                infer = interleaved({"dense": eval_forward(dense, x), "ph": eval_forward(ph, x)}, sizes.rounds,
+                infer = interleaved({"dense": eval_forward(dense, on(x)), "ph": eval_forward(ph, on(x))}, sizes.rounds,
                                     sizes.min_time)
                 rows.append([f"{channels}->{channels} {size}x{size}", str(batch), str(n),
                              f"{train['dense'] * 1e3:.2f}", f"{train['ph'] / train['dense']:.3f}",
@@ -156,9 +161,9 @@ def bench_models(sizes: Sizes, device: torch.device) -> list[list[str]]:
     x_train = torch.randn(train_batch, 4, 32, 32, device=device)
     x_eval = torch.randn(eval_batch, 4, 32, 32, device=device)
     dense.train(), ph.train()
-    train = interleaved({"dense": train_step(dense, x_train), "ph": train_step(ph, x_train)}, sizes.rounds,
+    train = interleaved({"dense": train_step(dense, on(x_train)), "ph": train_step(ph, on(x_train))}, sizes.rounds,
                         sizes.min_time)
-    infer = interleaved({"dense": eval_forward(dense, x_eval), "ph": eval_forward(ph, x_eval)}, sizes.rounds,
+    infer = interleaved({"dense": eval_forward(dense, on(x_eval)), "ph": eval_forward(ph, on(x_eval))}, sizes.rounds,
                         sizes.min_time)
     params = [sum(p.numel() for p in model.parameters()) for model in (dense, ph)]
     return [

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from layers import interleaved, table
+from layers import eval_forward, interleaved, table, train_step
 
 from phnn.nn import PHGRU, PHLSTM, PHMultiheadAttention
 
@@ -43,29 +43,6 @@ class Sizes:
 FULL = Sizes(recurrent=(16, 75, 1024, 256, 3), attention=(16, 128, 256, 8), ns=(4, 16), rounds=7, min_time=0.3)
 QUICK = Sizes(recurrent=(2, 5, 16, 8, 2), attention=(2, 6, 16, 2), ns=(4,), rounds=1, min_time=0.0)
 TARGETS = {"recurrent": {"train": 1.15, "eval": 1.05}, "attention": {"train": 1.1, "eval": 1.1}}
-
-
-def train_step(model: nn.Module, run: Callable[[nn.Module], Tensor]) -> Callable[[], None]:
-    """One forward + backward + SGD step of `run(model)` as a closure."""
-    optimizer = torch.optim.SGD(model.parameters(), lr=1e-6)
-
-    def step() -> None:
-        optimizer.zero_grad(set_to_none=True)
-        run(model).float().mean().backward()
-        optimizer.step()
-
-    return step
-
-
-def eval_forward(model: nn.Module, run: Callable[[nn.Module], Tensor]) -> Callable[[], None]:
-    """One no-grad forward in eval mode as a closure."""
-    model.eval()
-
-    def forward() -> None:
-        with torch.no_grad():
-            run(model)
-
-    return forward
 
 
 def compare(pair: tuple[nn.Module, nn.Module], run: Callable[[nn.Module], Tensor], kind: str, sizes: Sizes,
