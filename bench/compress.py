@@ -17,11 +17,9 @@ import argparse
 import contextlib
 import csv
 import json
-import os
 import statistics
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -52,16 +50,10 @@ def write_digits(root: Path) -> Path:
     return root
 
 
-@contextlib.contextmanager
-def inside(folder: Path) -> Iterator[None]:
-    """Run with `folder` as the working directory (runs/ lands there)."""
-    previous = Path.cwd()
+def inside(folder: Path) -> contextlib.chdir:
+    """Run with `folder`, made if missing, as the working directory (runs/ lands there)."""
     folder.mkdir(parents=True, exist_ok=True)
-    os.chdir(folder)
-    try:
-        yield
-    finally:
-        os.chdir(previous)
+    return contextlib.chdir(folder)
 
 
 def data_args(root: Path) -> list[str]:

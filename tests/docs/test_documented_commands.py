@@ -31,7 +31,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -285,7 +285,7 @@ def trains_on_l3das21(argv: list[str], root: Path) -> bool:
 
     names = [value for option, value in itertools.pairwise(argv) if option in ("-c", "--config")]
     names += [arg.partition("=")[2] for arg in argv if arg.startswith("--config=")]
-    with inside(root):
+    with contextlib.chdir(root):
         files = [find_config(name).resolve() for name in names]
     return any("L3DAS21DataModule" in file.read_text(encoding="utf-8") for file in files)
 
@@ -346,14 +346,6 @@ def walk_docs(root: Path, run: Callable[[list[str]], tuple[int, str]], repo: Pat
     return walk, outcomes
 
 
-@contextlib.contextmanager
-def inside(folder: Path) -> Iterator[None]:
-    previous = Path.cwd()
-    os.chdir(folder)
-    try:
-        yield
-    finally:
-        os.chdir(previous)
 
 
 def run_in_process(argv: list[str]) -> tuple[int, str]:
@@ -443,7 +435,7 @@ def walk_and_check(root: Path, l3das21_root: Path, expensive: bool) -> None:
     """Run the docs in `root`: every command exits 0, one run folder per fit, no stray files."""
     make_workspace(root, l3das21_root)
     before = {p.name for p in root.iterdir()}
-    with inside(root):
+    with contextlib.chdir(root):
         walk, outcomes = walk_docs(root, run_in_process, expensive=expensive)
     failed = [f"{o.source}: {o.command}\n  ran: phnn {shlex.join(o.argv)}\n  exit {o.code}:\n{o.output[-2500:]}"
               for o in outcomes if o.code not in (None, 0)]
